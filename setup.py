@@ -1,0 +1,90 @@
+"""Build the skbnn extension: Cython wrapper plus hand-written C kernels.
+
+No ``-march``/``-mavx*`` flags: wide instructions live only in functions with
+per-function ``target`` attributes and are selected at import time.
+OpenMP is used when a test program compiles with ``-fopenmp`` and
+``SKBNN_NO_OPENMP`` is not set.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_TEST = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+
+def openmp_flags(compiler_cmd):
+    """Return the OpenMP flag if the compiler accepts it, else None."""
+    if os.environ.get("SKBNN_NO_OPENMP", "0") not in ("", "0"):
+        return None
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "omp_test.c")
+        with open(src, "w") as f:
+            f.write(OPENMP_TEST)
+        cmd = [compiler_cmd, "-fopenmp", src, "-o", os.path.join(tmp, "omp_test")]
+        ok = subprocess.run(cmd, capture_output=True).returncode == 0
+        return "-fopenmp" if ok else None
+    except OSError:
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        cc = self.compiler.compiler_so[0] if hasattr(self.compiler, "compiler_so") else "cc"
+        flag = openmp_flags(cc)
+        if flag is None:
+            print("skbnn: building WITHOUT OpenMP (sequential kernels)", file=sys.stderr)
+        for ext in self.extensions:
+            if flag is not None:
+                ext.extra_compile_args.append(flag)
+                ext.extra_link_args.append(flag)
+        super().build_extensions()
+
+
+sanitize = os.environ.get("SKBNN_SANITIZE", "")
+compile_args = ["-O3", "-std=c11", "-fno-strict-aliasing"]
+link_args = []
+if sanitize:
+    compile_args += ["-fsanitize=" + sanitize, "-fno-omit-frame-pointer", "-g"]
+    link_args += ["-fsanitize=" + sanitize]
+
+extensions = [
+    Extension(
+        "skbnn._kernels",
+        sources=["skbnn/_kernels.pyx", "skbnn/_csrc/bnn_kernels.c"],
+        include_dirs=["skbnn/_csrc"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+]
+
+directives = {
+    "language_level": 3,
+    "boundscheck": os.environ.get("SKBNN_BOUNDSCHECK", "0") == "1",
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": False,
+    "nonecheck": False,
+    "freethreading_compatible": True,
+}
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=directives),
+    cmdclass={"build_ext": BuildExt},
+)

@@ -1,0 +1,712 @@
+/* skbnn bit-packed kernels.
+ *
+ * Compiled with the baseline flags of the platform only.  Wide instructions
+ * appear solely inside functions carrying a `target` attribute; one of them
+ * is chosen once at import (skbnn_set_isa) through a function-pointer table.
+ * The matrix product works on a "panel" copy of the right operand: 8 neurons
+ * interleaved word by word, so one SIMD lane holds one neuron and the
+ * accumulators need no horizontal reduction (each lane is an output).
+ */
+#include "bnn_kernels.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SKBNN_X86 1
+#include <immintrin.h>
+#else
+#define SKBNN_X86 0
+#endif
+
+#define WORDS(bits) (((bits) + 63) / 64)
+#define PANEL 8 /* neurons per panel */
+
+static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* ------------------------------------------------------------------------ */
+/* portable popcount                                                         */
+/* ------------------------------------------------------------------------ */
+static inline uint64_t pop_portable(uint64_t x)
+{
+#if defined(__aarch64__)
+    return (uint64_t)__builtin_popcountll(x); /* NEON cnt: always present */
+#else
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (x * 0x0101010101010101ULL) >> 56;
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* GEMM epilogue shared by the scalar and AVX2 paths                         */
+/* mode 0: int32 z = K - 2 pop into out[col..]; mode 1: sign byte at col/8   */
+/* ------------------------------------------------------------------------ */
+static inline void emit_panel(const uint64_t pop[PANEL], int64_t K, int mode, void *out_row,
+                              size_t col, size_t ncols)
+{
+    if (mode == 0) {
+        int32_t *z = (int32_t *)out_row;
+        size_t n = min_sz(PANEL, ncols - col);
+        for (size_t l = 0; l < n; l++) z[col + l] = (int32_t)(K - 2 * (int64_t)pop[l]);
+    } else {
+        unsigned byte = 0;
+        for (int l = 0; l < PANEL; l++) byte |= (unsigned)(2 * (int64_t)pop[l] <= K) << l;
+        ((uint8_t *)out_row)[col / 8] = (uint8_t)byte;
+    }
+}
+
+/* Row-block kernel type: rows [0, mr) of A (lda words apart) against all
+ * np panels; writes row r of the output at out + r * ldo (bytes). */
+typedef void (*rowblock_fn)(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp,
+                            size_t np, size_t nw, int64_t K, int mode, uint8_t *out,
+                            size_t ldo, size_t ncols);
+
+/* ---- generic (SWAR / NEON cnt) ----------------------------------------- */
+static void rowblock_generic(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp,
+                             size_t np, size_t nw, int64_t K, int mode, uint8_t *out,
+                             size_t ldo, size_t ncols)
+{
+    for (int r = 0; r < mr; r++) {
+        const uint64_t *a = A + (size_t)r * lda;
+        for (size_t p = 0; p < np; p++) {
+            const uint64_t *b = Bp + p * nw * PANEL;
+            uint64_t acc[PANEL] = {0};
+            for (size_t k = 0; k < nw; k++)
+                for (int l = 0; l < PANEL; l++) acc[l] += pop_portable(a[k] ^ b[k * PANEL + l]);
+            emit_panel(acc, K, mode, out + (size_t)r * ldo, p * PANEL, ncols);
+        }
+    }
+}
+
+#if SKBNN_X86
+/* ---- scalar POPCNT ------------------------------------------------------ */
+__attribute__((target("popcnt"))) static void
+rowblock_popcnt(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp, size_t np, size_t nw,
+                int64_t K, int mode, uint8_t *out, size_t ldo, size_t ncols)
+{
+    for (int r = 0; r < mr; r++) {
+        const uint64_t *a = A + (size_t)r * lda;
+        for (size_t p = 0; p < np; p++) {
+            const uint64_t *b = Bp + p * nw * PANEL;
+            uint64_t acc[PANEL] = {0};
+            for (size_t k = 0; k < nw; k++) {
+                const uint64_t ak = a[k];
+                for (int l = 0; l < PANEL; l++)
+                    acc[l] += (uint64_t)__builtin_popcountll(ak ^ b[k * PANEL + l]);
+            }
+            emit_panel(acc, K, mode, out + (size_t)r * ldo, p * PANEL, ncols);
+        }
+    }
+}
+
+/* ---- AVX2: Mula nibble lookup, vpsadbw widening ------------------------- */
+#define T_AVX2 __attribute__((target("avx2")))
+
+static inline T_AVX2 __m256i pop256(__m256i x, __m256i lut, __m256i low)
+{
+    __m256i lo = _mm256_and_si256(x, low);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+    __m256i c = _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+    return _mm256_sad_epu8(c, _mm256_setzero_si256());
+}
+
+static inline __attribute__((always_inline)) T_AVX2 void
+tile_avx2(const uint64_t *A, size_t lda, const int MR, const uint64_t *b, size_t nw,
+          int64_t K, int mode, uint8_t *out, size_t ldo, size_t col, size_t ncols)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
+                                         2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i acc[4][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (size_t k = 0; k < nw; k++) {
+        const __m256i b0 = _mm256_load_si256((const __m256i *)(b + k * PANEL));
+        const __m256i b1 = _mm256_load_si256((const __m256i *)(b + k * PANEL + 4));
+        for (int r = 0; r < MR; r++) {
+            const __m256i a = _mm256_set1_epi64x((long long)A[(size_t)r * lda + k]);
+            acc[r][0] = _mm256_add_epi64(acc[r][0], pop256(_mm256_xor_si256(a, b0), lut, low));
+            acc[r][1] = _mm256_add_epi64(acc[r][1], pop256(_mm256_xor_si256(a, b1), lut, low));
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        uint64_t pop[PANEL];
+        _mm256_storeu_si256((__m256i *)pop, acc[r][0]);
+        _mm256_storeu_si256((__m256i *)(pop + 4), acc[r][1]);
+        emit_panel(pop, K, mode, out + (size_t)r * ldo, col, ncols);
+    }
+}
+
+T_AVX2 static void rowblock_avx2(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp,
+                                 size_t np, size_t nw, int64_t K, int mode, uint8_t *out,
+                                 size_t ldo, size_t ncols)
+{
+    for (size_t p = 0; p < np; p++) {
+        const uint64_t *b = Bp + p * nw * PANEL;
+        switch (mr) {
+        case 4: tile_avx2(A, lda, 4, b, nw, K, mode, out, ldo, p * PANEL, ncols); break;
+        case 3: tile_avx2(A, lda, 3, b, nw, K, mode, out, ldo, p * PANEL, ncols); break;
+        case 2: tile_avx2(A, lda, 2, b, nw, K, mode, out, ldo, p * PANEL, ncols); break;
+        default: tile_avx2(A, lda, 1, b, nw, K, mode, out, ldo, p * PANEL, ncols); break;
+        }
+    }
+}
+
+/* ---- AVX-512 VPOPCNTDQ: 4 rows x 2 panels of zmm accumulators ----------- */
+#define T_AVX512 __attribute__((target("avx512f,avx512vpopcntdq")))
+
+static inline __attribute__((always_inline)) T_AVX512 void
+tile_avx512(const uint64_t *A, size_t lda, const int MR, const uint64_t *b, const int NP,
+            size_t nw, int64_t K, int mode, uint8_t *out, size_t ldo, size_t col, size_t ncols)
+{
+    __m512i acc[4][2];
+    for (int r = 0; r < MR; r++)
+        for (int q = 0; q < NP; q++) acc[r][q] = _mm512_setzero_si512();
+    const uint64_t *b1 = b + nw * PANEL;
+    for (size_t k = 0; k < nw; k++) {
+        __m512i bv[2];
+        bv[0] = _mm512_load_si512((const void *)(b + k * PANEL));
+        if (NP > 1) bv[1] = _mm512_load_si512((const void *)(b1 + k * PANEL));
+        for (int r = 0; r < MR; r++) {
+            const __m512i a = _mm512_set1_epi64((long long)A[(size_t)r * lda + k]);
+            for (int q = 0; q < NP; q++)
+                acc[r][q] = _mm512_add_epi64(acc[r][q],
+                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, bv[q])));
+        }
+    }
+    if (mode == 0) {
+        const __m512i kv = _mm512_set1_epi64(K);
+        for (int r = 0; r < MR; r++) {
+            int32_t *z = (int32_t *)(out + (size_t)r * ldo);
+            for (int q = 0; q < NP; q++) {
+                const size_t c = col + (size_t)q * PANEL;
+                const size_t n = min_sz(PANEL, ncols - c);
+                const __mmask8 m = (__mmask8)((1u << n) - 1u);
+                const __m512i zv = _mm512_sub_epi64(kv, _mm512_slli_epi64(acc[r][q], 1));
+                _mm512_mask_cvtepi64_storeu_epi32(z + c, m, zv);
+            }
+        }
+    } else {
+        const __m512i half = _mm512_set1_epi64(K / 2); /* z >= 0  <=>  pop <= K/2 */
+        for (int r = 0; r < MR; r++)
+            for (int q = 0; q < NP; q++)
+                out[(size_t)r * ldo + col / 8 + q] =
+                    (uint8_t)_mm512_cmple_epu64_mask(acc[r][q], half);
+    }
+}
+
+#define AVX512_PANELS(MRC)                                                                   \
+    for (size_t p = 0; p < np; p += 2) {                                                     \
+        if (np - p >= 2)                                                                     \
+            tile_avx512(A, lda, MRC, Bp + p * nw * PANEL, 2, nw, K, mode, out, ldo,         \
+                        p * PANEL, ncols);                                                   \
+        else                                                                                 \
+            tile_avx512(A, lda, MRC, Bp + p * nw * PANEL, 1, nw, K, mode, out, ldo,         \
+                        p * PANEL, ncols);                                                   \
+    }
+
+T_AVX512 static void rowblock_avx512(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp,
+                                     size_t np, size_t nw, int64_t K, int mode, uint8_t *out,
+                                     size_t ldo, size_t ncols)
+{
+    switch (mr) {
+    case 4: AVX512_PANELS(4); break;
+    case 3: AVX512_PANELS(3); break;
+    case 2: AVX512_PANELS(2); break;
+    default: AVX512_PANELS(1); break;
+    }
+}
+
+/* ---- popcount of a word array per ISA (tests and small helpers) --------- */
+__attribute__((target("popcnt"))) static uint64_t popcount_popcnt(const uint64_t *a, size_t n)
+{
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += (uint64_t)__builtin_popcountll(a[i]);
+    return s;
+}
+
+T_AVX2 static uint64_t popcount_avx2(const uint64_t *a, size_t n)
+{
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
+                                         2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i acc = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        acc = _mm256_add_epi64(acc, pop256(_mm256_loadu_si256((const __m256i *)(a + i)), lut, low));
+    uint64_t t[4];
+    _mm256_storeu_si256((__m256i *)t, acc);
+    uint64_t s = t[0] + t[1] + t[2] + t[3];
+    for (; i < n; i++) s += pop_portable(a[i]);
+    return s;
+}
+
+T_AVX512 static uint64_t popcount_avx512(const uint64_t *a, size_t n)
+{
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_loadu_si512((const void *)(a + i))));
+    if (i < n) {
+        const __mmask8 m = (__mmask8)((1u << (n - i)) - 1u);
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_maskz_loadu_epi64(m, a + i)));
+    }
+    return (uint64_t)_mm512_reduce_add_epi64(acc);
+}
+#endif /* SKBNN_X86 */
+
+static uint64_t popcount_generic(const uint64_t *a, size_t n)
+{
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += pop_portable(a[i]);
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* dispatch                                                                  */
+/* ------------------------------------------------------------------------ */
+typedef uint64_t (*popcount_fn)(const uint64_t *, size_t);
+
+static rowblock_fn g_rowblock = rowblock_generic;
+static popcount_fn g_popcount = popcount_generic;
+static int g_isa = SKBNN_ISA_GENERIC;
+
+int skbnn_cpu_supports(int isa)
+{
+    switch (isa) {
+    case SKBNN_ISA_GENERIC: return 1;
+#if SKBNN_X86 && defined(__GNUC__)
+    case SKBNN_ISA_POPCNT: __builtin_cpu_init(); return __builtin_cpu_supports("popcnt") != 0;
+    case SKBNN_ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("popcnt") != 0;
+    case SKBNN_ISA_AVX512:
+        /* GCC >= 8 also checks that the OS saves the ZMM state (XCR0). */
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") != 0 &&
+               __builtin_cpu_supports("avx512vpopcntdq") != 0;
+#endif
+    default: return 0;
+    }
+}
+
+int skbnn_best_isa(void)
+{
+    for (int isa = SKBNN_N_ISA - 1; isa > 0; isa--)
+        if (skbnn_cpu_supports(isa)) return isa;
+    return SKBNN_ISA_GENERIC;
+}
+
+int skbnn_set_isa(int isa)
+{
+    if (isa < 0 || isa >= SKBNN_N_ISA || !skbnn_cpu_supports(isa)) return -1;
+    switch (isa) {
+#if SKBNN_X86
+    case SKBNN_ISA_POPCNT: g_rowblock = rowblock_popcnt; g_popcount = popcount_popcnt; break;
+    case SKBNN_ISA_AVX2: g_rowblock = rowblock_avx2; g_popcount = popcount_avx2; break;
+    case SKBNN_ISA_AVX512: g_rowblock = rowblock_avx512; g_popcount = popcount_avx512; break;
+#endif
+    default: g_rowblock = rowblock_generic; g_popcount = popcount_generic; break;
+    }
+    g_isa = isa;
+    return 0;
+}
+
+int skbnn_get_isa(void) { return g_isa; }
+
+int skbnn_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int skbnn_omp_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+uint64_t skbnn_popcount(const uint64_t *a, size_t nw) { return g_popcount(a, nw); }
+
+/* ------------------------------------------------------------------------ */
+/* binary matrix products                                                    */
+/* ------------------------------------------------------------------------ */
+/* Interleave B (N x nw) into panels of 8 neurons: Bp[p][k][l] = B[8p + l][k],
+ * zero for the padding neurons of the last panel. */
+static uint64_t *make_panels(const uint64_t *B, size_t N, size_t nw, size_t *np_out)
+{
+    const size_t np = (N + PANEL - 1) / PANEL;
+    size_t bytes = np * nw * PANEL * sizeof(uint64_t);
+    bytes = (bytes + 63) / 64 * 64;
+    uint64_t *Bp = (uint64_t *)aligned_alloc(64, bytes ? bytes : 64);
+    if (!Bp) return NULL;
+    memset(Bp, 0, bytes);
+    for (size_t j = 0; j < N; j++) {
+        uint64_t *dst = Bp + (j / PANEL) * nw * PANEL + (j % PANEL);
+        const uint64_t *src = B + j * nw;
+        for (size_t k = 0; k < nw; k++) dst[k * PANEL] = src[k];
+    }
+    *np_out = np;
+    return Bp;
+}
+
+#define ROW_BLOCK 4
+
+static int bgemm_run(const uint64_t *A, size_t M, const uint64_t *B, size_t N, size_t nw,
+                     int64_t K, int mode, uint8_t *out, size_t ldo, int n_threads)
+{
+    if (M == 0 || N == 0) return 0;
+    size_t np;
+    uint64_t *Bp = make_panels(B, N, nw, &np);
+    if (!Bp) return -1;
+    const rowblock_fn kernel = g_rowblock;
+    const long nblocks = (long)((M + ROW_BLOCK - 1) / ROW_BLOCK);
+    (void)n_threads;
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (long ib = 0; ib < nblocks; ib++) {
+        const size_t m0 = (size_t)ib * ROW_BLOCK;
+        const int mr = (int)min_sz(ROW_BLOCK, M - m0);
+        kernel(A + m0 * nw, nw, mr, Bp, np, nw, K, mode, out + m0 * ldo, ldo, N);
+    }
+    free(Bp);
+    return 0;
+}
+
+int skbnn_bgemm(const uint64_t *A, size_t M, const uint64_t *B, size_t N, size_t nw, int64_t K,
+                int32_t *Z, int n_threads)
+{
+    return bgemm_run(A, M, B, N, nw, K, 0, (uint8_t *)Z, N * sizeof(int32_t), n_threads);
+}
+
+int skbnn_bgemm_sign(const uint64_t *A, size_t M, const uint64_t *B, size_t N, size_t nw,
+                     int64_t K, uint64_t *S, int n_threads)
+{
+    const size_t wo = WORDS(N);
+    if (M == 0 || N == 0) return 0;
+    memset(S, 0, M * wo * sizeof(uint64_t));
+    int rc = bgemm_run(A, M, B, N, nw, K, 1, (uint8_t *)S, wo * sizeof(uint64_t), n_threads);
+    if (N % 64) { /* the last panel wrote sign bits for padding neurons: clear them */
+        const uint64_t mask = (1ULL << (N % 64)) - 1ULL;
+        for (size_t m = 0; m < M; m++) S[m * wo + wo - 1] &= mask;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* packing                                                                   */
+/* ------------------------------------------------------------------------ */
+#define DEFINE_PACK_THRESHOLD(NAME, T)                                                       \
+    void NAME(const T *X, size_t n, size_t f, const double *thr, size_t b, int strict,       \
+              uint64_t *out, size_t out_words, int n_threads)                                \
+    {                                                                                        \
+        (void)n_threads;                                                                     \
+        _Pragma("omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)") \
+        for (long i = 0; i < (long)n; i++) {                                                 \
+            const T *x = X + (size_t)i * f;                                                  \
+            uint64_t *o = out + (size_t)i * out_words;                                       \
+            memset(o, 0, out_words * sizeof(uint64_t));                                      \
+            size_t bit = 0;                                                                  \
+            for (size_t j = 0; j < f; j++) {                                                 \
+                const double v = (double)x[j];                                               \
+                const double *t = thr + j * b;                                               \
+                for (size_t k = 0; k < b; k++, bit++) {                                      \
+                    const int on = strict ? (v > t[k]) : (v >= t[k]);                        \
+                    o[bit >> 6] |= (uint64_t)on << (bit & 63);                               \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_f64, double)
+DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_f32, float)
+DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_u8, uint8_t)
+DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_i64, int64_t)
+
+#define DEFINE_PACK_SIGN(NAME, T)                                                            \
+    void NAME(const T *Z, size_t n, size_t k, uint64_t *out, size_t out_words)               \
+    {                                                                                        \
+        for (size_t i = 0; i < n; i++) {                                                     \
+            const T *z = Z + i * k;                                                          \
+            uint64_t *o = out + i * out_words;                                               \
+            for (size_t w = 0; w < out_words; w++) {                                         \
+                const size_t j0 = w * 64, j1 = min_sz(k, j0 + 64);                           \
+                uint64_t word = 0;                                                           \
+                for (size_t j = j0; j < j1; j++) word |= (uint64_t)(z[j] >= 0) << (j - j0);  \
+                o[w] = word;                                                                 \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+DEFINE_PACK_SIGN(skbnn_pack_sign_i32, int32_t)
+DEFINE_PACK_SIGN(skbnn_pack_sign_i16, int16_t)
+
+void skbnn_unpack_pm1(const uint64_t *P, size_t n, size_t words, size_t nbits, int8_t *out)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < nbits; j++)
+            out[i * nbits + j] = ((P[i * words + (j >> 6)] >> (j & 63)) & 1ULL) ? 1 : -1;
+}
+
+void skbnn_transpose_bits(const uint64_t *P, size_t n, size_t k, uint64_t *T)
+{
+    const size_t wk = WORDS(k), wn = WORDS(n);
+    memset(T, 0, k * wn * sizeof(uint64_t));
+    for (size_t i = 0; i < n; i++)
+        for (size_t w = 0; w < wk; w++) {
+            uint64_t d = P[i * wk + w];
+            while (d) {
+                const size_t j = w * 64 + (size_t)__builtin_ctzll(d);
+                T[j * wn + (i >> 6)] |= 1ULL << (i & 63);
+                d &= d - 1;
+            }
+        }
+}
+
+/* ------------------------------------------------------------------------ */
+/* CP+R: selection, batched update, reinforcement                            */
+/* ------------------------------------------------------------------------ */
+void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *T,
+                          const uint8_t *active, size_t g, int zero_is_wrong, int32_t *out,
+                          int n_threads)
+{
+    const size_t G = K / g, wk = WORDS(K);
+    (void)n_threads;
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (long mi = 0; mi < (long)M; mi++) {
+        const size_t m = (size_t)mi;
+        int32_t *o = out + m * G;
+        if (active && !active[m]) {
+            for (size_t q = 0; q < G; q++) o[q] = -1;
+            continue;
+        }
+        const int32_t *z = Z + m * K;
+        const uint64_t *t = T + m * wk;
+        for (size_t q = 0; q < G; q++) {
+            int32_t best = -1;
+            int64_t best_abs = INT64_MAX;
+            for (size_t j = q * g; j < (q + 1) * g; j++) {
+                const int tb = (int)((t[j >> 6] >> (j & 63)) & 1ULL);
+                const int32_t zj = z[j];
+                const int wrong = zero_is_wrong ? ((zj >= 0) != tb) : (tb ? zj < 0 : zj > 0);
+                const int64_t a = zj < 0 ? -(int64_t)zj : (int64_t)zj;
+                if (wrong && a < best_abs) {
+                    best_abs = a;
+                    best = (int32_t)j;
+                }
+            }
+            o[q] = best;
+        }
+    }
+}
+
+/* byte_lanes[v]: byte q of the result holds bit q of v (SWAR bit counters). */
+static uint64_t byte_lanes[256];
+static int byte_lanes_ready = 0;
+
+static void init_byte_lanes(void)
+{
+    if (byte_lanes_ready) return;
+    for (unsigned v = 0; v < 256; v++) {
+        uint64_t x = 0;
+        for (int q = 0; q < 8; q++) x |= (uint64_t)((v >> q) & 1u) << (8 * q);
+        byte_lanes[v] = x;
+    }
+    byte_lanes_ready = 1;
+}
+
+static inline void flush_counters(uint64_t *cnt8, int32_t *acc, size_t n8)
+{
+    for (size_t idx = 0; idx < n8; idx++) {
+        const uint64_t c = cnt8[idx];
+        if (!c) continue;
+        for (int q = 0; q < 8; q++) acc[idx * 8 + q] += (int32_t)((c >> (8 * q)) & 0xffu);
+        cnt8[idx] = 0;
+    }
+}
+
+int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_t N,
+                         const int32_t *sel, size_t M, size_t G, const uint64_t *T,
+                         const uint64_t *A, int clip, int n_threads)
+{
+    const size_t wN = WORDS(N), wK = WORDS(K), nsel = M * G;
+    int64_t flips = 0;
+    int failed = 0;
+    init_byte_lanes();
+
+    /* bucket the selected (sample, neuron) pairs by neuron, in sample order */
+    int32_t *start = (int32_t *)calloc(K + 1, sizeof(int32_t));
+    int32_t *fill = (int32_t *)malloc((K + 1) * sizeof(int32_t));
+    int32_t *list = (int32_t *)malloc((nsel ? nsel : 1) * sizeof(int32_t));
+    int32_t *rows = (int32_t *)malloc((K ? K : 1) * sizeof(int32_t));
+    if (!start || !fill || !list || !rows) {
+        free(start); free(fill); free(list); free(rows);
+        return -1;
+    }
+    for (size_t i = 0; i < nsel; i++)
+        if (sel[i] >= 0 && (size_t)sel[i] < K) start[sel[i] + 1]++;
+    for (size_t j = 0; j < K; j++) start[j + 1] += start[j];
+    memcpy(fill, start, (K + 1) * sizeof(int32_t));
+    for (size_t m = 0; m < M; m++)
+        for (size_t q = 0; q < G; q++) {
+            const int32_t j = sel[m * G + q];
+            if (j >= 0 && (size_t)j < K) list[fill[j]++] = (int32_t)m;
+        }
+    size_t ntouched = 0;
+    for (size_t j = 0; j < K; j++)
+        if (start[j + 1] > start[j]) rows[ntouched++] = (int32_t)j;
+
+    uint64_t *diff = NULL;
+    if (WT && ntouched) {
+        diff = (uint64_t *)malloc(ntouched * wN * sizeof(uint64_t));
+        if (!diff) failed = 1;
+    }
+    const int32_t hi = clip, lo = -clip;
+    (void)n_threads;
+
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1 && !failed) reduction(+ : flips)
+    {
+        uint64_t *cnt8 = (uint64_t *)calloc(wN * 8 + 1, sizeof(uint64_t));
+        int32_t *acc = (int32_t *)malloc((wN * 64 + 1) * sizeof(int32_t));
+        uint64_t *row_bits = (uint64_t *)malloc((wN + 1) * sizeof(uint64_t));
+        const int ok = cnt8 && acc && row_bits && !failed;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (long r = 0; r < (long)ntouched; r++) {
+            if (!ok) continue;
+            const size_t j = (size_t)rows[r];
+            memset(acc, 0, wN * 64 * sizeof(int32_t));
+            int pending = 0;
+            const int32_t n = start[j + 1] - start[j];
+            for (int32_t s = start[j]; s < start[j + 1]; s++) {
+                const size_t m = (size_t)list[s];
+                const int tb = (int)((T[m * wK + (j >> 6)] >> (j & 63)) & 1ULL);
+                const uint64_t *a = A + m * wN;
+                for (size_t w = 0; w < wN; w++) {
+                    const uint64_t v = tb ? a[w] : ~a[w]; /* bits where a_i == t_j */
+                    uint64_t *c = cnt8 + w * 8;
+                    for (int q = 0; q < 8; q++) c[q] += byte_lanes[(v >> (8 * q)) & 0xffu];
+                }
+                if (++pending == 255) { /* byte lanes would overflow */
+                    flush_counters(cnt8, acc, wN * 8);
+                    pending = 0;
+                }
+            }
+            flush_counters(cnt8, acc, wN * 8);
+            /* agreements c: each moves h by +2, each disagreement by -2 */
+            int16_t *h = H + j * N;
+            for (size_t i = 0; i < N; i++) {
+                int32_t v = (int32_t)h[i] + 2 * (2 * acc[i] - n);
+                v = v > hi ? hi : (v < lo ? lo : v);
+                h[i] = (int16_t)v;
+            }
+            skbnn_pack_sign_i16(h, 1, N, row_bits, wN);
+            uint64_t *wrow = Wp + j * wN;
+            for (size_t w = 0; w < wN; w++) {
+                const uint64_t d = wrow[w] ^ row_bits[w];
+                flips += (int64_t)pop_portable(d);
+                if (diff) diff[(size_t)r * wN + w] = d;
+                wrow[w] = row_bits[w];
+            }
+        }
+        free(cnt8);
+        free(acc);
+        free(row_bits);
+    }
+
+    if (diff && !failed) /* transpose: bit j of row i flips where H[j, i] changed sign */
+        for (size_t r = 0; r < ntouched; r++) {
+            const size_t j = (size_t)rows[r];
+            for (size_t w = 0; w < wN; w++) {
+                uint64_t d = diff[r * wN + w];
+                while (d) {
+                    const size_t i = w * 64 + (size_t)__builtin_ctzll(d);
+                    WT[i * wK + (j >> 6)] ^= 1ULL << (j & 63);
+                    d &= d - 1;
+                }
+            }
+        }
+    free(diff);
+    free(start);
+    free(fill);
+    free(list);
+    free(rows);
+    return failed ? -1 : flips;
+}
+
+/* counter-based stream: SplitMix64 keyed by (seed, stream, row) */
+static inline uint64_t mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t stream_key(uint64_t seed, uint64_t stream, uint64_t row)
+{
+    return mix64(mix64(mix64(seed) ^ stream) ^ row);
+}
+
+static inline double next_uniform(uint64_t *state) /* in (0, 1] */
+{
+    *state += 0x9E3779B97F4A7C15ULL;
+    uint64_t z = *state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return ((double)(z >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+}
+
+double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index)
+{
+    uint64_t st = stream_key(seed, stream, row);
+    double u = 0.0;
+    for (uint64_t i = 0; i <= index; i++) u = next_uniform(&st);
+    return u - 1.0 / 9007199254740992.0; /* shift to [0, 1) */
+}
+
+int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
+                        uint64_t stream, int clip, int n_threads)
+{
+    if (!(p > 0.0) || N == 0) return 0;
+    const int all = p >= 1.0;
+    const double log_q = all ? 0.0 : log1p(-p);
+    const int32_t hi = clip, lo = -clip;
+    int64_t count = 0;
+    (void)n_threads;
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(+ : count)
+    for (long jr = 0; jr < (long)K; jr++) {
+        int16_t *h = H + (size_t)jr * N;
+        uint64_t st = stream_key(seed, stream, (uint64_t)jr);
+        size_t i = 0;
+        for (;;) {
+            if (!all) { /* geometric skip: number of sites passed over */
+                const double gap = floor(log(next_uniform(&st)) / log_q);
+                if (gap >= (double)(N - i)) break;
+                i += (size_t)gap;
+            }
+            int32_t v = (int32_t)h[i] + (h[i] >= 0 ? 2 : -2);
+            v = v > hi ? hi : (v < lo ? lo : v);
+            h[i] = (int16_t)v;
+            count++;
+            if (++i >= N) break;
+        }
+    }
+    return count;
+}

@@ -1,0 +1,105 @@
+/* skbnn bit-packed kernels: plain C prototypes (no intrinsics here).
+ *
+ * Conventions (shared by every kernel):
+ *   - a +/-1 value is one bit: bit 1 = +1, bit 0 = -1; sign(0) = +1;
+ *   - vectors are packed little-endian into uint64 words, rows padded to a
+ *     multiple of 64 bits with ZERO bits;
+ *   - dot(a, w) over the true length K is K - 2 * popcount(a XOR w);
+ *   - hidden weights are int16, kept in [-clip, clip] (clip <= 32767);
+ *   - every kernel is deterministic and independent of the thread count:
+ *     work is split by output rows with a static schedule.
+ */
+#ifndef SKBNN_BNN_KERNELS_H
+#define SKBNN_BNN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    SKBNN_ISA_GENERIC = 0,
+    SKBNN_ISA_POPCNT = 1,
+    SKBNN_ISA_AVX2 = 2,
+    SKBNN_ISA_AVX512 = 3,
+    SKBNN_N_ISA = 4
+};
+
+/* ---- dispatch and configuration ---------------------------------------- */
+int skbnn_cpu_supports(int isa);   /* 1 when CPU and OS support the path */
+int skbnn_best_isa(void);
+int skbnn_set_isa(int isa);        /* 0 on success, -1 if unsupported */
+int skbnn_get_isa(void);
+int skbnn_openmp_enabled(void);
+int skbnn_omp_max_threads(void);
+
+/* ---- packing ------------------------------------------------------------ */
+/* Binarise X (n x f, row-major) against thresholds thr (f x b): output bit
+ * j*b + k of row i is (X[i,j] > thr[j,k]) if strict, else (X[i,j] >= thr[j,k]).
+ * out: n x out_words, tail bits zeroed. */
+void skbnn_pack_threshold_f64(const double *X, size_t n, size_t f, const double *thr,
+                              size_t b, int strict, uint64_t *out, size_t out_words,
+                              int n_threads);
+void skbnn_pack_threshold_f32(const float *X, size_t n, size_t f, const double *thr,
+                              size_t b, int strict, uint64_t *out, size_t out_words,
+                              int n_threads);
+void skbnn_pack_threshold_u8(const uint8_t *X, size_t n, size_t f, const double *thr,
+                             size_t b, int strict, uint64_t *out, size_t out_words,
+                             int n_threads);
+void skbnn_pack_threshold_i64(const int64_t *X, size_t n, size_t f, const double *thr,
+                              size_t b, int strict, uint64_t *out, size_t out_words,
+                              int n_threads);
+/* sign bits of an int32 matrix (z >= 0 -> 1), n x k -> n x words */
+void skbnn_pack_sign_i32(const int32_t *Z, size_t n, size_t k, uint64_t *out,
+                         size_t out_words);
+/* sign bits of int16 rows (h >= 0 -> 1) */
+void skbnn_pack_sign_i16(const int16_t *H, size_t n, size_t k, uint64_t *out,
+                         size_t out_words);
+/* bits -> int8 +/-1 */
+void skbnn_unpack_pm1(const uint64_t *P, size_t n, size_t words, size_t nbits,
+                      int8_t *out);
+/* transpose a packed bit matrix: P (n x ceil(k/64)) -> T (k x ceil(n/64)) */
+void skbnn_transpose_bits(const uint64_t *P, size_t n, size_t k, uint64_t *T);
+
+/* ---- popcount ----------------------------------------------------------- */
+uint64_t skbnn_popcount(const uint64_t *a, size_t nw);
+
+/* ---- binary matrix products --------------------------------------------- */
+/* Z[m, j] = K - 2 * popcount(A[m] XOR B[j]); A: M x nw, B: N x nw, Z: M x N */
+int skbnn_bgemm(const uint64_t *A, size_t M, const uint64_t *B, size_t N, size_t nw,
+                int64_t K, int32_t *Z, int n_threads);
+/* fused: S = packed sign(Z) (z >= 0 -> 1), S: M x ceil(N/64), no int matrix */
+int skbnn_bgemm_sign(const uint64_t *A, size_t M, const uint64_t *B, size_t N,
+                     size_t nw, int64_t K, uint64_t *S, int n_threads);
+
+/* ---- CP+R ---------------------------------------------------------------- */
+/* Per sample m, per block of g consecutive neurons: the "wrong" neuron with
+ * the smallest |z| (ties: lowest index), or -1.  Wrong means
+ *   zero_is_wrong: bit(sign z) != target bit         (z = 0 counts as +1)
+ *   otherwise    : target * z < 0 strictly.
+ * Z: M x K; T: M x ceil(K/64) target bits; active: M flags (NULL = all);
+ * out: M x (K/g). */
+void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *T,
+                          const uint8_t *active, size_t g, int zero_is_wrong,
+                          int32_t *out, int n_threads);
+
+/* Apply the summed clipped-perceptron steps of a batch, all computed from
+ * the pre-update weights: for every selected (m, j):
+ *   H[j, :] += 2 * t_mj * a_m          (t_mj = target bit j of sample m)
+ * saturated to [-clip, clip]; then repack the changed rows of Wp (K x wN)
+ * and, when WT != NULL, flip the changed bits of the transpose WT (N x wK).
+ * sel: M x G neuron indices (-1 = none).  Returns the number of sign flips,
+ * or -1 on allocation failure. */
+int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_t N,
+                         const int32_t *sel, size_t M, size_t G, const uint64_t *T,
+                         const uint64_t *A, int clip, int n_threads);
+
+/* Reinforcement h += 2 * sign(h) (saturated to [-clip, clip]) at sites drawn
+ * independently with probability p, sampled by geometric skips from a
+ * counter-based stream keyed by (seed, stream, row).  Signs never change.
+ * Returns the number of reinforced sites. */
+int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
+                        uint64_t stream, int clip, int n_threads);
+
+/* counter-based uniform in [0, 1) for tests of the stream */
+double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index);
+
+#endif

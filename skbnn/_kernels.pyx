@@ -1,0 +1,324 @@
+# cython: language_level=3
+"""Thin Cython layer over the C kernels in ``_csrc/bnn_kernels.c``.
+
+Every input is a ``const`` typed memoryview (read-only and memmapped arrays
+work), every call releases the GIL, and outputs are allocated here as NumPy
+arrays.  No NumPy C-API is used, so NumPy is a run-time dependency only.
+"""
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
+
+import numpy as np
+
+cdef extern from "bnn_kernels.h" nogil:
+    int SKBNN_ISA_GENERIC, SKBNN_ISA_POPCNT, SKBNN_ISA_AVX2, SKBNN_ISA_AVX512
+    int skbnn_cpu_supports(int isa)
+    int skbnn_best_isa()
+    int skbnn_set_isa(int isa)
+    int skbnn_get_isa()
+    int skbnn_openmp_enabled()
+    int skbnn_omp_max_threads()
+    void skbnn_pack_threshold_f64(const double *X, size_t n, size_t f, const double *thr,
+                                  size_t b, int strict, uint64_t *out, size_t out_words,
+                                  int n_threads)
+    void skbnn_pack_threshold_f32(const float *X, size_t n, size_t f, const double *thr,
+                                  size_t b, int strict, uint64_t *out, size_t out_words,
+                                  int n_threads)
+    void skbnn_pack_threshold_u8(const uint8_t *X, size_t n, size_t f, const double *thr,
+                                 size_t b, int strict, uint64_t *out, size_t out_words,
+                                 int n_threads)
+    void skbnn_pack_threshold_i64(const int64_t *X, size_t n, size_t f, const double *thr,
+                                  size_t b, int strict, uint64_t *out, size_t out_words,
+                                  int n_threads)
+    void skbnn_pack_sign_i32(const int32_t *Z, size_t n, size_t k, uint64_t *out,
+                             size_t out_words)
+    void skbnn_pack_sign_i16(const int16_t *H, size_t n, size_t k, uint64_t *out,
+                             size_t out_words)
+    void skbnn_unpack_pm1(const uint64_t *P, size_t n, size_t words, size_t nbits,
+                          int8_t *out)
+    void skbnn_transpose_bits(const uint64_t *P, size_t n, size_t k, uint64_t *T)
+    uint64_t skbnn_popcount(const uint64_t *a, size_t nw)
+    int skbnn_bgemm(const uint64_t *A, size_t M, const uint64_t *B, size_t N, size_t nw,
+                    int64_t K, int32_t *Z, int n_threads)
+    int skbnn_bgemm_sign(const uint64_t *A, size_t M, const uint64_t *B, size_t N,
+                         size_t nw, int64_t K, uint64_t *S, int n_threads)
+    void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *T,
+                              const uint8_t *active, size_t g, int zero_is_wrong,
+                              int32_t *out, int n_threads)
+    int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_t N,
+                             const int32_t *sel, size_t M, size_t G, const uint64_t *T,
+                             const uint64_t *A, int clip, int n_threads)
+    int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
+                            uint64_t stream, int clip, int n_threads)
+    double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index)
+
+
+ISA_NAMES = ("generic", "popcnt", "avx2", "avx512")
+
+
+# ---------------------------------------------------------------- dispatch
+def cpu_supports(str isa):
+    """Whether this CPU (and OS) can run the named kernel path."""
+    return bool(skbnn_cpu_supports(_isa_index(isa)))
+
+
+def best_isa():
+    """Name of the fastest kernel path this CPU supports."""
+    return ISA_NAMES[skbnn_best_isa()]
+
+
+def set_isa(str isa):
+    """Select the kernel path used by every later call (process-wide)."""
+    cdef int idx = _isa_index(isa)
+    if skbnn_set_isa(idx) != 0:
+        raise ValueError(
+            f"kernel path {isa!r} is not supported by this CPU; "
+            f"available: {available_isas()}")
+
+
+def get_isa():
+    """Name of the kernel path in use."""
+    return ISA_NAMES[skbnn_get_isa()]
+
+
+def available_isas():
+    """Kernel paths this CPU supports, slowest first."""
+    return [name for i, name in enumerate(ISA_NAMES) if skbnn_cpu_supports(i)]
+
+
+def openmp_enabled():
+    """Whether the extension was compiled with OpenMP."""
+    return bool(skbnn_openmp_enabled())
+
+
+def omp_max_threads():
+    """OpenMP's default thread count (1 without OpenMP)."""
+    return skbnn_omp_max_threads()
+
+
+cdef int _isa_index(str isa) except -1:
+    if isa not in ISA_NAMES:
+        raise ValueError(f"unknown kernel path {isa!r}; expected one of {ISA_NAMES}")
+    return ISA_NAMES.index(isa)
+
+
+cdef inline size_t _words(size_t bits) noexcept nogil:
+    return (bits + 63) // 64
+
+
+# ---------------------------------------------------------------- packing
+ctypedef fused pack_input_t:
+    double
+    float
+    uint8_t
+    int64_t
+
+
+def pack_threshold(const pack_input_t[:, ::1] X, const double[:, ::1] thresholds,
+                   bint strict, int n_threads=1):
+    """Threshold and bit-pack ``X``: bit ``j*b + k`` is ``X[:, j] > thr[j, k]``
+    (``>=`` when ``strict`` is False); returns ``(n, ceil(f*b/64))`` uint64."""
+    cdef size_t n = X.shape[0], f = X.shape[1], b = thresholds.shape[1]
+    if <size_t>thresholds.shape[0] != f:
+        raise ValueError("thresholds must have one row per feature")
+    cdef size_t ow = _words(f * b)
+    out = np.zeros((n, ow), dtype=np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    if n == 0 or ow == 0:
+        return out
+    with nogil:
+        if pack_input_t is double:
+            skbnn_pack_threshold_f64(&X[0, 0], n, f, &thresholds[0, 0], b, strict, &o[0, 0],
+                                     ow, n_threads)
+        elif pack_input_t is float:
+            skbnn_pack_threshold_f32(&X[0, 0], n, f, &thresholds[0, 0], b, strict, &o[0, 0],
+                                     ow, n_threads)
+        elif pack_input_t is uint8_t:
+            skbnn_pack_threshold_u8(&X[0, 0], n, f, &thresholds[0, 0], b, strict, &o[0, 0],
+                                    ow, n_threads)
+        else:
+            skbnn_pack_threshold_i64(&X[0, 0], n, f, &thresholds[0, 0], b, strict, &o[0, 0],
+                                     ow, n_threads)
+    return out
+
+
+def pack_sign_int32(const int32_t[:, ::1] Z):
+    """Packed sign bits of an int32 matrix (z >= 0 -> bit 1)."""
+    cdef size_t n = Z.shape[0], k = Z.shape[1], ow = _words(k)
+    out = np.zeros((n, ow), dtype=np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    if n and ow:
+        with nogil:
+            skbnn_pack_sign_i32(&Z[0, 0], n, k, &o[0, 0], ow)
+    return out
+
+
+def pack_sign_int16(const int16_t[:, ::1] H):
+    """Packed sign bits of int16 rows (h >= 0 -> bit 1): the weights sign(H)."""
+    cdef size_t n = H.shape[0], k = H.shape[1], ow = _words(k)
+    out = np.zeros((n, ow), dtype=np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    if n and ow:
+        with nogil:
+            skbnn_pack_sign_i16(&H[0, 0], n, k, &o[0, 0], ow)
+    return out
+
+
+def unpack_pm1(const uint64_t[:, ::1] P, Py_ssize_t n_bits):
+    """Unpack bit rows into an int8 matrix of +/-1 with ``n_bits`` columns."""
+    cdef size_t n = P.shape[0], words = P.shape[1]
+    if n_bits < 0 or _words(n_bits) > words:
+        raise ValueError(f"n_bits={n_bits} does not fit in {words} words per row")
+    out = np.empty((n, n_bits), dtype=np.int8)
+    cdef int8_t[:, ::1] o = out
+    if n and n_bits:
+        with nogil:
+            skbnn_unpack_pm1(&P[0, 0], n, words, n_bits, &o[0, 0])
+    return out
+
+
+def transpose_bits(const uint64_t[:, ::1] P, Py_ssize_t n_bits):
+    """Transpose a packed (n, n_bits) bit matrix into (n_bits, ceil(n/64))."""
+    cdef size_t n = P.shape[0]
+    if n_bits < 0 or _words(n_bits) != <size_t>P.shape[1]:
+        raise ValueError("n_bits does not match the packed width")
+    out = np.zeros((n_bits, _words(n)), dtype=np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    if n and n_bits:
+        with nogil:
+            skbnn_transpose_bits(&P[0, 0], n, n_bits, &o[0, 0])
+    return out
+
+
+# ---------------------------------------------------------------- products
+def popcount(const uint64_t[::1] a):
+    """Total number of set bits, on the selected kernel path."""
+    cdef uint64_t r = 0
+    if a.shape[0]:
+        with nogil:
+            r = skbnn_popcount(&a[0], a.shape[0])
+    return int(r)
+
+
+cdef _check_operands(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits):
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(
+            f"packed operands differ in width: {A.shape[1]} vs {B.shape[1]} words")
+    if n_bits < 0 or <Py_ssize_t>_words(n_bits) != A.shape[1]:
+        raise ValueError(f"n_bits={n_bits} does not match {A.shape[1]} words per row")
+
+
+def bgemm(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits,
+          int n_threads=1):
+    """Integer pre-activations ``Z[m, j] = n_bits - 2 popcount(A[m] ^ B[j])``."""
+    _check_operands(A, B, n_bits)
+    cdef size_t M = A.shape[0], N = B.shape[0], nw = A.shape[1]
+    out = np.empty((M, N), dtype=np.int32)
+    cdef int32_t[:, ::1] Z = out
+    cdef int rc = 0
+    if M and N:
+        if nw == 0:
+            out.fill(0)
+            return out
+        with nogil:
+            rc = skbnn_bgemm(&A[0, 0], M, &B[0, 0], N, nw, n_bits, &Z[0, 0], n_threads)
+        if rc != 0:
+            raise MemoryError("bgemm: out of memory")
+    return out
+
+
+def bgemm_sign(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits,
+               int n_threads=1):
+    """Packed signs of ``A @ B.T`` (z >= 0 -> bit 1), fused: no int matrix."""
+    _check_operands(A, B, n_bits)
+    cdef size_t M = A.shape[0], N = B.shape[0], nw = A.shape[1]
+    out = np.zeros((M, _words(N)), dtype=np.uint64)
+    cdef uint64_t[:, ::1] S = out
+    cdef int rc = 0
+    if M and N:
+        if nw == 0:  # empty dot products are 0, and sign(0) = +1
+            return pack_sign_int32(np.zeros((M, N), dtype=np.int32))
+        with nogil:
+            rc = skbnn_bgemm_sign(&A[0, 0], M, &B[0, 0], N, nw, n_bits, &S[0, 0], n_threads)
+        if rc != 0:
+            raise MemoryError("bgemm_sign: out of memory")
+    return out
+
+
+# ---------------------------------------------------------------- CP+R
+def select_easiest(const int32_t[:, ::1] Z, const uint64_t[:, ::1] targets,
+                   Py_ssize_t group_size, bint zero_is_wrong, const uint8_t[::1] active=None,
+                   int n_threads=1):
+    """Per sample and group of ``group_size`` neurons, the wrong neuron with the
+    smallest |z| (lowest index on ties) or -1; returns ``(M, K // group_size)``."""
+    cdef size_t M = Z.shape[0], K = Z.shape[1]
+    if group_size <= 0 or K % group_size:
+        raise ValueError(f"group_size={group_size} must divide the width {K}")
+    if <size_t>targets.shape[0] != M or <size_t>targets.shape[1] != _words(K):
+        raise ValueError("targets must be packed (n_samples, ceil(width/64))")
+    if active is not None and <size_t>active.shape[0] != M:
+        raise ValueError("active must have one flag per sample")
+    cdef size_t G = K // group_size
+    out = np.full((M, G), -1, dtype=np.int32)
+    cdef int32_t[:, ::1] o = out
+    cdef const uint8_t *act = NULL
+    if active is not None and M:
+        act = &active[0]
+    if M and G:
+        with nogil:
+            skbnn_select_easiest(&Z[0, 0], M, K, &targets[0, 0], act, group_size,
+                                 zero_is_wrong, &o[0, 0], n_threads)
+    return out
+
+
+def cpr_update(int16_t[:, ::1] H, uint64_t[:, ::1] packed, uint64_t[:, ::1] packed_t,
+               const int32_t[:, ::1] selected, const uint64_t[:, ::1] targets,
+               const uint64_t[:, ::1] inputs, int clip, int n_threads=1):
+    """Apply ``H[j] += 2 t_mj a_m`` for every selected (m, j), all from the
+    pre-update weights, saturated to [-clip, clip]; repack the changed rows of
+    ``packed`` and bits of ``packed_t`` (may be None).  Returns sign flips."""
+    cdef size_t K = H.shape[0], N = H.shape[1], M = selected.shape[0]
+    cdef size_t G = selected.shape[1]
+    if <size_t>packed.shape[0] != K or <size_t>packed.shape[1] != _words(N):
+        raise ValueError("packed weights do not match the hidden weights")
+    if packed_t is not None and (<size_t>packed_t.shape[0] != N
+                                 or <size_t>packed_t.shape[1] != _words(K)):
+        raise ValueError("packed transpose does not match the hidden weights")
+    if <size_t>targets.shape[0] != M or <size_t>targets.shape[1] != _words(K):
+        raise ValueError("targets must be packed (n_samples, ceil(n_out/64))")
+    if <size_t>inputs.shape[0] != M or <size_t>inputs.shape[1] != _words(N):
+        raise ValueError("inputs must be packed (n_samples, ceil(n_in/64))")
+    if clip < 1 or clip > 32767:
+        raise ValueError("clip must be in [1, 32767]")
+    cdef uint64_t *pt = NULL
+    if packed_t is not None and N and K:
+        pt = &packed_t[0, 0]
+    cdef int64_t flips = 0
+    if M == 0 or G == 0 or K == 0 or N == 0:
+        return 0
+    with nogil:
+        flips = skbnn_cpr_update(&H[0, 0], &packed[0, 0], pt, K, N, &selected[0, 0], M, G,
+                                 &targets[0, 0], &inputs[0, 0], clip, n_threads)
+    if flips < 0:
+        raise MemoryError("cpr_update: out of memory")
+    return flips
+
+
+def reinforce(int16_t[:, ::1] H, double p, uint64_t seed, uint64_t stream, int clip,
+              int n_threads=1):
+    """``h += 2 sign(h)`` at sites drawn with probability ``p`` (geometric skips,
+    counter-based stream keyed by seed, stream and row).  Returns the count."""
+    if not (0.0 <= p <= 1.0):
+        raise ValueError("p must be a probability")
+    if clip < 1 or clip > 32767:
+        raise ValueError("clip must be in [1, 32767]")
+    cdef size_t K = H.shape[0], N = H.shape[1]
+    cdef int64_t count = 0
+    if K and N:
+        with nogil:
+            count = skbnn_reinforce(&H[0, 0], K, N, p, seed, stream, clip, n_threads)
+    return count
+
+
+def uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index):
+    """The ``index``-th uniform draw of a row's counter-based stream (tests)."""
+    return skbnn_uniform(seed, stream, row, index)
