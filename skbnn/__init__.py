@@ -1,6 +1,20 @@
-"""skbnn: scikit-learn estimators that train binary neural networks."""
+"""skbnn: scikit-learn estimators that train binary neural networks.
+
+Weights and activations are +/-1, stored as bits; training and inference run
+on XNOR/popcount kernels whose SIMD path (AVX-512 VPOPCNTDQ, AVX2, POPCNT or
+portable) is chosen once at import (``SKBNN_ISA`` forces one).
+"""
 from ._config import get_config, show_config
+from ._local import LocalBinaryClassifier
+from .preprocessing import MedianBinarizer, ThermometerEncoder
 
 __version__ = "0.1.0"
 
-__all__ = ["get_config", "show_config", "__version__"]
+__all__ = [
+    "LocalBinaryClassifier",
+    "MedianBinarizer",
+    "ThermometerEncoder",
+    "get_config",
+    "show_config",
+    "__version__",
+]

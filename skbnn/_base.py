@@ -1,0 +1,456 @@
+"""Shared scikit-learn machinery of the skbnn classifiers.
+
+:class:`BaseBinaryClassifier` owns everything that is not a learning rule:
+parameter checks shared by all estimators, ``validate_data``, ``classes_``,
+input binarisation, ``fit`` / ``partial_fit`` bookkeeping, shuffled epochs
+in mini-batches, early stopping, ``verbose`` lines, the seeded random
+streams and the prediction methods.  A subclass supplies the model through
+five hooks: ``_validate_rule_params``, ``_init_model``, ``_training_state``,
+``_train_batch`` and ``_scores_from_packed`` (plus optional ``_end_epoch``
+and ``_finish_training``).
+"""
+import copy
+import math
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._config import effective_n_threads
+from .preprocessing import make_input_binarizer
+
+# rows per chunk at predict time: bounds the packed and integer scratch
+_PREDICT_CHUNK = 8192
+
+
+def check_int(name, value, min_value=None, max_value=None, allow_none=False):
+    """Raise TypeError/ValueError unless ``value`` is an int in range."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if min_value is not None and value < min_value:
+        raise ValueError(f"{name} must be >= {min_value}, got {value}")
+    if max_value is not None and value > max_value:
+        raise ValueError(f"{name} must be <= {max_value}, got {value}")
+
+
+def check_real(name, value, min_value=None, max_value=None, include_min=True):
+    """Raise TypeError/ValueError unless ``value`` is a finite real in range."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    if min_value is not None and (value < min_value or (not include_min and value == min_value)):
+        op = ">=" if include_min else ">"
+        raise ValueError(f"{name} must be {op} {min_value}, got {value}")
+    if max_value is not None and value > max_value:
+        raise ValueError(f"{name} must be <= {max_value}, got {value}")
+
+
+def check_layer_sizes(hidden_layer_sizes):
+    """Validated tuple of positive hidden widths (an int means one layer)."""
+    sizes = hidden_layer_sizes
+    if isinstance(sizes, Integral) and not isinstance(sizes, bool):
+        sizes = (sizes,)
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        raise TypeError(
+            f"hidden_layer_sizes must be an int or a sequence of ints, got {hidden_layer_sizes!r}"
+        ) from None
+    if len(sizes) == 0:
+        raise ValueError("hidden_layer_sizes must contain at least one layer")
+    for k in sizes:
+        check_int("hidden_layer_sizes entries", k, min_value=1)
+    return tuple(int(k) for k in sizes)
+
+
+class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
+    """Base of the skbnn classifiers (not for direct use)."""
+
+    # fitted attributes that define the model (snapshot for early stopping)
+    _model_attributes = ("hidden_weights_", "packed_weights_")
+
+    # ------------------------------------------------------------ validation
+    def _validate_common_params(self):
+        check_layer_sizes(self.hidden_layer_sizes)
+        if self.batch_size != "auto":
+            check_int("batch_size", self.batch_size, min_value=1)
+        check_int("max_iter", self.max_iter, min_value=1)
+        check_int("verbose", int(self.verbose) if isinstance(self.verbose, bool) else self.verbose,
+                  min_value=0)
+        for name in ("shuffle", "warm_start", "early_stopping"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, include_min=False)
+        if self.validation_fraction >= 1.0:
+            raise ValueError("validation_fraction must be < 1")
+        check_int("n_iter_no_change", self.n_iter_no_change, min_value=1, allow_none=True)
+        check_real("tol", self.tol, 0.0)
+        check_int("n_thermometer_bits", self.n_thermometer_bits, min_value=1, max_value=1024)
+        if self.n_jobs is not None:
+            check_int("n_jobs", self.n_jobs)
+            if self.n_jobs == 0:
+                raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive int")
+        check_random_state(self.random_state)
+
+    def _validate_params(self):
+        self._validate_common_params()
+        self._validate_rule_params()
+        # fail early on a bad binarize_input value (binariser built in fit)
+        make_input_binarizer(self.binarize_input, 1, self.n_thermometer_bits,
+                             getattr(self, "thermometer", "quantile"))
+
+    def _validate_rule_params(self):
+        """Subclass hook: check the learning rule's parameters."""
+
+    def _uses_validation_split(self):
+        """Subclass hook: whether fit holds out a validation split."""
+        return self.early_stopping
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def _n_threads(self):
+        return effective_n_threads(self.n_jobs)
+
+    def _batch_size_for(self, n_samples):
+        bs = 100 if self.batch_size == "auto" else self.batch_size
+        return max(1, min(bs, n_samples))
+
+    def _label_indices(self, y):
+        """Map labels to indices of ``classes_``; refuse unknown labels."""
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        bad = self.classes_[idx] != y
+        if np.any(bad):
+            unknown = np.unique(np.asarray(y)[bad])
+            raise ValueError(
+                f"y contains labels not in classes_ {list(self.classes_)}: {list(unknown[:10])}")
+        return idx.astype(np.intp)
+
+    def _reset(self, X, classes):
+        """Start a new model: classes, seed, binariser and initial weights."""
+        self.classes_ = classes
+        rng = check_random_state(self.random_state)
+        # one 63-bit seed; every later stream (init, shuffling, reinforcement)
+        # derives from it, so partial_fit continues and pickles carry it
+        self._seed = int(rng.randint(0, 2**62, dtype=np.int64)) * 2 + 1
+        self._batches_seen = 0
+        self._prev_train_error = None
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self.validation_scores_ = []
+        self.binarizer_ = make_input_binarizer(
+            self.binarize_input, X.shape[1], self.n_thermometer_bits,
+            getattr(self, "thermometer", "quantile"))
+        self.binarizer_.fit(X)
+        self.binarizer_thresholds_ = self.binarizer_.thresholds_
+        init_rng = np.random.default_rng([self._seed, 0])
+        self._init_model(self.binarizer_.n_output_bits_, len(classes), init_rng)
+
+    def _guarded(self, method, *args):
+        """Run ``method``; on any exception restore the previous attributes so a
+        bad call never leaves a half-changed estimator."""
+        saved = dict(self.__dict__)
+        try:
+            return method(*args)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    # ------------------------------------------------------------ fit
+    def fit(self, X, y):
+        """Train the network for ``max_iter`` epochs (or until early stopping).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; binarised according to ``binarize_input``.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._guarded(self._fit, X, y)
+
+    def _fit(self, X, y):
+        self._validate_params()
+        warm = self.warm_start and hasattr(self, "classes_")
+        X, y = validate_data(self, X, y, dtype="numeric", reset=not warm)
+        check_classification_targets(y)
+        if warm:
+            y_idx = self._label_indices(y)
+        else:
+            classes = np.unique(y)
+            self._check_n_classes(classes)
+            self._reset(X, classes)
+            y_idx = np.searchsorted(self.classes_, y).astype(np.intp)
+        n_threads = self._n_threads
+        A = self.binarizer_.pack(X, n_threads)
+        A_train, y_train, A_val, y_val = self._split_validation(A, y_idx)
+        state = self._training_state()
+        self._run_epochs(state, A_train, y_train, A_val, y_val, n_threads)
+        return self
+
+    def _check_n_classes(self, classes):
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes; "
+                f"got {len(classes)} class ({classes[:1].tolist()})")
+
+    def _split_validation(self, A, y_idx):
+        """Stratified hold-out of ``validation_fraction`` when used."""
+        if not self._uses_validation_split():
+            return A, y_idx, None, None
+        n = len(y_idx)
+        n_val = int(math.ceil(self.validation_fraction * n))
+        n_classes = len(self.classes_)
+        if n_val < 2 or n - n_val < 1 or (n_val < n_classes):
+            if self.early_stopping:
+                raise ValueError(
+                    f"the validation split of early_stopping would hold {n_val} of {n} "
+                    "samples; it needs at least 2 and one per class. Use more data, a larger "
+                    "validation_fraction or early_stopping=False")
+            return A, y_idx, None, None
+        seed = np.random.default_rng([self._seed, 1]).integers(2**31 - 1)
+        idx = np.arange(n)
+        try:
+            tr, va = train_test_split(idx, test_size=n_val, random_state=int(seed),
+                                      stratify=y_idx)
+        except ValueError:  # a class too small to stratify
+            tr, va = train_test_split(idx, test_size=n_val, random_state=int(seed))
+        return A[tr], y_idx[tr], A[va], y_idx[va]
+
+    def _run_epochs(self, state, A, y, A_val, y_val, n_threads):
+        """``max_iter`` shuffled epochs with the stopping rules of MLPClassifier:
+        validation accuracy when ``early_stopping`` (best weights restored),
+        else training error when ``n_iter_no_change`` is set."""
+        best_score, best_loss, no_improve, best_model = -np.inf, np.inf, 0, None
+        stopped = False
+        for _ in range(self.max_iter):
+            tic = time.perf_counter()
+            train_error = self._run_epoch(state, A, y, n_threads)
+            val_score = None
+            if A_val is not None:
+                val_score = float(np.mean(self._predict_indices(A_val, n_threads) == y_val))
+                self.validation_scores_.append(val_score)
+            self._end_epoch(state, train_error, val_score)
+            if self.verbose:
+                val_txt = "" if val_score is None else f", validation score {val_score:.4f}"
+                print(f"Epoch {self.n_iter_}: training error {train_error:.4f}{val_txt}, "
+                      f"{time.perf_counter() - tic:.2f} s")
+            if self.early_stopping:
+                if val_score > best_score + self.tol:
+                    best_score, no_improve = val_score, 0
+                    best_model = self._snapshot(state)
+                else:
+                    no_improve += 1
+            elif self.n_iter_no_change is not None:
+                if train_error < best_loss - self.tol:
+                    best_loss, no_improve = train_error, 0
+                else:
+                    no_improve += 1
+            if self.n_iter_no_change is not None and no_improve >= self.n_iter_no_change:
+                stopped = True
+                if self.verbose:
+                    print(f"No improvement for {self.n_iter_no_change} epochs: stopping.")
+                break
+        self._finish_training(state)
+        if self.early_stopping:
+            self.best_validation_score_ = float(best_score)
+            self.best_loss_ = None
+            if best_model is not None:
+                self._restore(best_model)
+        else:
+            self.best_loss_ = float(min(self.loss_curve_))
+        if self.n_iter_no_change is not None and not stopped:
+            warnings.warn(
+                f"{type(self).__name__}: maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _run_epoch(self, state, A, y, n_threads):
+        """One pass in shuffled mini-batches; returns the on-the-fly training
+        error (of the predictions made before each batch's update)."""
+        n = len(y)
+        if self.shuffle:
+            order = np.random.default_rng([self._seed, 2, self.n_iter_]).permutation(n)
+        else:
+            order = np.arange(n)
+        bs = self._batch_size_for(n)
+        correct = 0
+        for start in range(0, n, bs):
+            idx = order[start:start + bs]
+            correct += self._train_batch(state, A[idx], y[idx], n_threads)
+            self._batches_seen += 1
+        train_error = 1.0 - correct / n
+        self.n_iter_ += 1
+        self.t_ += n
+        self.loss_curve_.append(train_error)
+        self._prev_train_error = train_error
+        return train_error
+
+    def _snapshot(self, state):
+        self._finish_training(state)
+        return {name: copy.deepcopy(getattr(self, name)) for name in self._model_attributes}
+
+    def _restore(self, snapshot):
+        for name, value in snapshot.items():
+            setattr(self, name, value)
+
+    # ------------------------------------------------------------ partial_fit
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``(X, y)`` in mini-batches (for data streams).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of training data.
+        y : array-like of shape (n_samples,)
+            Its labels; need not contain every class.
+        classes : array-like of shape (n_classes,), default=None
+            All classes of the stream; required on the first call, optional
+            (but must match ``classes_``) later.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._guarded(self._partial_fit, X, y, classes)
+
+    def _partial_fit(self, X, y, classes):
+        self._validate_params()
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True; "
+                             "hold out validation data yourself when streaming")
+        first = not hasattr(self, "classes_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        X, y = validate_data(self, X, y, dtype="numeric", reset=first)
+        check_classification_targets(y)
+        if first:
+            all_classes = unique_labels(classes)
+            self._check_n_classes(all_classes)
+            self.classes_ = all_classes
+            y_idx = self._label_indices(y)
+            self._reset(X, all_classes)
+        else:
+            if classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
+                raise ValueError(
+                    f"classes={list(unique_labels(classes))} differs from the classes of the "
+                    f"first partial_fit call {list(self.classes_)}")
+            y_idx = self._label_indices(y)
+        n_threads = self._n_threads
+        A = self.binarizer_.pack(X, n_threads)
+        state = self._training_state()
+        error = self._run_epoch(state, A, y_idx, n_threads)
+        self._end_epoch(state, error, None)
+        self._finish_training(state)
+        return self
+
+    # ------------------------------------------------------------ hooks
+    def _end_epoch(self, state, train_error, val_score):
+        """Subclass hook after every epoch (schedules)."""
+
+    def _finish_training(self, state):
+        """Subclass hook: write transient training state back to attributes."""
+
+    # ------------------------------------------------------------ predict
+    def _scores(self, X):
+        """Integer class scores of every sample, computed in chunks."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype="numeric", reset=False)
+        n_threads = self._n_threads
+        parts = [self._scores_from_packed(self.binarizer_.pack(X[i:i + _PREDICT_CHUNK],
+                                                               n_threads), n_threads)
+                 for i in range(0, X.shape[0], _PREDICT_CHUNK)]
+        return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.int32)
+
+    @staticmethod
+    def _indices_from_scores(scores):
+        if scores.shape[1] == 1:  # single +/-1 output: s > 0 -> classes_[1]
+            return (scores[:, 0] > 0).astype(np.intp)
+        return np.argmax(scores, axis=1)  # ties -> lowest class index
+
+    def _predict_indices(self, A, n_threads):
+        return self._indices_from_scores(self._scores_from_packed(A, n_threads))
+
+    def decision_function(self, X):
+        """Integer logits of the last layer's fixed readout.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Binary problems: one score, positive means ``classes_[1]``.
+            Otherwise one integer score per class; the argmax is the
+            prediction (ties go to the lowest class index).
+        """
+        s = self._scores(X)
+        if s.shape[1] == 1:
+            return s[:, 0]
+        if s.shape[1] == 2:
+            return s[:, 1] - s[:, 0]
+        return s
+
+    def predict(self, X):
+        """Predicted class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[self._indices_from_scores(self._scores(X))]
+
+    def predict_proba(self, X):
+        """Class probabilities: softmax of the logits divided by ``temperature_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        s = self._scores(X).astype(np.float64)
+        if s.shape[1] == 1:  # +/-1 output: the two logits are -s and +s
+            s = np.hstack([-s, s])
+        z = s / self.temperature_
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))

@@ -1,0 +1,115 @@
+"""Binary-layer engine shared by every skbnn estimator.
+
+A :class:`BinaryLayer` owns one fully connected layer's training state:
+int16 hidden weights ``H`` (n_out x n_in, row = neuron), the packed visible
+weights ``sign(H)`` (bit 1 = +1, sign(0) = +1) and, when a learning rule
+propagates errors backward, the packed transpose.  The learning rules only
+decide *which* neurons move toward *which* target; the engine does the
+forward products, the clipped-perceptron (CP) step, reinforcement (R) and
+keeps the packed copies in sync.  No scikit-learn in here.
+"""
+import math
+
+import numpy as np
+
+from . import _kernels
+
+INT16_MAX = 32767
+
+
+def n_words(n_bits):
+    """uint64 words holding ``n_bits`` packed bits."""
+    return (n_bits + 63) // 64
+
+
+def init_hidden_weights(n_out, n_in, init_std, odd, clip, rng):
+    """int16 hidden weights drawn as ``trunc(Normal(0, init_std**2))``.
+
+    With ``odd`` every value becomes ``2*floor(h/2) + 1`` so that, moving in
+    steps of +/-2, it never reaches 0 and ``sign(H)`` never ties.  Values are
+    clipped to ``[-clip, clip]``.
+    """
+    h = np.trunc(rng.normal(0.0, init_std, size=(n_out, n_in)))
+    if odd:
+        h = 2.0 * np.floor(h / 2.0) + 1.0
+    return np.clip(h, -clip, clip).astype(np.int16)
+
+
+class BinaryLayer:
+    """One binary fully connected layer over NumPy-held state.
+
+    Parameters
+    ----------
+    hidden : ndarray of int16, shape (n_out, n_in)
+        Hidden integer weights; updated in place (copied first when it is
+        read-only, e.g. after loading a memmapped pickle).
+    packed : ndarray of uint64, shape (n_out, ceil(n_in / 64)), optional
+        Packed ``sign(hidden)``; rebuilt when omitted.
+    with_transpose : bool, default=False
+        Also keep the packed transpose (n_in, ceil(n_out / 64)) in sync,
+        for rules that project targets backward through ``W.T``.
+    """
+
+    def __init__(self, hidden, packed=None, with_transpose=False):
+        self.hidden = _writable(hidden, np.int16)
+        self.n_out, self.n_in = self.hidden.shape
+        if packed is None:
+            packed = _kernels.pack_sign_int16(self.hidden)
+        self.packed = _writable(packed, np.uint64)
+        self.packed_t = (_kernels.transpose_bits(self.packed, self.n_in)
+                         if with_transpose else None)
+
+    def forward(self, inputs, n_threads=1):
+        """Integer pre-activations ``z = W a`` for packed inputs (n, n_words(n_in))."""
+        return _kernels.bgemm(inputs, self.packed, self.n_in, n_threads)
+
+    def forward_sign(self, inputs, n_threads=1):
+        """Packed ``sign(W a)`` without an integer matrix (inference)."""
+        return _kernels.bgemm_sign(inputs, self.packed, self.n_in, n_threads)
+
+    def select(self, z, targets, group_size, active=None, zero_is_wrong=False, n_threads=1):
+        """Per sample and block of ``group_size`` neurons, the wrong neuron with
+        the smallest |z| (see :func:`skbnn._kernels.select_easiest`)."""
+        return _kernels.select_easiest(z, targets, group_size, zero_is_wrong, active,
+                                       n_threads)
+
+    def update(self, selected, targets, inputs, clip=INT16_MAX, n_threads=1):
+        """CP step of a batch, from the pre-update weights:
+        ``H[j] += 2 t_mj a_m`` for every selected (m, j), saturated at ``clip``.
+
+        Returns the number of visible-weight sign flips.
+        """
+        return _kernels.cpr_update(self.hidden, self.packed, self.packed_t, selected,
+                                   targets, inputs, clip, n_threads)
+
+    def reinforce(self, prob, seed, stream, clip=INT16_MAX, n_threads=1):
+        """``h += 2 sign(h)`` at each site with probability ``prob`` (signs never
+        change, so the packed copies stay valid).  Returns the site count."""
+        return _kernels.reinforce(self.hidden, prob, seed, stream, clip, n_threads)
+
+
+def reinforcement_probability(base_prob, error, fan_in):
+    """CP+R rate ``p0 * sqrt(error) * sqrt(2 / (pi * fan_in))`` (Baldassi 2009:
+    the rate must stay below ~sqrt(2/(pi N)); sqrt(error) anneals it)."""
+    return float(min(1.0, base_prob * math.sqrt(max(0.0, error))
+                     * math.sqrt(2.0 / (math.pi * fan_in))))
+
+
+def pack_pm1_rows(M):
+    """Pack a +/-1 (or any signed) matrix row by row: bit = (value >= 0)."""
+    M = np.ascontiguousarray(M)
+    thr = np.zeros((M.shape[1], 1))
+    return _kernels.pack_threshold(M.astype(np.float64), thr, False)
+
+
+def class_scores(activations, class_rows, n_bits, n_threads=1):
+    """Integer scores ``<a, row_c>`` of packed activations against packed
+    class rows (a fixed classifier or prototypes)."""
+    return _kernels.bgemm(activations, class_rows, n_bits, n_threads)
+
+
+def _writable(a, dtype):
+    a = np.asarray(a)
+    if a.dtype != dtype or not a.flags.c_contiguous or not a.flags.writeable:
+        a = np.array(a, dtype=dtype, order="C", copy=True)
+    return a

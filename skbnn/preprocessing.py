@@ -1,0 +1,297 @@
+"""Input binarisation: scikit-learn transformers producing +/-1 features.
+
+The estimators reuse these transformers internally (``binarize_input``): the
+thresholds are learned here, and both ``transform`` and the estimators'
+bit-packed path apply them through the same packing kernel.
+"""
+import math
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _kernels
+
+__all__ = ["MedianBinarizer", "ThermometerEncoder", "make_input_binarizer"]
+
+# dtypes the packing kernel reads directly (anything else is converted once)
+_KERNEL_DTYPES = (np.float64, np.float32, np.uint8, np.int64)
+
+
+def as_kernel_input(X):
+    """C-contiguous array in a dtype the packing kernel reads without a copy
+    when possible (uint8 images stay uint8: no float64 blow-up)."""
+    X = np.asarray(X)
+    if X.dtype == np.bool_:
+        X = X.view(np.uint8)
+    elif X.dtype.kind in "iu" and X.dtype not in _KERNEL_DTYPES:
+        X = X.astype(np.int64)
+    elif X.dtype.kind == "f" and X.dtype not in _KERNEL_DTYPES:
+        X = X.astype(np.float32 if X.dtype.itemsize < 4 else np.float64)
+    return np.ascontiguousarray(X)
+
+
+class _ThresholdBinarizer(TransformerMixin, BaseEstimator):
+    """Shared machinery: learned ``thresholds_`` of shape (n_features, b);
+    output bit ``j*b + k`` is +1 when ``X[:, j]`` passes ``thresholds_[j, k]``
+    (strictly greater when ``_strict``, else greater or equal)."""
+
+    _strict = False
+
+    def fit(self, X, y=None):
+        """Learn the thresholds from ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            Fitted transformer.
+        """
+        self._validate_params()
+        X = validate_data(self, X, dtype="numeric", ensure_all_finite=True)
+        self.thresholds_ = np.ascontiguousarray(self._fit_thresholds(X), dtype=np.float64)
+        return self
+
+    def _validate_params(self):
+        """Check constructor arguments (done in fit, never in __init__)."""
+
+    def _check_values(self, X):
+        """Hook to refuse values a binariser cannot handle."""
+
+    @property
+    def n_output_bits_(self):
+        """Number of +/-1 output features."""
+        return int(self.thresholds_.size)
+
+    def pack(self, X, n_threads=1):
+        """Packed bits (n_samples, ceil(n_output_bits_ / 64)) of an already
+        validated numeric ``X``: the estimators' path, no +/-1 matrix."""
+        self._check_values(X)
+        return _kernels.pack_threshold(as_kernel_input(X), self.thresholds_, self._strict,
+                                       n_threads)
+
+    def _input_names(self, input_features):
+        if input_features is not None:
+            names = np.asarray(input_features, dtype=object)
+            if len(names) != self.n_features_in_:
+                raise ValueError("input_features does not match n_features_in_")
+            return names
+        if hasattr(self, "feature_names_in_"):
+            return self.feature_names_in_
+        return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+
+    def transform(self, X):
+        """Binarise ``X`` into +/-1 features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to binarise.
+
+        Returns
+        -------
+        X_bin : ndarray of shape (n_samples, n_output_bits_), dtype int8
+            +1 / -1 features.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype="numeric", ensure_all_finite=True, reset=False)
+        return _kernels.unpack_pm1(self.pack(X), self.n_output_bits_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class MedianBinarizer(_ThresholdBinarizer):
+    """Binarise each feature at its median (or all features at one median).
+
+    ``x > median`` gives +1, anything else -1 (strictly greater, as in the
+    reference code of the binary-training papers).
+
+    Parameters
+    ----------
+    global_median : bool, default=False
+        If True, one median over all values of all features is used for
+        every feature: the Fashion-MNIST recipe of the papers (one threshold
+        for all pixels).  If False, one median per feature.
+
+    Attributes
+    ----------
+    thresholds_ : ndarray of shape (n_features_in_, 1)
+        The learned medians.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit (only for string column names).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbnn.preprocessing import MedianBinarizer
+    >>> X = np.array([[0., 10.], [1., 20.], [2., 30.]])
+    >>> MedianBinarizer().fit_transform(X)
+    array([[-1, -1],
+           [-1, -1],
+           [ 1,  1]], dtype=int8)
+    """
+
+    _strict = True
+
+    def __init__(self, global_median=False):
+        self.global_median = global_median
+
+    def _fit_thresholds(self, X):
+        if self.global_median:
+            return np.full((X.shape[1], 1), np.median(X), dtype=np.float64)
+        return np.median(X, axis=0).reshape(-1, 1)
+
+    def get_feature_names_out(self, input_features=None):
+        """Output names: the input feature names (one bit per feature)."""
+        check_is_fitted(self)
+        return self._input_names(input_features)
+
+
+class ThermometerEncoder(_ThresholdBinarizer):
+    """Thermometer code: ``n_bits`` +/-1 features per input feature.
+
+    Bit ``k`` of feature ``j`` is +1 when ``x_j >= t_jk``.  With
+    ``method='quantile'`` (the "distributive" thermometer of Bacellar et al.,
+    2024, used by the BEP paper) the thresholds are the empirical quantiles
+    at ``k / (n_bits + 1)``, ``k = 1..n_bits``; with ``method='uniform'``
+    they are evenly spaced between the feature's minimum and maximum.
+
+    Parameters
+    ----------
+    n_bits : int, default=8
+        Bits per feature (>= 1).
+    method : {'quantile', 'uniform'}, default='quantile'
+        How the thresholds are placed.
+
+    Attributes
+    ----------
+    thresholds_ : ndarray of shape (n_features_in_, n_bits)
+        Increasing thresholds per feature.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit (only for string column names).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbnn.preprocessing import ThermometerEncoder
+    >>> X = np.arange(10, dtype=float).reshape(-1, 1)
+    >>> ThermometerEncoder(n_bits=3).fit(X).transform([[0.], [5.], [9.]])
+    array([[-1, -1, -1],
+           [ 1,  1, -1],
+           [ 1,  1,  1]], dtype=int8)
+    """
+
+    def __init__(self, n_bits=8, method="quantile"):
+        self.n_bits = n_bits
+        self.method = method
+
+    def _validate_params(self):
+        if isinstance(self.n_bits, bool) or not isinstance(self.n_bits, Integral):
+            raise TypeError(f"n_bits must be an int, got {self.n_bits!r}")
+        if self.n_bits < 1:
+            raise ValueError(f"n_bits must be >= 1, got {self.n_bits}")
+        if self.method not in ("quantile", "uniform"):
+            raise ValueError(
+                f"method must be 'quantile' or 'uniform', got {self.method!r}")
+
+    def _fit_thresholds(self, X):
+        levels = np.arange(1, self.n_bits + 1) / (self.n_bits + 1)
+        if self.method == "quantile":
+            return np.quantile(X, levels, axis=0).T
+        lo, hi = X.min(axis=0), X.max(axis=0)
+        return lo[:, None] + (hi - lo)[:, None] * levels[None, :]
+
+    def get_feature_names_out(self, input_features=None):
+        """Output names ``<feature>_ge_t<k>``, one per bit."""
+        check_is_fitted(self)
+        names = self._input_names(input_features)
+        b = self.thresholds_.shape[1]
+        return np.asarray([f"{n}_ge_t{k}" for n in names for k in range(b)], dtype=object)
+
+
+class _PrebinarizedInput(_ThresholdBinarizer):
+    """``binarize_input=None``: X must already be +/-1 or {0, 1} (0 -> -1)."""
+
+    _strict = True
+
+    def _fit_thresholds(self, X):
+        self._check_values(X)
+        return np.zeros((X.shape[1], 1))
+
+    def _check_values(self, X):
+        if X.size == 0:
+            return
+        pm1 = np.all((X == 1) | (X == -1))
+        if not pm1 and not np.all((X == 0) | (X == 1)):
+            raise ValueError(
+                "binarize_input=None requires X to hold only -1/+1 or only 0/1 values; "
+                "use binarize_input='auto', 'median', 'global_median' or 'thermometer' "
+                "for other data")
+
+
+def auto_thermometer_bits(n_features):
+    """Bits per feature of ``binarize_input='auto'``:
+    ``min(32, max(1, ceil(256 / n_features)))``."""
+    return int(min(32, max(1, math.ceil(256 / max(1, n_features)))))
+
+
+def make_input_binarizer(binarize_input, n_features, n_thermometer_bits=8,
+                         thermometer="quantile"):
+    """Unfitted binariser for an estimator's ``binarize_input`` setting.
+
+    Parameters
+    ----------
+    binarize_input : {'auto', 'median', 'global_median', 'thermometer'}, int or None
+        'auto': quantile thermometer with
+        ``min(32, max(1, ceil(256 / n_features)))`` bits per feature, where
+        one bit is the per-feature median; 'median': per-feature median;
+        'global_median': one median for all features; 'thermometer':
+        ``n_thermometer_bits`` bits; int b: b-bit thermometer; None: the
+        input is already +/-1 or 0/1.
+    n_features : int
+        Number of input features (used by 'auto').
+    n_thermometer_bits : int, default=8
+        Bits per feature for 'thermometer'.
+    thermometer : {'quantile', 'uniform'}, default='quantile'
+        Threshold placement of thermometer codes.
+
+    Returns
+    -------
+    binarizer : transformer
+        An unfitted transformer with a ``pack`` method.
+    """
+    if binarize_input is None:
+        return _PrebinarizedInput()
+    if isinstance(binarize_input, Integral) and not isinstance(binarize_input, bool):
+        if binarize_input < 1:
+            raise ValueError(f"binarize_input as an int must be >= 1, got {binarize_input}")
+        bits = int(binarize_input)
+    elif binarize_input == "auto":
+        bits = auto_thermometer_bits(n_features)
+    elif binarize_input == "median":
+        return MedianBinarizer()
+    elif binarize_input == "global_median":
+        return MedianBinarizer(global_median=True)
+    elif binarize_input == "thermometer":
+        bits = n_thermometer_bits
+    else:
+        raise ValueError(
+            "binarize_input must be 'auto', 'median', 'global_median', 'thermometer', "
+            f"a positive int or None, got {binarize_input!r}")
+    if bits == 1 and binarize_input == "auto":
+        return MedianBinarizer()
+    return ThermometerEncoder(n_bits=bits, method=thermometer)
