@@ -407,6 +407,7 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
             Otherwise one integer score per class; the argmax is the
             prediction (ties go to the lowest class index).
         """
+        check_is_fitted(self)
         s = self._scores(X)
         if s.shape[1] == 1:
             return s[:, 0]
@@ -427,7 +428,9 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         y : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self.classes_[self._indices_from_scores(self._scores(X))]
+        check_is_fitted(self)
+        indices = self._indices_from_scores(self._scores(X))
+        return self.classes_[indices]
 
     def predict_proba(self, X):
         """Class probabilities: softmax of the logits divided by ``temperature_``.
@@ -442,6 +445,7 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Rows sum to 1; columns follow ``classes_``.
         """
+        check_is_fitted(self)
         s = self._scores(X).astype(np.float64)
         if s.shape[1] == 1:  # +/-1 output: the two logits are -s and +s
             s = np.hstack([-s, s])

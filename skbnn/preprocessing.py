@@ -107,6 +107,7 @@ class _ThresholdBinarizer(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.transformer_tags.preserves_dtype = []  # output is always int8 +/-1
         return tags
 
 

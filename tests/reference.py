@@ -1,0 +1,116 @@
+"""Plain-NumPy references of the kernels and of one LocalBinaryClassifier
+training step, written from the spec (local.md §2-§4), not from the C code."""
+import math
+
+import numpy as np
+
+
+def sign(x):
+    """sign with sign(0) = +1, as int64 +/-1."""
+    return np.where(np.asarray(x) >= 0, 1, -1).astype(np.int64)
+
+
+def pack(pm1):
+    """Pack a +/-1 (or bool) matrix row by row, bit 1 = +1, little-endian."""
+    pm1 = np.atleast_2d(pm1)
+    n, k = pm1.shape
+    words = (k + 63) // 64
+    bits = np.zeros((n, words * 64), dtype=np.uint8)
+    bits[:, :k] = pm1 > 0
+    out = np.packbits(bits, axis=1, bitorder="little")  # byte i holds bits 8i..8i+7
+    return np.ascontiguousarray(out).view("<u8").astype(np.uint64).reshape(n, words)
+
+
+def unpack(packed, k):
+    n = packed.shape[0]
+    b = np.unpackbits(packed.astype("<u8").view(np.uint8).reshape(n, -1), axis=1,
+                      bitorder="little")
+    return np.where(b[:, :k] > 0, 1, -1).astype(np.int64)
+
+
+def select_easiest(z, t, g, zero_is_wrong, active=None):
+    """Per sample and block of g neurons, the wrong neuron with smallest |z|."""
+    m, k = z.shape
+    out = -np.ones((m, k // g), dtype=np.int64)
+    for i in range(m):
+        if active is not None and not active[i]:
+            continue
+        for q in range(k // g):
+            best, best_abs = -1, None
+            for j in range(q * g, (q + 1) * g):
+                wrong = (sign(z[i, j]) != t[i, j]) if zero_is_wrong else (t[i, j] * z[i, j] < 0)
+                if wrong and (best_abs is None or abs(z[i, j]) < best_abs):
+                    best, best_abs = j, abs(z[i, j])
+            out[i, q] = best
+    return out
+
+
+def cp_update(H, selected, t, a, clip):
+    """H[j] += 2 t_mj a_m for all selected (m, j), from pre-update H, clipped."""
+    delta = np.zeros(H.shape, dtype=np.int64)
+    for m in range(selected.shape[0]):
+        for j in selected[m]:
+            if j >= 0:
+                delta[j] += 2 * t[m, j] * a[m]
+    return np.clip(H.astype(np.int64) + delta, -clip, clip)
+
+
+def reinforce(H, p, seed, stream, clip, uniform):
+    """h += 2 sign(h) at geometric-skip sites of the row streams; ``uniform``
+    is the kernel's documented counter-based draw (seed, stream, row, index)."""
+    H = H.astype(np.int64).copy()
+    count = 0
+    if p <= 0:
+        return H, count
+    k, n = H.shape
+    for j in range(k):
+        i, draw = 0, 0
+        while True:
+            if p < 1:
+                u = uniform(seed, stream, j, draw) + 2.0 ** -53  # kernel draws from (0, 1]
+                draw += 1
+                gap = math.floor(math.log(u) / math.log1p(-p))
+                if gap >= n - i:
+                    break
+                i += gap
+            H[j, i] = np.clip(H[j, i] + (2 if H[j, i] >= 0 else -2), -clip, clip)
+            count += 1
+            i += 1
+            if i >= n:
+                break
+    return H, count
+
+
+def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stream0, clip,
+                     uniform):
+    """One LocalBinaryClassifier mini-batch (local.md §13 algorithm card).
+
+    Hs: hidden weights per layer; Ps: +/-1 classifiers (K_l x C_out), C_out = 1
+    for binary problems; a0: +/-1 inputs; y: class indices.  Returns the new
+    weights and the number of correct last-layer predictions (pre-update)."""
+    a, new_H, n_correct = a0.astype(np.int64), [], 0
+    for l, (H, P) in enumerate(zip(Hs, Ps)):
+        k = H.shape[0]
+        z = a @ sign(H).T
+        a_next = sign(z)
+        s = a_next @ P.astype(np.int64)
+        thr = math.floor(robustness * k)
+        if P.shape[1] == 1:
+            pred = (s[:, 0] > 0).astype(int)
+            err = (pred != y) | (np.abs(s[:, 0]) < thr)
+            t = P[:, 0][None, :] * np.where(y == 1, 1, -1)[:, None]
+        else:
+            pred = np.argmax(s, axis=1)
+            top = np.sort(s, axis=1)
+            err = (pred != y) | (top[:, -1] - top[:, -2] < thr)
+            t = P[:, y].T
+        if l == len(Hs) - 1:
+            n_correct = int(np.sum(pred == y))
+        H = H.astype(np.int64)
+        if err.any():
+            sel = select_easiest(z, t, group_sizes[l], False, err)
+            H = cp_update(H, sel, t, a, clip)
+            H, _ = reinforce(H, p_reinf[l], seed, stream0 + l, clip, uniform)
+        new_H.append(H)
+        a = a_next
+    return new_H, n_correct

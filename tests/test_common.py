@@ -1,0 +1,18 @@
+"""scikit-learn's estimator checks over every public estimator and
+transformer, with no expected failures."""
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skbnn import LocalBinaryClassifier, MedianBinarizer, ThermometerEncoder
+
+ESTIMATORS = [
+    LocalBinaryClassifier(),
+    LocalBinaryClassifier(hidden_layer_sizes=(35, 35), group_size=7, n_jobs=2),
+    MedianBinarizer(),
+    MedianBinarizer(global_median=True),
+    ThermometerEncoder(),
+]
+
+
+@parametrize_with_checks(ESTIMATORS, xfail_strict=True)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)

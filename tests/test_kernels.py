@@ -1,0 +1,188 @@
+"""Every kernel on every SIMD path of this CPU against plain NumPy, on awkward
+shapes and read-only inputs."""
+import numpy as np
+import pytest
+from reference import cp_update, pack, reinforce, select_easiest, sign, unpack
+
+from skbnn import _kernels
+
+KS = [1, 63, 64, 65, 1000, 4097]
+BATCHES = [1, 257]
+
+
+def readonly(a):
+    a = np.array(a)
+    a.setflags(write=False)
+    return a
+
+
+def rand_pm1(rng, *shape):
+    return rng.choice(np.array([-1, 1]), size=shape)
+
+
+# ---------------------------------------------------------------- packing
+@pytest.mark.parametrize("k", KS)
+def test_pack_threshold_matches_reference(k, isa):
+    rng = np.random.default_rng(k)
+    X = rng.normal(size=(7, k))
+    thr = rng.normal(size=(k, 1))
+    for strict in (True, False):
+        got = _kernels.pack_threshold(readonly(X), readonly(thr), strict)
+        want = pack(np.where(X > thr.T if strict else X >= thr.T, 1, -1))
+        np.testing.assert_array_equal(got, want)
+        # tail bits beyond k are zero
+        assert got[:, -1].tolist() == (want[:, -1]).tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8, np.int64])
+def test_pack_threshold_dtypes_and_thermometer(dtype):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 50, size=(9, 13)).astype(dtype)
+    thr = np.sort(rng.uniform(0, 50, size=(13, 3)), axis=1)
+    got = _kernels.pack_threshold(X, thr, False)
+    bits = (X.astype(float)[:, :, None] >= thr[None]).reshape(9, 39)
+    np.testing.assert_array_equal(got, pack(np.where(bits, 1, -1)))
+
+
+def test_sign_packing_and_unpack_roundtrip():
+    rng = np.random.default_rng(1)
+    Z = rng.integers(-3, 4, size=(5, 130)).astype(np.int32)
+    np.testing.assert_array_equal(_kernels.pack_sign_int32(Z), pack(sign(Z)))
+    H = Z.astype(np.int16)
+    np.testing.assert_array_equal(_kernels.pack_sign_int16(readonly(H)), pack(sign(H)))
+    np.testing.assert_array_equal(_kernels.unpack_pm1(pack(sign(Z)), 130), sign(Z))
+    with pytest.raises(ValueError, match="n_bits"):
+        _kernels.unpack_pm1(pack(sign(Z)), 200)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 64), (70, 3), (130, 129)])
+def test_transpose_bits(shape):
+    rng = np.random.default_rng(2)
+    M = rand_pm1(rng, *shape)
+    np.testing.assert_array_equal(_kernels.transpose_bits(pack(M), shape[1]), pack(M.T))
+
+
+# ---------------------------------------------------------------- products
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("m", BATCHES)
+def test_bgemm_matches_numpy(k, m, isa):
+    rng = np.random.default_rng(k * 1000 + m)
+    n = 13 if k > 1000 else 37  # 37: panels of 8 with a ragged tail
+    A, B = rand_pm1(rng, m, k), rand_pm1(rng, n, k)
+    Ap, Bp = readonly(pack(A)), readonly(pack(B))
+    want = A @ B.T
+    np.testing.assert_array_equal(_kernels.bgemm(Ap, Bp, k), want)
+    np.testing.assert_array_equal(_kernels.bgemm_sign(Ap, Bp, k), pack(sign(want)))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_bgemm_threads_identical(n_threads, isa):
+    rng = np.random.default_rng(5)
+    A, B = rand_pm1(rng, 101, 300), rand_pm1(rng, 75, 300)
+    want = A @ B.T
+    np.testing.assert_array_equal(_kernels.bgemm(pack(A), pack(B), 300, n_threads), want)
+    np.testing.assert_array_equal(_kernels.bgemm_sign(pack(A), pack(B), 300, n_threads),
+                                  pack(sign(want)))
+
+
+def test_bgemm_checks_shapes():
+    a = np.zeros((2, 2), dtype=np.uint64)
+    with pytest.raises(ValueError, match="width"):
+        _kernels.bgemm(a, np.zeros((2, 3), dtype=np.uint64), 128)
+    with pytest.raises(ValueError, match="n_bits"):
+        _kernels.bgemm(a, a, 300)
+
+
+def test_popcount_every_path(isa):
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 8, 9, 33):
+        words = rng.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        want = int(np.unpackbits(words.view(np.uint8)).sum()) if n else 0
+        assert _kernels.popcount(readonly(words)) == want
+
+
+# ---------------------------------------------------------------- CP+R
+@pytest.mark.parametrize("zero_is_wrong", [False, True])
+@pytest.mark.parametrize("k,g", [(6, 3), (65, 13), (130, 65), (7, 1)])
+def test_select_easiest(k, g, zero_is_wrong):
+    rng = np.random.default_rng(k + g)
+    m = 9
+    z = rng.integers(-3, 4, size=(m, k)).astype(np.int32)  # many ties and zeros
+    t = rand_pm1(rng, m, k)
+    active = rng.random(m) < 0.7
+    got = _kernels.select_easiest(readonly(z), readonly(pack(t)), g, zero_is_wrong,
+                                  readonly(active.astype(np.uint8)))
+    np.testing.assert_array_equal(got, select_easiest(z, t, g, zero_is_wrong, active))
+    with pytest.raises(ValueError, match="divide"):
+        _kernels.select_easiest(z, pack(t), k + 1, zero_is_wrong)
+
+
+@pytest.mark.parametrize("n_in,n_out", [(1, 3), (63, 10), (65, 70), (300, 129)])
+@pytest.mark.parametrize("clip", [5, 32767])
+def test_cpr_update_matches_reference(n_in, n_out, clip, isa):
+    rng = np.random.default_rng(n_in * n_out + clip)
+    m, g = 300, 1  # > 255 contributions per row exercises the counter flush
+    H = np.clip(2 * rng.integers(-4, 4, size=(n_out, n_in)) + 1, -clip, clip).astype(np.int16)
+    a = rand_pm1(rng, m, n_in)
+    t = rand_pm1(rng, m, n_out)
+    sel = np.where(rng.random((m, n_out)) < 0.5, np.arange(n_out)[None, :], -1)
+    want = cp_update(H, sel, t, a, clip)
+    packed = _kernels.pack_sign_int16(H)
+    packed_t = _kernels.transpose_bits(packed, n_in)
+    Hk = H.copy()
+    flips = _kernels.cpr_update(Hk, packed, packed_t, readonly(sel.astype(np.int32)),
+                                readonly(pack(t)), readonly(pack(a)), clip)
+    np.testing.assert_array_equal(Hk, want)
+    np.testing.assert_array_equal(packed, pack(sign(want)))
+    np.testing.assert_array_equal(packed_t, pack(sign(want).T))
+    assert flips == int(np.sum(sign(want) != sign(H)))
+
+
+def test_cpr_update_int16_saturation():
+    H = np.array([[32765, -32765]], dtype=np.int16)
+    a = np.array([[1, -1]] * 3)
+    t = np.ones((3, 1), dtype=int)
+    sel = np.zeros((3, 1), dtype=np.int32)
+    _kernels.cpr_update(H, _kernels.pack_sign_int16(H), None, sel, pack(t), pack(a), 32767)
+    assert H.tolist() == [[32767, -32767]]
+
+
+@pytest.mark.parametrize("p", [0.0, 0.013, 0.3, 1.0])
+def test_reinforce_matches_reference_stream(p):
+    rng = np.random.default_rng(7)
+    H = (2 * rng.integers(-10, 10, size=(17, 70)) + 1).astype(np.int16)
+    H[0, :3] = [32767, -32767, 32765]
+    want, want_count = reinforce(H, p, 12345, 99, 32767, _kernels.uniform)
+    got = H.copy()
+    count = _kernels.reinforce(got, p, 12345, 99, 32767)
+    np.testing.assert_array_equal(got, want)
+    assert count == want_count
+    assert np.all(sign(got) == sign(H))  # reinforcement never flips a sign
+
+
+def test_reinforce_rate_and_threads():
+    H = np.ones((400, 500), dtype=np.int16)
+    counts = []
+    for n_threads in (1, 2):
+        Hk = H.copy()
+        counts.append(_kernels.reinforce(Hk, 0.02, 1, 2, 32767, n_threads))
+        if n_threads == 1:
+            first = Hk
+        else:
+            np.testing.assert_array_equal(Hk, first)
+    assert counts[0] == counts[1]
+    rate = counts[0] / H.size
+    assert abs(rate - 0.02) < 0.002  # 200k Bernoulli(0.02) sites: sd 3e-4
+
+
+def test_reinforce_streams_differ():
+    a, b = np.ones((50, 50), np.int16), np.ones((50, 50), np.int16)
+    _kernels.reinforce(a, 0.1, 1, 1, 32767)
+    _kernels.reinforce(b, 0.1, 1, 2, 32767)
+    assert not np.array_equal(a, b)
+
+
+def test_isa_selection_errors():
+    with pytest.raises(ValueError, match="unknown kernel path"):
+        _kernels.set_isa("sse9")
+    assert "generic" in _kernels.available_isas()
