@@ -1,0 +1,338 @@
+"""LocalBinaryClassifier: reference step, determinism, scikit-learn
+integration, streaming and bad input."""
+import pickle
+
+import numpy as np
+import pytest
+from reference import local_batch_step, sign, unpack
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+from skbnn import LocalBinaryClassifier, _kernels
+from skbnn._engine import reinforcement_probability
+from skbnn.datasets import make_random_prototypes
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def prototypes():
+    X, y = make_random_prototypes(1200, n_features=200, n_classes=4, flip_prob=0.3,
+                                  random_state=0)
+    return train_test_split(X, y, test_size=300, random_state=0)
+
+
+# ------------------------------------------------------------------ algorithm
+@pytest.mark.parametrize("n_classes,widths,groups", [(4, (7, 9), (7, 3)), (2, (6, 5), (3, 5)),
+                                                     (3, (10,), (5,))])
+def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, isa):
+    """Two epochs of the estimator == the spec's algorithm card in NumPy,
+    including reinforcement drawn from the documented counter-based stream."""
+    rng = np.random.default_rng(n_classes)
+    X = rng.choice([-1, 1], size=(64, 70))
+    y = rng.integers(0, n_classes, size=64)
+    y[:n_classes] = np.arange(n_classes)
+    kw = dict(hidden_layer_sizes=widths, group_size=groups, binarize_input=None, batch_size=16,
+              shuffle=False, random_state=3, robustness=0.25, reinforcement_prob=0.9,
+              init_std=4.0, weight_clip=40)
+    clf = LocalBinaryClassifier(max_iter=1, **kw).fit(X, y)
+    Hs = [h.copy() for h in clf.hidden_weights_]
+    Ps = clf.classifiers_
+    y_idx = np.searchsorted(clf.classes_, y)
+    error, batches = clf.loss_curve_[-1], clf._batches_seen
+    # the reference continues for one epoch from the fitted state
+    n_correct = 0
+    for b, start in enumerate(range(0, 64, 16)):
+        p = [reinforcement_probability(0.9, error, h.shape[1]) for h in Hs]
+        Hs, c = local_batch_step(Hs, Ps, X[start:start + 16], y_idx[start:start + 16], 0.25,
+                                 groups, p, clf._seed, (batches + b) * len(widths), 40,
+                                 _kernels.uniform)
+        n_correct += c
+    clf.set_params(warm_start=True).fit(X, y)
+    for h_ref, h, packed in zip(Hs, clf.hidden_weights_, clf.packed_weights_):
+        np.testing.assert_array_equal(h, h_ref)
+        np.testing.assert_array_equal(unpack(packed, h.shape[1]), sign(h_ref))
+    assert clf.loss_curve_[-1] == pytest.approx(1 - n_correct / 64)
+
+
+def test_hidden_weights_initialisation():
+    clf = LocalBinaryClassifier(hidden_layer_sizes=(525, 35), max_iter=1, random_state=0,
+                                reinforcement_prob=0.0).fit(*load_digits(return_X_y=True))
+    h = clf.hidden_weights_[1].astype(int)
+    assert h.dtype == int and np.all(h % 2 == 1)  # odd init, +/-2 steps: never 0
+    assert clf.hidden_weights_[0].dtype == np.int16
+    assert 40 < np.std(clf.hidden_weights_[1]) < 90
+    assert clf.group_sizes_ == (105, 35)
+    assert [c.shape for c in clf.classifiers_] == [(525, 10), (35, 10)]
+    assert set(np.unique(clf.classifiers_[0])) == {-1, 1}
+
+
+def test_learns_random_prototypes(prototypes):
+    X_tr, X_te, y_tr, y_te = prototypes
+    clf = LocalBinaryClassifier(hidden_layer_sizes=(135, 135), max_iter=15, binarize_input=None,
+                                random_state=0).fit(X_tr, y_tr)
+    assert clf.score(X_te, y_te) > 0.9  # chance is 0.25
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+def test_digits_accuracy_and_proba(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = LocalBinaryClassifier(max_iter=10, random_state=0).fit(X_tr, y_tr)
+    assert clf.score(X_te, y_te) > 0.9
+    proba = clf.predict_proba(X_te)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(X_te))
+    dec = clf.decision_function(X_te)
+    assert dec.shape == (len(X_te), 10) and np.issubdtype(dec.dtype, np.integer)
+    np.testing.assert_allclose(np.log(proba), clf.predict_log_proba(X_te))
+    assert clf.temperature_ == 525 / 8
+
+
+def test_binary_single_output(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    tr, te = y_tr < 2, y_te < 2
+    labels = np.array(["zero", "one"])
+    clf = LocalBinaryClassifier(hidden_layer_sizes=(36,), group_size=6, max_iter=5,
+                                random_state=0).fit(X_tr[tr], labels[y_tr[tr]])
+    assert [c.shape for c in clf.classifiers_] == [(36, 1)]
+    dec = clf.decision_function(X_te[te])
+    assert dec.ndim == 1
+    np.testing.assert_array_equal(clf.predict(X_te[te]), clf.classes_[(dec > 0).astype(int)])
+    assert clf.score(X_te[te], labels[y_te[te]]) > 0.95
+
+
+def test_train_classifiers_ablation(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = LocalBinaryClassifier(train_classifiers=True, max_iter=8, random_state=0)
+    clf.fit(X_tr, y_tr)
+    assert clf.score(X_te, y_te) > 0.85
+    P = clf.classifiers_[-1]
+    np.testing.assert_array_equal(P, np.where(clf.classifier_hidden_weights_[-1].T >= 0, 1, -1))
+
+
+def test_weight_clip_bounds(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = LocalBinaryClassifier(weight_clip=9, max_iter=2, random_state=0).fit(X_tr, y_tr)
+    assert all(np.abs(h).max() <= 9 for h in clf.hidden_weights_)
+
+
+# ------------------------------------------------------------------ determinism
+def test_bit_identical_on_every_isa_and_thread_count(digits):
+    X_tr, _, y_tr, _ = digits
+    base = dict(hidden_layer_sizes=(67, 35), group_size=(67, 7), max_iter=3, random_state=7)
+    previous = _kernels.get_isa()
+    results = []
+    try:
+        for isa in _kernels.available_isas():
+            _kernels.set_isa(isa)
+            for n_jobs in (1, 2):
+                clf = LocalBinaryClassifier(n_jobs=n_jobs, **base).fit(X_tr, y_tr)
+                results.append((isa, n_jobs, clf.hidden_weights_, clf.loss_curve_))
+    finally:
+        _kernels.set_isa(previous)
+    _, _, h0, curve0 = results[0]
+    for isa, n_jobs, h, curve in results[1:]:
+        assert curve == curve0, (isa, n_jobs)
+        for a, b in zip(h0, h):
+            np.testing.assert_array_equal(a, b, err_msg=f"{isa} n_jobs={n_jobs}")
+
+
+def test_random_state_changes_model(digits):
+    X_tr, _, y_tr, _ = digits
+    a = LocalBinaryClassifier(max_iter=1, random_state=0).fit(X_tr, y_tr)
+    b = LocalBinaryClassifier(max_iter=1, random_state=1).fit(X_tr, y_tr)
+    assert not np.array_equal(a.hidden_weights_[0], b.hidden_weights_[0])
+
+
+# ------------------------------------------------------------------ scikit-learn
+def test_pipeline_gridsearch_clone_pickle(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    pipe = make_pipeline(MinMaxScaler(), LocalBinaryClassifier(max_iter=10, random_state=0))
+    search = GridSearchCV(pipe, {"localbinaryclassifier__hidden_layer_sizes": [(35,), (255,)]},
+                          cv=2, n_jobs=2).fit(X_tr, y_tr)
+    assert search.best_score_ > 0.8
+    best = search.best_estimator_
+    restored = pickle.loads(pickle.dumps(best))
+    np.testing.assert_array_equal(restored.predict(X_te), best.predict(X_te))
+    fresh = clone(best)
+    assert not hasattr(fresh[-1], "classes_")
+    np.testing.assert_array_equal(fresh.fit(X_tr, y_tr).predict(X_te), best.predict(X_te))
+
+
+def test_partial_fit_after_unpickle_with_readonly_state(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = LocalBinaryClassifier(max_iter=2, random_state=0).fit(X_tr, y_tr)
+    restored = pickle.loads(pickle.dumps(clf))
+    for h in restored.hidden_weights_:
+        h.setflags(write=False)
+    restored.partial_fit(X_tr, y_tr)
+    clf.partial_fit(X_tr, y_tr)
+    for a, b in zip(clf.hidden_weights_, restored.hidden_weights_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_partial_fit_streaming_learns(prototypes):
+    X_tr, X_te, y_tr, y_te = prototypes
+    clf = LocalBinaryClassifier(hidden_layer_sizes=(135,), binarize_input=None, random_state=0)
+    scores = []
+    classes = np.unique(y_tr)
+    for i, start in enumerate(range(0, 900, 100)):
+        clf.partial_fit(X_tr[start:start + 100], y_tr[start:start + 100],
+                        classes=classes if i == 0 else None)
+        scores.append(clf.score(X_te, y_te))
+    assert clf.n_iter_ == 9 and clf.t_ == 900 and len(clf.loss_curve_) == 9
+    assert scores[-1] > scores[0] + 0.2 and scores[-1] > 0.8
+
+
+def test_partial_fit_label_rules(prototypes):
+    X_tr, _, y_tr, _ = prototypes
+    clf = LocalBinaryClassifier(hidden_layer_sizes=(35,), binarize_input=None)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X_tr[:50], y_tr[:50])
+    clf.partial_fit(X_tr[:50], y_tr[:50], classes=[0, 1, 2, 3])
+    before = [h.copy() for h in clf.hidden_weights_]
+    with pytest.raises(ValueError, match="not in classes_"):
+        clf.partial_fit(X_tr[:50], np.full(50, 7))
+    with pytest.raises(ValueError, match="differs"):
+        clf.partial_fit(X_tr[:50], y_tr[:50], classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="features"):
+        clf.partial_fit(X_tr[:50, :10], y_tr[:50])
+    for a, b in zip(before, clf.hidden_weights_):
+        np.testing.assert_array_equal(a, b)
+    clf.partial_fit(X_tr[:10], np.zeros(10, dtype=int))  # one class per chunk is fine
+    with pytest.raises(ValueError, match="early_stopping"):
+        clf.set_params(early_stopping=True).partial_fit(X_tr[:10], y_tr[:10])
+
+
+def test_warm_start_continues(digits):
+    X_tr, _, y_tr, _ = digits
+    a = LocalBinaryClassifier(max_iter=2, random_state=0, shuffle=False).fit(X_tr, y_tr)
+    a.set_params(warm_start=True, max_iter=1).fit(X_tr, y_tr)
+    b = LocalBinaryClassifier(max_iter=3, random_state=0, shuffle=False).fit(X_tr, y_tr)
+    assert a.n_iter_ == 3
+    for h1, h2 in zip(a.hidden_weights_, b.hidden_weights_):
+        np.testing.assert_array_equal(h1, h2)
+
+
+def test_early_stopping_and_verbose(digits, capsys):
+    X_tr, _, y_tr, _ = digits
+    clf = LocalBinaryClassifier(early_stopping=True, n_iter_no_change=2, max_iter=40,
+                                random_state=0, verbose=1).fit(X_tr, y_tr)
+    out = capsys.readouterr().out
+    assert "Epoch 1: training error" in out and "validation score" in out
+    assert len(clf.validation_scores_) == clf.n_iter_ < 40
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_loss_ is None
+
+
+def test_convergence_warning_only_with_stopping_rule(digits):
+    X_tr, _, y_tr, _ = digits
+    with pytest.warns(ConvergenceWarning):
+        LocalBinaryClassifier(max_iter=2, n_iter_no_change=5, random_state=0).fit(X_tr, y_tr)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        LocalBinaryClassifier(max_iter=2, random_state=0).fit(X_tr, y_tr)
+
+
+def test_pandas_feature_names(digits):
+    pd = pytest.importorskip("pandas")
+    X_tr, X_te, y_tr, _ = digits
+    cols = [f"px{i}" for i in range(64)]
+    clf = LocalBinaryClassifier(max_iter=1, random_state=0).fit(pd.DataFrame(X_tr, columns=cols),
+                                                                 y_tr)
+    assert list(clf.feature_names_in_) == cols
+    clf.predict(pd.DataFrame(X_te, columns=cols))
+
+
+# ------------------------------------------------------------------ bad input
+BAD_PARAMS = [
+    (dict(group_size=4), ValueError, "divide"),
+    (dict(group_size=(5, 7)), ValueError, "entries"),
+    (dict(hidden_layer_sizes=(-3,)), ValueError, "hidden_layer_sizes"),
+    (dict(hidden_layer_sizes=()), ValueError, "at least one"),
+    (dict(hidden_layer_sizes="big"), TypeError, "hidden_layer_sizes"),
+    (dict(robustness=-1), ValueError, "robustness"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(max_iter=0), ValueError, "max_iter"),
+    (dict(weight_clip=0), ValueError, "weight_clip"),
+    (dict(weight_clip=70000), ValueError, "weight_clip"),
+    (dict(binarize_input="magic"), ValueError, "binarize_input"),
+    (dict(validation_fraction=1.5), ValueError, "validation_fraction"),
+    (dict(n_jobs=0), ValueError, "n_jobs"),
+    (dict(n_jobs=1.5), TypeError, "n_jobs"),
+    (dict(odd_init="yes"), TypeError, "odd_init"),
+]
+
+
+@pytest.mark.parametrize("params,error,match", BAD_PARAMS)
+def test_bad_parameters(params, error, match, digits):
+    X_tr, _, y_tr, _ = digits
+    with pytest.raises(error, match=match):
+        LocalBinaryClassifier(**{"hidden_layer_sizes": (35,), "max_iter": 1, **params}).fit(
+            X_tr, y_tr)
+
+
+def test_bad_inputs_leave_fitted_model_unchanged(digits):
+    sp = pytest.importorskip("scipy.sparse")
+    X_tr, X_te, y_tr, _ = digits
+    clf = LocalBinaryClassifier(hidden_layer_sizes=(35,), max_iter=2, random_state=0)
+    clf.fit(X_tr, y_tr)
+    state = pickle.dumps(clf)
+    pred = clf.predict(X_te)
+    X_nan = X_tr.copy()
+    X_nan[0, 0] = np.nan
+    X_inf = X_tr.copy()
+    X_inf[3, 5] = np.inf
+    cases = [
+        (X_nan, y_tr, ValueError, "NaN"),
+        (X_inf, y_tr, ValueError, "infinity"),
+        (X_tr[:, :10], y_tr, None, None),  # a refit with new shape is allowed
+        (X_tr[:, 0], y_tr, ValueError, "2D array"),
+        (np.empty((0, 64)), np.empty(0), ValueError, "0 sample"),
+        (sp.csr_matrix(X_tr), y_tr, TypeError, "[Ss]parse"),
+        (np.full(X_tr.shape, "a"), y_tr, ValueError, "string|float"),
+        (X_tr, np.zeros(len(y_tr)), ValueError, "class"),
+        (X_tr, np.linspace(0, 1, len(y_tr)), ValueError, "Unknown label type"),
+    ]
+    for X, y, error, match in cases:
+        if error is None:
+            continue
+        with pytest.raises(error, match=match):
+            clf.fit(X, y)
+        assert pickle.dumps(clf) == state
+    for X, error, match in [(X_nan[:5], ValueError, "NaN"), (X_te[:, :5], ValueError, "features"),
+                            (X_te[0], ValueError, "2D array")]:
+        for method in (clf.predict, clf.predict_proba, clf.decision_function):
+            with pytest.raises(error, match=match):
+                method(X)
+    np.testing.assert_array_equal(clf.predict(X_te), pred)
+
+
+def test_prebinarized_input_refuses_other_values():
+    X = np.array([[0.5, 1.0], [1.0, -1.0]])
+    with pytest.raises(ValueError, match="binarize_input=None"):
+        LocalBinaryClassifier(binarize_input=None, hidden_layer_sizes=(5,)).fit(X, [0, 1])
+    with pytest.raises(ValueError, match="binarize_input=None"):  # mixes 0/1 and -1/+1
+        LocalBinaryClassifier(binarize_input=None, hidden_layer_sizes=(5,)).fit(
+            np.array([[0, 1], [-1, 1]]), [0, 1])
+    clf = LocalBinaryClassifier(binarize_input=None, hidden_layer_sizes=(5,), max_iter=1)
+    clf.fit(np.array([[0, 1], [1, 0]]), [0, 1])
+    with pytest.raises(ValueError, match="binarize_input=None"):
+        clf.predict(np.array([[2, 1]]))
+
+
+def test_small_two_feature_blobs_learn():
+    X, y = make_blobs(n_samples=300, centers=3, n_features=2, random_state=0)
+    clf = LocalBinaryClassifier(random_state=0, max_iter=20).fit(X, y)
+    assert clf.binarizer_thresholds_.shape == (2, 32)
+    assert clf.score(X, y) > 0.85

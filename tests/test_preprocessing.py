@@ -1,0 +1,84 @@
+"""Binarisation transformers and the estimators' 'auto' rule."""
+import numpy as np
+import pytest
+from sklearn.pipeline import make_pipeline
+
+from skbnn import LocalBinaryClassifier, MedianBinarizer, ThermometerEncoder
+from skbnn.preprocessing import auto_thermometer_bits, make_input_binarizer
+
+
+def test_median_binarizer_per_feature_and_global():
+    X = np.array([[0.0, 10.0], [1.0, 20.0], [2.0, 30.0], [3.0, 40.0]])
+    np.testing.assert_array_equal(MedianBinarizer().fit(X).thresholds_.ravel(), [1.5, 25.0])
+    g = MedianBinarizer(global_median=True).fit(X)
+    np.testing.assert_array_equal(g.thresholds_.ravel(), [6.5, 6.5])
+    np.testing.assert_array_equal(g.transform(X), np.where(X > 6.5, 1, -1))
+    # strictly greater: the median itself maps to -1
+    np.testing.assert_array_equal(MedianBinarizer().fit(X).transform([[1.5, 25.0]]), [[-1, -1]])
+
+
+@pytest.mark.parametrize("method", ["quantile", "uniform"])
+def test_thermometer_matches_numpy(method):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    enc = ThermometerEncoder(n_bits=5, method=method).fit(X)
+    levels = np.arange(1, 6) / 6
+    if method == "quantile":
+        want = np.quantile(X, levels, axis=0).T
+    else:
+        lo, hi = X.min(0), X.max(0)
+        want = lo[:, None] + (hi - lo)[:, None] * levels
+    np.testing.assert_allclose(enc.thresholds_, want)
+    Xt = enc.transform(X)
+    np.testing.assert_array_equal(Xt, np.where(X[:, :, None] >= want[None], 1, -1).reshape(200, 15))
+    assert Xt.dtype == np.int8
+    assert list(enc.get_feature_names_out())[:2] == ["x0_ge_t0", "x0_ge_t1"]
+
+
+def test_transformer_bad_params():
+    X = np.ones((3, 2))
+    with pytest.raises(ValueError, match="n_bits"):
+        ThermometerEncoder(n_bits=0).fit(X)
+    with pytest.raises(TypeError, match="n_bits"):
+        ThermometerEncoder(n_bits=2.5).fit(X)
+    with pytest.raises(ValueError, match="method"):
+        ThermometerEncoder(method="log").fit(X)
+
+
+@pytest.mark.parametrize("n_features,bits", [(1, 32), (2, 32), (8, 32), (9, 29), (64, 4),
+                                             (256, 1), (784, 1)])
+def test_auto_rule(n_features, bits):
+    assert auto_thermometer_bits(n_features) == bits
+    b = make_input_binarizer("auto", n_features)
+    assert isinstance(b, MedianBinarizer if bits == 1 else ThermometerEncoder)
+
+
+def test_estimator_binarize_input_options():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 4)), np.arange(60) % 2
+    shapes = {"auto": (4, 32), "median": (4, 1), "global_median": (4, 1), "thermometer": (4, 3),
+              5: (4, 5)}
+    for option, shape in shapes.items():
+        clf = LocalBinaryClassifier(binarize_input=option, n_thermometer_bits=3, max_iter=1,
+                                    hidden_layer_sizes=(5,)).fit(X, y)
+        assert clf.binarizer_thresholds_.shape == shape
+    g = LocalBinaryClassifier(binarize_input="global_median", max_iter=1,
+                              hidden_layer_sizes=(5,)).fit(X, y)
+    assert np.all(g.binarizer_thresholds_ == np.median(X))
+
+
+def test_transformer_in_pipeline_equals_internal_binarisation():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(80, 6)), np.arange(80) % 3
+    kw = dict(hidden_layer_sizes=(9,), group_size=3, max_iter=3, random_state=0)
+    internal = LocalBinaryClassifier(binarize_input=7, **kw).fit(X, y)
+    pipe = make_pipeline(ThermometerEncoder(n_bits=7),
+                         LocalBinaryClassifier(binarize_input=None, **kw)).fit(X, y)
+    np.testing.assert_array_equal(internal.hidden_weights_[0], pipe[-1].hidden_weights_[0])
+    np.testing.assert_array_equal(internal.predict(X), pipe.predict(X))
+
+
+def test_uint8_input_is_not_converted_to_float():
+    X = np.random.default_rng(2).integers(0, 255, size=(30, 300)).astype(np.uint8)
+    enc = MedianBinarizer().fit(X)
+    np.testing.assert_array_equal(enc.transform(X), np.where(X > enc.thresholds_.T, 1, -1))
