@@ -103,8 +103,8 @@ def test_popcount_every_path(isa):
 
 # ---------------------------------------------------------------- CP+R
 @pytest.mark.parametrize("zero_is_wrong", [False, True])
-@pytest.mark.parametrize("k,g", [(6, 3), (65, 13), (130, 65), (7, 1)])
-def test_select_easiest(k, g, zero_is_wrong):
+@pytest.mark.parametrize("k,g", [(6, 3), (65, 13), (130, 65), (7, 1), (525, 105), (48, 48)])
+def test_select_easiest(k, g, zero_is_wrong, isa):
     rng = np.random.default_rng(k + g)
     m = 9
     z = rng.integers(-3, 4, size=(m, k)).astype(np.int32)  # many ties and zeros

@@ -25,6 +25,14 @@
 #define SKBNN_X86 0
 #endif
 
+#if defined(__SSE2__)
+#include <emmintrin.h> /* part of the x86-64 baseline: no target attribute needed */
+#endif
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "skbnn's packed layout assumes a little-endian CPU"
+#endif
+
 #define WORDS(bits) (((bits) + 63) / 64)
 #define PANEL 8 /* neurons per panel */
 
@@ -432,7 +440,54 @@ int skbnn_bgemm_sign(const uint64_t *A, size_t M, const uint64_t *B, size_t N, s
 
 DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_f64, double)
 DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_f32, float)
-DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_u8, uint8_t)
+DEFINE_PACK_THRESHOLD(pack_threshold_u8_portable, uint8_t)
+
+/* uint8 input (images) with one threshold per feature: compare bytes against
+ * integer thresholds, 16 features per SSE2 movemask.  x > t  <=>  x >= floor(t)+1
+ * and x >= t  <=>  x >= ceil(t) for integer x; thresholds above 255 never pass. */
+void skbnn_pack_threshold_u8(const uint8_t *X, size_t n, size_t f, const double *thr, size_t b,
+                             int strict, uint64_t *out, size_t out_words, int n_threads)
+{
+#if defined(__SSE2__)
+    if (b == 1 && f >= 64) {
+        uint8_t *t8 = (uint8_t *)malloc(f), *ok = (uint8_t *)malloc(f);
+        if (t8 && ok) {
+            for (size_t j = 0; j < f; j++) {
+                const double tt = strict ? floor(thr[j]) + 1.0 : ceil(thr[j]);
+                t8[j] = (uint8_t)(tt <= 0.0 ? 0 : (tt > 255.0 ? 255 : tt));
+                ok[j] = tt > 255.0 ? 0x00 : 0xff;
+            }
+            const size_t full = f / 64;
+            (void)n_threads;
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+            for (long i = 0; i < (long)n; i++) {
+                const uint8_t *x = X + (size_t)i * f;
+                uint64_t *o = out + (size_t)i * out_words;
+                memset(o, 0, out_words * sizeof(uint64_t));
+                for (size_t w = 0; w < full; w++) {
+                    uint64_t word = 0;
+                    for (int q = 0; q < 4; q++) {
+                        const size_t j = w * 64 + (size_t)q * 16;
+                        const __m128i xv = _mm_loadu_si128((const __m128i *)(x + j));
+                        const __m128i tv = _mm_loadu_si128((const __m128i *)(t8 + j));
+                        const __m128i ge = _mm_cmpeq_epi8(_mm_max_epu8(xv, tv), xv);
+                        const __m128i on = _mm_and_si128(ge, _mm_loadu_si128((const __m128i *)(ok + j)));
+                        word |= (uint64_t)(uint32_t)_mm_movemask_epi8(on) << (16 * q);
+                    }
+                    o[w] = word;
+                }
+                for (size_t j = full * 64; j < f; j++)
+                    o[j >> 6] |= (uint64_t)(ok[j] && x[j] >= t8[j]) << (j & 63);
+            }
+        }
+        const int done = t8 && ok;
+        free(t8);
+        free(ok);
+        if (done) return;
+    }
+#endif
+    pack_threshold_u8_portable(X, n, f, thr, b, strict, out, out_words, n_threads);
+}
 DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_i64, int64_t)
 
 #define DEFINE_PACK_SIGN(NAME, T)                                                            \
@@ -451,7 +506,31 @@ DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_i64, int64_t)
     }
 
 DEFINE_PACK_SIGN(skbnn_pack_sign_i32, int32_t)
-DEFINE_PACK_SIGN(skbnn_pack_sign_i16, int16_t)
+DEFINE_PACK_SIGN(pack_sign_i16_portable, int16_t)
+
+/* sign bits of int16 rows: SSE2 packs 16 lanes per movemask on x86-64 */
+void skbnn_pack_sign_i16(const int16_t *H, size_t n, size_t k, uint64_t *out, size_t out_words)
+{
+#if defined(__SSE2__)
+    for (size_t r = 0; r < n; r++) {
+        const int16_t *h = H + r * k;
+        uint64_t *o = out + r * out_words;
+        size_t w = 0;
+        for (; (w + 1) * 64 <= k; w++) {
+            uint64_t neg = 0;
+            for (int q = 0; q < 4; q++) {
+                const __m128i lo = _mm_loadu_si128((const __m128i *)(h + w * 64 + q * 16));
+                const __m128i hi = _mm_loadu_si128((const __m128i *)(h + w * 64 + q * 16 + 8));
+                neg |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_packs_epi16(lo, hi)) << (16 * q);
+            }
+            o[w] = ~neg; /* bit 1 where h >= 0 */
+        }
+        if (w < out_words) pack_sign_i16_portable(h + w * 64, 1, k - w * 64, o + w, out_words - w);
+    }
+#else
+    pack_sign_i16_portable(H, n, k, out, out_words);
+#endif
+}
 
 void skbnn_unpack_pm1(const uint64_t *P, size_t n, size_t words, size_t nbits, int8_t *out)
 {
@@ -478,11 +557,92 @@ void skbnn_transpose_bits(const uint64_t *P, size_t n, size_t k, uint64_t *T)
 /* ------------------------------------------------------------------------ */
 /* CP+R: selection, batched update, reinforcement                            */
 /* ------------------------------------------------------------------------ */
+/* one sample: per block of g neurons the wrong neuron with the smallest |z| */
+static void select_sample_generic(const int32_t *z, const uint64_t *t, size_t K, size_t g,
+                                  int zero_is_wrong, int32_t *o)
+{
+    for (size_t q = 0; q < K / g; q++) {
+        int32_t best = -1;
+        int64_t best_abs = INT64_MAX;
+        for (size_t j = q * g; j < (q + 1) * g; j++) {
+            const int tb = (int)((t[j >> 6] >> (j & 63)) & 1ULL);
+            const int32_t zj = z[j];
+            const int wrong = zero_is_wrong ? ((zj >= 0) != tb) : (tb ? zj < 0 : zj > 0);
+            const int64_t a = zj < 0 ? -(int64_t)zj : (int64_t)zj;
+            if (wrong && a < best_abs) {
+                best_abs = a;
+                best = (int32_t)j;
+            }
+        }
+        o[q] = best;
+    }
+}
+
+#if SKBNN_X86
+/* 16 target bits starting at bit j */
+static inline uint32_t bits16(const uint64_t *t, size_t j, size_t wk)
+{
+    const size_t w = j >> 6, s = j & 63;
+    uint64_t v = t[w] >> s;
+    if (s > 48 && w + 1 < wk) v |= t[w + 1] << (64 - s);
+    return (uint32_t)(v & 0xffffu);
+}
+
+/* AVX-512: keys |z| (wrong) or UINT32_MAX in 16 lanes, vector min, then the
+ * first lane holding the minimum: the same answer as the scalar scan. */
+T_AVX512 static void select_sample_avx512(const int32_t *z, const uint64_t *t, size_t K,
+                                          size_t g, int zero_is_wrong, int32_t *o)
+{
+    const size_t wk = WORDS(K);
+    const __m512i zero = _mm512_setzero_si512(), none = _mm512_set1_epi32(-1);
+    for (size_t q = 0; q < K / g; q++) {
+        const size_t end = (q + 1) * g;
+        __m512i best = none;
+        for (size_t j = q * g; j < end; j += 16) {
+            const size_t n = min_sz(16, end - j);
+            const __mmask16 lm = (__mmask16)(n == 16 ? 0xffffu : ((1u << n) - 1u));
+            const __m512i zv = _mm512_maskz_loadu_epi32(lm, z + j);
+            const uint32_t tb = bits16(t, j, wk);
+            const uint32_t neg = _mm512_cmplt_epi32_mask(zv, zero);
+            const uint32_t pos = _mm512_cmpgt_epi32_mask(zv, zero);
+            const uint32_t wrong =
+                (zero_is_wrong ? ((~neg) ^ tb) : ((tb & neg) | (~tb & pos))) & lm;
+            const __m512i key = _mm512_mask_blend_epi32((__mmask16)wrong, none, _mm512_abs_epi32(zv));
+            best = _mm512_min_epu32(best, key);
+        }
+        const uint32_t m = (uint32_t)_mm512_reduce_min_epu32(best);
+        o[q] = -1;
+        if (m == UINT32_MAX) continue;
+        for (size_t j = q * g; j < end; j += 16) { /* first lane with key == m */
+            const size_t n = min_sz(16, end - j);
+            const __mmask16 lm = (__mmask16)(n == 16 ? 0xffffu : ((1u << n) - 1u));
+            const __m512i zv = _mm512_maskz_loadu_epi32(lm, z + j);
+            const uint32_t tb = bits16(t, j, wk);
+            const uint32_t neg = _mm512_cmplt_epi32_mask(zv, zero);
+            const uint32_t pos = _mm512_cmpgt_epi32_mask(zv, zero);
+            const uint32_t wrong =
+                (zero_is_wrong ? ((~neg) ^ tb) : ((tb & neg) | (~tb & pos))) & lm;
+            const uint32_t hit =
+                wrong & _mm512_cmpeq_epi32_mask(_mm512_abs_epi32(zv), _mm512_set1_epi32((int)m));
+            if (hit) {
+                o[q] = (int32_t)(j + (size_t)__builtin_ctz(hit));
+                break;
+            }
+        }
+    }
+}
+#endif
+
 void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *T,
                           const uint8_t *active, size_t g, int zero_is_wrong, int32_t *out,
                           int n_threads)
 {
     const size_t G = K / g, wk = WORDS(K);
+    void (*select_sample)(const int32_t *, const uint64_t *, size_t, size_t, int, int32_t *) =
+        select_sample_generic;
+#if SKBNN_X86
+    if (g_isa == SKBNN_ISA_AVX512) select_sample = select_sample_avx512;
+#endif
     (void)n_threads;
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (long mi = 0; mi < (long)M; mi++) {
@@ -492,23 +652,7 @@ void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *
             for (size_t q = 0; q < G; q++) o[q] = -1;
             continue;
         }
-        const int32_t *z = Z + m * K;
-        const uint64_t *t = T + m * wk;
-        for (size_t q = 0; q < G; q++) {
-            int32_t best = -1;
-            int64_t best_abs = INT64_MAX;
-            for (size_t j = q * g; j < (q + 1) * g; j++) {
-                const int tb = (int)((t[j >> 6] >> (j & 63)) & 1ULL);
-                const int32_t zj = z[j];
-                const int wrong = zero_is_wrong ? ((zj >= 0) != tb) : (tb ? zj < 0 : zj > 0);
-                const int64_t a = zj < 0 ? -(int64_t)zj : (int64_t)zj;
-                if (wrong && a < best_abs) {
-                    best_abs = a;
-                    best = (int32_t)j;
-                }
-            }
-            o[q] = best;
-        }
+        select_sample(Z + m * K, T + m * wk, K, g, zero_is_wrong, o);
     }
 }
 
@@ -590,9 +734,10 @@ int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_
         for (long r = 0; r < (long)ntouched; r++) {
             if (!ok) continue;
             const size_t j = (size_t)rows[r];
-            memset(acc, 0, wN * 64 * sizeof(int32_t));
-            int pending = 0;
             const int32_t n = start[j + 1] - start[j];
+            const int direct = n <= 255; /* byte lanes cannot overflow */
+            if (!direct) memset(acc, 0, wN * 64 * sizeof(int32_t));
+            int pending = 0;
             for (int32_t s = start[j]; s < start[j + 1]; s++) {
                 const size_t m = (size_t)list[s];
                 const int tb = (int)((T[m * wK + (j >> 6)] >> (j & 63)) & 1ULL);
@@ -602,26 +747,45 @@ int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_
                     uint64_t *c = cnt8 + w * 8;
                     for (int q = 0; q < 8; q++) c[q] += byte_lanes[(v >> (8 * q)) & 0xffu];
                 }
-                if (++pending == 255) { /* byte lanes would overflow */
+                if (!direct && ++pending == 255) {
                     flush_counters(cnt8, acc, wN * 8);
                     pending = 0;
                 }
             }
-            flush_counters(cnt8, acc, wN * 8);
-            /* agreements c: each moves h by +2, each disagreement by -2 */
+            /* c agreements move h by +2 each, n - c disagreements by -2 each */
             int16_t *h = H + j * N;
-            for (size_t i = 0; i < N; i++) {
-                int32_t v = (int32_t)h[i] + 2 * (2 * acc[i] - n);
-                v = v > hi ? hi : (v < lo ? lo : v);
-                h[i] = (int16_t)v;
+            int32_t flip = 0;
+            if (direct) {
+                const uint8_t *cb = (const uint8_t *)cnt8; /* byte i counts bit i */
+                for (size_t i = 0; i < N; i++) {
+                    const int32_t old = h[i];
+                    int32_t v = old + 4 * (int32_t)cb[i] - 2 * n;
+                    v = v > hi ? hi : (v < lo ? lo : v);
+                    h[i] = (int16_t)v;
+                    flip |= old ^ v;
+                }
+                memset(cnt8, 0, wN * 8 * sizeof(uint64_t));
+            } else {
+                flush_counters(cnt8, acc, wN * 8);
+                for (size_t i = 0; i < N; i++) {
+                    const int32_t old = h[i];
+                    int32_t v = old + 2 * (2 * acc[i] - n);
+                    v = v > hi ? hi : (v < lo ? lo : v);
+                    h[i] = (int16_t)v;
+                    flip |= old ^ v;
+                }
             }
-            skbnn_pack_sign_i16(h, 1, N, row_bits, wN);
             uint64_t *wrow = Wp + j * wN;
-            for (size_t w = 0; w < wN; w++) {
-                const uint64_t d = wrow[w] ^ row_bits[w];
-                flips += (int64_t)pop_portable(d);
-                if (diff) diff[(size_t)r * wN + w] = d;
-                wrow[w] = row_bits[w];
+            if (flip < 0) { /* some h changed sign (sign bits of old and new differ) */
+                skbnn_pack_sign_i16(h, 1, N, row_bits, wN);
+                for (size_t w = 0; w < wN; w++) {
+                    const uint64_t d = wrow[w] ^ row_bits[w];
+                    flips += (int64_t)pop_portable(d);
+                    if (diff) diff[(size_t)r * wN + w] = d;
+                    wrow[w] = row_bits[w];
+                }
+            } else if (diff) {
+                memset(diff + (size_t)r * wN, 0, wN * sizeof(uint64_t));
             }
         }
         free(cnt8);
