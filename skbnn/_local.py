@@ -153,7 +153,7 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
         Class labels.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Feature names, when X is a DataFrame with string column names.
     hidden_weights_ : list of ndarray of int16, shape (K_l, N_l)
         Hidden weights, one row per neuron.
@@ -166,7 +166,7 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
         Group size of each layer.
     binarizer_ : transformer
         The fitted input binariser.
-    binarizer_thresholds_ : ndarray of shape (n_features_in_, bits_per_feature)
+    binarizer_thresholds_ : ndarray of shape (``n_features_in_``, bits_per_feature)
         Its thresholds.
     temperature_ : float
         Logit scale of ``predict_proba``: ``K_L / 8``.

@@ -71,7 +71,7 @@ class _ThresholdBinarizer(TransformerMixin, BaseEstimator):
         return int(self.thresholds_.size)
 
     def pack(self, X, n_threads=1):
-        """Packed bits (n_samples, ceil(n_output_bits_ / 64)) of an already
+        """Packed bits (n_samples, ceil(``n_output_bits_`` / 64)) of an already
         validated numeric ``X``: the estimators' path, no +/-1 matrix."""
         self._check_values(X)
         return _kernels.pack_threshold(as_kernel_input(X), self.thresholds_, self._strict,
@@ -97,7 +97,7 @@ class _ThresholdBinarizer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_bin : ndarray of shape (n_samples, n_output_bits_), dtype int8
+        X_bin : ndarray of shape (n_samples, ``n_output_bits_``), dtype int8
             +1 / -1 features.
         """
         check_is_fitted(self)
@@ -126,11 +126,11 @@ class MedianBinarizer(_ThresholdBinarizer):
 
     Attributes
     ----------
-    thresholds_ : ndarray of shape (n_features_in_, 1)
+    thresholds_ : ndarray of shape (``n_features_in_``, 1)
         The learned medians.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit (only for string column names).
 
     Examples
@@ -178,11 +178,11 @@ class ThermometerEncoder(_ThresholdBinarizer):
 
     Attributes
     ----------
-    thresholds_ : ndarray of shape (n_features_in_, n_bits)
+    thresholds_ : ndarray of shape (``n_features_in_``, n_bits)
         Increasing thresholds per feature.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit (only for string column names).
 
     Examples
