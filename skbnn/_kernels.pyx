@@ -26,6 +26,9 @@ cdef extern from "bnn_kernels.h" nogil:
     void skbnn_pack_threshold_u8(const uint8_t *X, size_t n, size_t f, const double *thr,
                                  size_t b, int strict, uint64_t *out, size_t out_words,
                                  int n_threads)
+    void skbnn_pack_threshold_i8(const int8_t *X, size_t n, size_t f, const double *thr,
+                                 size_t b, int strict, uint64_t *out, size_t out_words,
+                                 int n_threads)
     void skbnn_pack_threshold_i64(const int64_t *X, size_t n, size_t f, const double *thr,
                                   size_t b, int strict, uint64_t *out, size_t out_words,
                                   int n_threads)
@@ -110,6 +113,7 @@ ctypedef fused pack_input_t:
     double
     float
     uint8_t
+    int8_t
     int64_t
 
 
@@ -132,6 +136,9 @@ def pack_threshold(const pack_input_t[:, ::1] X, const double[:, ::1] thresholds
         elif pack_input_t is float:
             skbnn_pack_threshold_f32(&X[0, 0], n, f, &thresholds[0, 0], b, strict, &o[0, 0],
                                      ow, n_threads)
+        elif pack_input_t is int8_t:
+            skbnn_pack_threshold_i8(&X[0, 0], n, f, &thresholds[0, 0], b, strict, &o[0, 0],
+                                    ow, n_threads)
         elif pack_input_t is uint8_t:
             skbnn_pack_threshold_u8(&X[0, 0], n, f, &thresholds[0, 0], b, strict, &o[0, 0],
                                     ow, n_threads)
@@ -199,12 +206,25 @@ def popcount(const uint64_t[::1] a):
     return int(r)
 
 
+cdef bint _tail_is_clear(const uint64_t[:, ::1] P, Py_ssize_t n_bits) noexcept nogil:
+    """Padding bits past n_bits must be zero: the products count them."""
+    cdef Py_ssize_t i, tail = n_bits % 64
+    if tail == 0 or P.shape[1] == 0:
+        return True
+    for i in range(P.shape[0]):
+        if P[i, P.shape[1] - 1] >> tail:
+            return False
+    return True
+
+
 cdef _check_operands(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits):
     if A.shape[1] != B.shape[1]:
         raise ValueError(
             f"packed operands differ in width: {A.shape[1]} vs {B.shape[1]} words")
     if n_bits < 0 or <Py_ssize_t>_words(n_bits) != A.shape[1]:
         raise ValueError(f"n_bits={n_bits} does not match {A.shape[1]} words per row")
+    if not (_tail_is_clear(A, n_bits) and _tail_is_clear(B, n_bits)):
+        raise ValueError(f"packed operands have non-zero padding bits past n_bits={n_bits}")
 
 
 def bgemm(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits,

@@ -16,7 +16,7 @@ from . import _kernels
 __all__ = ["MedianBinarizer", "ThermometerEncoder", "make_input_binarizer"]
 
 # dtypes the packing kernel reads directly (anything else is converted once)
-_KERNEL_DTYPES = (np.float64, np.float32, np.uint8, np.int64)
+_KERNEL_DTYPES = (np.float64, np.float32, np.uint8, np.int8, np.int64)
 
 
 def as_kernel_input(X):

@@ -186,3 +186,26 @@ def test_isa_selection_errors():
     with pytest.raises(ValueError, match="unknown kernel path"):
         _kernels.set_isa("sse9")
     assert "generic" in _kernels.available_isas()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("f", [5, 64, 130])
+def test_pack_threshold_bytes_fast_path(dtype, f):
+    """Byte inputs take an integer-threshold path: same bits as the float rule,
+    including thresholds outside the type's range and exact integer ties."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(f)
+    X = rng.integers(info.min, info.max + 1, size=(11, f)).astype(dtype)
+    thr = rng.uniform(info.min - 40, info.max + 40, size=(f, 1))
+    thr[::3, 0] = np.round(thr[::3, 0])  # integer thresholds: strict vs non-strict differ
+    thr[:2, 0] = [info.min - 1000.0, info.max + 1000.0]
+    for strict in (True, False):
+        got = _kernels.pack_threshold(X, thr, strict)
+        want = pack(np.where(X > thr.T if strict else X >= thr.T, 1, -1))
+        np.testing.assert_array_equal(got, want)
+
+
+def test_bgemm_refuses_dirty_padding():
+    a = np.full((1, 1), 2**40, dtype=np.uint64)  # bit 40 set past n_bits = 10
+    with pytest.raises(ValueError, match="padding"):
+        _kernels.bgemm(a, np.zeros((1, 1), dtype=np.uint64), 10)

@@ -442,53 +442,81 @@ DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_f64, double)
 DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_f32, float)
 DEFINE_PACK_THRESHOLD(pack_threshold_u8_portable, uint8_t)
 
-/* uint8 input (images) with one threshold per feature: compare bytes against
- * integer thresholds, 16 features per SSE2 movemask.  x > t  <=>  x >= floor(t)+1
- * and x >= t  <=>  x >= ceil(t) for integer x; thresholds above 255 never pass. */
+DEFINE_PACK_THRESHOLD(pack_threshold_i8_portable, int8_t)
+DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_i64, int64_t)
+
+/* Byte input (uint8 images, int8 +/-1 data) with one threshold per feature:
+ * compare bytes against integer thresholds, 16 features per SSE2 movemask.
+ * For integer x: x > t <=> x >= floor(t) + 1 and x >= t <=> x >= ceil(t);
+ * thresholds above the type's range never pass, below it always pass. */
+static int pack_bytes_sse2(const uint8_t *X, int is_signed, size_t n, size_t f, const double *thr,
+                           int strict, uint64_t *out, size_t out_words, int n_threads)
+{
+#if defined(__SSE2__)
+    uint8_t *t8 = (uint8_t *)malloc(f), *ok = (uint8_t *)malloc(f);
+    if (!t8 || !ok) {
+        free(t8);
+        free(ok);
+        return 0;
+    }
+    const double lo = is_signed ? -128.0 : 0.0, hi = is_signed ? 127.0 : 255.0;
+    for (size_t j = 0; j < f; j++) {
+        const double tt = strict ? floor(thr[j]) + 1.0 : ceil(thr[j]);
+        const double c = tt < lo ? lo : (tt > hi ? hi : tt);
+        t8[j] = is_signed ? (uint8_t)(int8_t)c : (uint8_t)c;
+        ok[j] = tt > hi ? 0x00 : 0xff;
+    }
+    const size_t full = f / 64;
+    (void)n_threads;
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (long i = 0; i < (long)n; i++) {
+        const uint8_t *x = X + (size_t)i * f;
+        uint64_t *o = out + (size_t)i * out_words;
+        memset(o, 0, out_words * sizeof(uint64_t));
+        for (size_t w = 0; w < full; w++) {
+            uint64_t word = 0;
+            for (int q = 0; q < 4; q++) {
+                const size_t j = w * 64 + (size_t)q * 16;
+                const __m128i xv = _mm_loadu_si128((const __m128i *)(x + j));
+                const __m128i tv = _mm_loadu_si128((const __m128i *)(t8 + j));
+                const __m128i ge = is_signed ? _mm_andnot_si128(_mm_cmpgt_epi8(tv, xv),
+                                                                _mm_set1_epi8(-1))
+                                             : _mm_cmpeq_epi8(_mm_max_epu8(xv, tv), xv);
+                const __m128i on = _mm_and_si128(ge, _mm_loadu_si128((const __m128i *)(ok + j)));
+                word |= (uint64_t)(uint32_t)_mm_movemask_epi8(on) << (16 * q);
+            }
+            o[w] = word;
+        }
+        for (size_t j = full * 64; j < f; j++) {
+            const int ge = is_signed ? ((int8_t)x[j] >= (int8_t)t8[j]) : (x[j] >= t8[j]);
+            o[j >> 6] |= (uint64_t)(ok[j] && ge) << (j & 63);
+        }
+    }
+    free(t8);
+    free(ok);
+    return 1;
+#else
+    (void)X; (void)is_signed; (void)n; (void)f; (void)thr; (void)strict; (void)out;
+    (void)out_words; (void)n_threads;
+    return 0;
+#endif
+}
+
 void skbnn_pack_threshold_u8(const uint8_t *X, size_t n, size_t f, const double *thr, size_t b,
                              int strict, uint64_t *out, size_t out_words, int n_threads)
 {
-#if defined(__SSE2__)
-    if (b == 1 && f >= 64) {
-        uint8_t *t8 = (uint8_t *)malloc(f), *ok = (uint8_t *)malloc(f);
-        if (t8 && ok) {
-            for (size_t j = 0; j < f; j++) {
-                const double tt = strict ? floor(thr[j]) + 1.0 : ceil(thr[j]);
-                t8[j] = (uint8_t)(tt <= 0.0 ? 0 : (tt > 255.0 ? 255 : tt));
-                ok[j] = tt > 255.0 ? 0x00 : 0xff;
-            }
-            const size_t full = f / 64;
-            (void)n_threads;
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-            for (long i = 0; i < (long)n; i++) {
-                const uint8_t *x = X + (size_t)i * f;
-                uint64_t *o = out + (size_t)i * out_words;
-                memset(o, 0, out_words * sizeof(uint64_t));
-                for (size_t w = 0; w < full; w++) {
-                    uint64_t word = 0;
-                    for (int q = 0; q < 4; q++) {
-                        const size_t j = w * 64 + (size_t)q * 16;
-                        const __m128i xv = _mm_loadu_si128((const __m128i *)(x + j));
-                        const __m128i tv = _mm_loadu_si128((const __m128i *)(t8 + j));
-                        const __m128i ge = _mm_cmpeq_epi8(_mm_max_epu8(xv, tv), xv);
-                        const __m128i on = _mm_and_si128(ge, _mm_loadu_si128((const __m128i *)(ok + j)));
-                        word |= (uint64_t)(uint32_t)_mm_movemask_epi8(on) << (16 * q);
-                    }
-                    o[w] = word;
-                }
-                for (size_t j = full * 64; j < f; j++)
-                    o[j >> 6] |= (uint64_t)(ok[j] && x[j] >= t8[j]) << (j & 63);
-            }
-        }
-        const int done = t8 && ok;
-        free(t8);
-        free(ok);
-        if (done) return;
-    }
-#endif
+    if (b == 1 && pack_bytes_sse2(X, 0, n, f, thr, strict, out, out_words, n_threads)) return;
     pack_threshold_u8_portable(X, n, f, thr, b, strict, out, out_words, n_threads);
 }
-DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_i64, int64_t)
+
+void skbnn_pack_threshold_i8(const int8_t *X, size_t n, size_t f, const double *thr, size_t b,
+                             int strict, uint64_t *out, size_t out_words, int n_threads)
+{
+    if (b == 1 && pack_bytes_sse2((const uint8_t *)X, 1, n, f, thr, strict, out, out_words,
+                                  n_threads))
+        return;
+    pack_threshold_i8_portable(X, n, f, thr, b, strict, out, out_words, n_threads);
+}
 
 #define DEFINE_PACK_SIGN(NAME, T)                                                            \
     void NAME(const T *Z, size_t n, size_t k, uint64_t *out, size_t out_words)               \

@@ -44,6 +44,9 @@ void skbnn_pack_threshold_f32(const float *X, size_t n, size_t f, const double *
 void skbnn_pack_threshold_u8(const uint8_t *X, size_t n, size_t f, const double *thr,
                              size_t b, int strict, uint64_t *out, size_t out_words,
                              int n_threads);
+void skbnn_pack_threshold_i8(const int8_t *X, size_t n, size_t f, const double *thr,
+                             size_t b, int strict, uint64_t *out, size_t out_words,
+                             int n_threads);
 void skbnn_pack_threshold_i64(const int64_t *X, size_t n, size_t f, const double *thr,
                               size_t b, int strict, uint64_t *out, size_t out_words,
                               int n_threads);
