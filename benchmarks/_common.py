@@ -12,6 +12,7 @@
 Import this module only after the thread environment variables are set
 (each script does ``os.environ.setdefault(...)`` before any other import).
 """
+import contextlib
 import ctypes
 import datetime
 import json
@@ -433,3 +434,17 @@ def fmt_si(x, unit="", digits=3):
         if abs(x) >= scale:
             return f"{x / scale:.{digits}g} {prefix}{unit}"
     return f"{x:.{digits}g} {unit}".rstrip()
+
+
+@contextlib.contextmanager
+def blas_single_thread():
+    """One BLAS thread for NumPy matmul and MLPClassifier (threadpoolctl when
+    importable; the env vars the scripts set at their top cover the other
+    case).  skbnn's OpenMP kernels get explicit thread counts instead."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield "env OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS=1"
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield "threadpoolctl.threadpool_limits(1, user_api='blas') + env vars = 1"

@@ -26,7 +26,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -72,19 +71,6 @@ def random_packed(rng, rows, n_bits):
     if n_bits % 64:
         P[:, -1] &= np.uint64((1 << (n_bits % 64)) - 1)
     return P
-
-
-@contextlib.contextmanager
-def blas_single_thread():
-    """threadpoolctl's BLAS limit when importable (the env vars set at the top
-    cover the other case).  Only BLAS: skbnn's OpenMP gets explicit counts."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield "env OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS=1"
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield "threadpoolctl.threadpool_limits(1, user_api='blas') + env vars = 1"
 
 
 def check_consistency(A, B, K, Af, Bf, isas):
@@ -146,7 +132,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     run_monitor = _common.CpuMonitor().__enter__()
     try:
-        with blas_single_thread() as blas_note:
+        with _common.blas_single_thread() as blas_note:
             results["numpy_threading"] = blas_note
             for M, N, K in SHAPES:
                 macs = M * N * K

@@ -61,20 +61,6 @@ TARGET_WIDTH = 525
 DATASET_NAMES = {"fmnist": "Fashion-MNIST", "prototypes": "Random Prototypes"}
 
 
-@contextlib.contextmanager
-def blas_single_thread():
-    """One BLAS thread for the MLP (threadpoolctl when importable; the env
-    vars set at the top cover the other case).  skbnn's OpenMP kernels get
-    explicit thread counts through ``n_jobs``."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield "env OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS=1"
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield "threadpoolctl.threadpool_limits(1, user_api='blas') + env vars = 1"
-
-
 def load_dataset(name, seed, data_cache):
     if name == "fmnist":
         if "fmnist" not in data_cache:
@@ -161,7 +147,7 @@ def run_one(name, width, seed, args, data_cache, blas_note):
         Xm_tr, Xm_ho, Xm_te = (mlp_inputs(name, X) for X in (X_tr, X_ho, X_te))
         mlp = MLPClassifier(hidden_layer_sizes=(width, width), batch_size=100,
                             max_iter=args.mlp_epochs, random_state=seed, early_stopping=False)
-        with blas_single_thread(), warnings.catch_warnings():
+        with _common.blas_single_thread(), warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             with _common.CpuMonitor() as mon:
                 t0 = time.perf_counter()
@@ -404,7 +390,7 @@ def main(argv=None):
                        "speedup_vs_mlp": TARGET_SPEEDUP_VS_MLP,
                        "predict_samples_per_s": TARGET_PREDICT_RATE}}
     data_cache = {}
-    with blas_single_thread() as blas_note, _common.CpuMonitor() as mon:
+    with _common.blas_single_thread() as blas_note, _common.CpuMonitor() as mon:
         for name in datasets:
             for width in widths:
                 for seed in seeds:

@@ -616,42 +616,43 @@ static inline uint32_t bits16(const uint64_t *t, size_t j, size_t wk)
     return (uint32_t)(v & 0xffffu);
 }
 
+/* 16 neurons from j (not past end): mask of the wrong ones, and |z| */
+static inline __attribute__((always_inline)) T_AVX512 __mmask16
+wrong16(const int32_t *z, const uint64_t *t, size_t wk, size_t j, size_t end, int zero_is_wrong,
+        __m512i *absz)
+{
+    const size_t n = min_sz(16, end - j);
+    const __mmask16 lm = (__mmask16)(n == 16 ? 0xffffu : ((1u << n) - 1u));
+    const __m512i zv = _mm512_maskz_loadu_epi32(lm, z + j), zero = _mm512_setzero_si512();
+    const uint32_t tb = bits16(t, j, wk);
+    const uint32_t neg = _mm512_cmplt_epi32_mask(zv, zero);
+    const uint32_t pos = _mm512_cmpgt_epi32_mask(zv, zero);
+    *absz = _mm512_abs_epi32(zv);
+    return (__mmask16)((zero_is_wrong ? ((~neg) ^ tb) : ((tb & neg) | (~tb & pos))) & lm);
+}
+
 /* AVX-512: keys |z| (wrong) or UINT32_MAX in 16 lanes, vector min, then the
  * first lane holding the minimum: the same answer as the scalar scan. */
 T_AVX512 static void select_sample_avx512(const int32_t *z, const uint64_t *t, size_t K,
                                           size_t g, int zero_is_wrong, int32_t *o)
 {
     const size_t wk = WORDS(K);
-    const __m512i zero = _mm512_setzero_si512(), none = _mm512_set1_epi32(-1);
+    const __m512i none = _mm512_set1_epi32(-1);
     for (size_t q = 0; q < K / g; q++) {
         const size_t end = (q + 1) * g;
         __m512i best = none;
         for (size_t j = q * g; j < end; j += 16) {
-            const size_t n = min_sz(16, end - j);
-            const __mmask16 lm = (__mmask16)(n == 16 ? 0xffffu : ((1u << n) - 1u));
-            const __m512i zv = _mm512_maskz_loadu_epi32(lm, z + j);
-            const uint32_t tb = bits16(t, j, wk);
-            const uint32_t neg = _mm512_cmplt_epi32_mask(zv, zero);
-            const uint32_t pos = _mm512_cmpgt_epi32_mask(zv, zero);
-            const uint32_t wrong =
-                (zero_is_wrong ? ((~neg) ^ tb) : ((tb & neg) | (~tb & pos))) & lm;
-            const __m512i key = _mm512_mask_blend_epi32((__mmask16)wrong, none, _mm512_abs_epi32(zv));
-            best = _mm512_min_epu32(best, key);
+            __m512i absz;
+            const __mmask16 wrong = wrong16(z, t, wk, j, end, zero_is_wrong, &absz);
+            best = _mm512_min_epu32(best, _mm512_mask_blend_epi32(wrong, none, absz));
         }
         const uint32_t m = (uint32_t)_mm512_reduce_min_epu32(best);
         o[q] = -1;
         if (m == UINT32_MAX) continue;
         for (size_t j = q * g; j < end; j += 16) { /* first lane with key == m */
-            const size_t n = min_sz(16, end - j);
-            const __mmask16 lm = (__mmask16)(n == 16 ? 0xffffu : ((1u << n) - 1u));
-            const __m512i zv = _mm512_maskz_loadu_epi32(lm, z + j);
-            const uint32_t tb = bits16(t, j, wk);
-            const uint32_t neg = _mm512_cmplt_epi32_mask(zv, zero);
-            const uint32_t pos = _mm512_cmpgt_epi32_mask(zv, zero);
-            const uint32_t wrong =
-                (zero_is_wrong ? ((~neg) ^ tb) : ((tb & neg) | (~tb & pos))) & lm;
-            const uint32_t hit =
-                wrong & _mm512_cmpeq_epi32_mask(_mm512_abs_epi32(zv), _mm512_set1_epi32((int)m));
+            __m512i absz;
+            const __mmask16 wrong = wrong16(z, t, wk, j, end, zero_is_wrong, &absz);
+            const uint32_t hit = wrong & _mm512_cmpeq_epi32_mask(absz, _mm512_set1_epi32((int)m));
             if (hit) {
                 o[q] = (int32_t)(j + (size_t)__builtin_ctz(hit));
                 break;
