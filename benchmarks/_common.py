@@ -448,3 +448,15 @@ def blas_single_thread():
         return
     with threadpool_limits(limits=1, user_api="blas"):
         yield "threadpoolctl.threadpool_limits(1, user_api='blas') + env vars = 1"
+
+
+def make_parser(doc, quick_help):
+    """Argument parser with the options every benchmark shares."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help="output directory (default: benchmarks/results)")
+    return parser

@@ -25,7 +25,6 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -87,12 +86,7 @@ def check_consistency(A, B, K, Af, Bf, isas):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="same shapes, fewer repeats and shorter samples (a few seconds)")
-    parser.add_argument("--out", default=str(_common.DEFAULT_OUT),
-                        help="output directory (default: benchmarks/results)")
+    parser = _common.make_parser(__doc__, "same shapes, fewer repeats and shorter samples (a few seconds)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed samples per measurement (default 15, quick 5)")
     parser.add_argument("--min-time", type=float, default=None,

@@ -26,7 +26,6 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import io  # noqa: E402
 import math  # noqa: E402
@@ -341,12 +340,7 @@ def render_markdown(res):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="3 epochs, MLP 1 epoch, 10,000-sample training subset (< 60 s)")
-    parser.add_argument("--out", default=str(_common.DEFAULT_OUT),
-                        help="output directory (default: benchmarks/results)")
+    parser = _common.make_parser(__doc__, "3 epochs, MLP 1 epoch, 10,000-sample training subset (< 60 s)")
     parser.add_argument("--datasets", default="fmnist,prototypes",
                         help="comma list of fmnist, prototypes (default both)")
     parser.add_argument("--seeds", default="0",

@@ -348,9 +348,8 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         if first:
             all_classes = unique_labels(classes)
             self._check_n_classes(all_classes)
-            self.classes_ = all_classes
-            y_idx = self._label_indices(y)
             self._reset(X, all_classes)
+            y_idx = self._label_indices(y)  # unknown labels: _guarded undoes the reset
         else:
             if classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
                 raise ValueError(

@@ -12,7 +12,7 @@ import numpy as np
 from . import _kernels
 from ._base import BaseBinaryClassifier, check_int, check_layer_sizes, check_real
 from ._engine import (INT16_MAX, BinaryLayer, class_scores, init_hidden_weights,
-                      n_words, pack_pm1_rows, reinforcement_probability)
+                      pack_pm1_rows, reinforcement_probability)
 
 # group sizes tuned by the paper for its widths (local.md §3.3)
 _PAPER_GROUP_SIZES = {15: 15, 35: 35, 55: 55, 75: 75, 135: 45, 255: 85, 525: 105,
@@ -379,9 +379,7 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
         else:
             wrong = err & (scores[np.arange(n), y] < 0)
             selected = np.where(wrong, y, -1).astype(np.int32).reshape(n, 1)
-            targets = np.zeros((n, n_words(classifier.n_out)), dtype=np.uint64)
-            for c in range(classifier.n_out):
-                targets[:, c // 64] |= np.uint64(1 << (c % 64))
+            targets = pack_pm1_rows(np.ones((n, classifier.n_out), dtype=np.int8))
         if wrong.any():
             classifier.update(selected, targets, a, clip, n_threads)
 
