@@ -32,6 +32,16 @@ cdef extern from "bnn_kernels.h" nogil:
     void skbnn_pack_threshold_i64(const int64_t *X, size_t n, size_t f, const double *thr,
                                   size_t b, int strict, uint64_t *out, size_t out_words,
                                   int n_threads)
+    unsigned skbnn_pack_binary_f64(const double *X, size_t n, size_t f, uint64_t *out,
+                                   size_t out_words, int n_threads)
+    unsigned skbnn_pack_binary_f32(const float *X, size_t n, size_t f, uint64_t *out,
+                                   size_t out_words, int n_threads)
+    unsigned skbnn_pack_binary_u8(const uint8_t *X, size_t n, size_t f, uint64_t *out,
+                                  size_t out_words, int n_threads)
+    unsigned skbnn_pack_binary_i8(const int8_t *X, size_t n, size_t f, uint64_t *out,
+                                  size_t out_words, int n_threads)
+    unsigned skbnn_pack_binary_i64(const int64_t *X, size_t n, size_t f, uint64_t *out,
+                                   size_t out_words, int n_threads)
     void skbnn_pack_sign_i32(const int32_t *Z, size_t n, size_t k, uint64_t *out,
                              size_t out_words)
     void skbnn_pack_sign_i16(const int16_t *H, size_t n, size_t k, uint64_t *out,
@@ -146,6 +156,37 @@ def pack_threshold(const pack_input_t[:, ::1] X, const double[:, ::1] thresholds
             skbnn_pack_threshold_i64(&X[0, 0], n, f, &thresholds[0, 0], b, strict, &o[0, 0],
                                      ow, n_threads)
     return out
+
+
+VALUE_NEG_ONE, VALUE_ZERO, VALUE_POS_ONE, VALUE_OTHER = 1, 2, 4, 8
+
+
+def pack_binary(const pack_input_t[:, ::1] X, int n_threads=1):
+    """Pack already-binary ``X`` (+/-1 or 0/1): bit ``j`` is ``X[:, j] > 0``.
+
+    Returns ``(packed, kinds)``: the ``(n, ceil(f/64))`` uint64 bits and the bit
+    set of the values present, ``VALUE_NEG_ONE`` (-1), ``VALUE_ZERO``,
+    ``VALUE_POS_ONE`` (+1) and ``VALUE_OTHER`` (anything else, NaN included),
+    gathered in the same pass so the caller can refuse other input."""
+    cdef size_t n = X.shape[0], f = X.shape[1]
+    cdef size_t ow = _words(f)
+    cdef unsigned kinds = 0
+    out = np.zeros((n, ow), dtype=np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    if n == 0 or ow == 0:
+        return out, 0
+    with nogil:
+        if pack_input_t is double:
+            kinds = skbnn_pack_binary_f64(&X[0, 0], n, f, &o[0, 0], ow, n_threads)
+        elif pack_input_t is float:
+            kinds = skbnn_pack_binary_f32(&X[0, 0], n, f, &o[0, 0], ow, n_threads)
+        elif pack_input_t is int8_t:
+            kinds = skbnn_pack_binary_i8(&X[0, 0], n, f, &o[0, 0], ow, n_threads)
+        elif pack_input_t is uint8_t:
+            kinds = skbnn_pack_binary_u8(&X[0, 0], n, f, &o[0, 0], ow, n_threads)
+        else:
+            kinds = skbnn_pack_binary_i64(&X[0, 0], n, f, &o[0, 0], ow, n_threads)
+    return out, kinds
 
 
 def pack_sign_int32(const int32_t[:, ::1] Z):

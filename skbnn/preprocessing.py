@@ -62,9 +62,6 @@ class _ThresholdBinarizer(TransformerMixin, BaseEstimator):
     def _validate_params(self):
         """Check constructor arguments (done in fit, never in __init__)."""
 
-    def _check_values(self, X):
-        """Hook to refuse values a binariser cannot handle."""
-
     @property
     def n_output_bits_(self):
         """Number of +/-1 output features."""
@@ -73,7 +70,6 @@ class _ThresholdBinarizer(TransformerMixin, BaseEstimator):
     def pack(self, X, n_threads=1):
         """Packed bits (n_samples, ceil(``n_output_bits_`` / 64)) of an already
         validated numeric ``X``: the estimators' path, no +/-1 matrix."""
-        self._check_values(X)
         return _kernels.pack_threshold(as_kernel_input(X), self.thresholds_, self._strict,
                                        n_threads)
 
@@ -230,18 +226,19 @@ class _PrebinarizedInput(_ThresholdBinarizer):
     _strict = True
 
     def _fit_thresholds(self, X):
-        self._check_values(X)
+        self.pack(X)  # refuses anything but +/-1 or 0/1
         return np.zeros((X.shape[1], 1))
 
-    def _check_values(self, X):
-        if X.size == 0:
-            return
-        pm1 = np.all((X == 1) | (X == -1))
-        if not pm1 and not np.all((X == 0) | (X == 1)):
+    def pack(self, X, n_threads=1):
+        """Packed bits of +/-1 or 0/1 ``X``, validated in the same pass."""
+        packed, kinds = _kernels.pack_binary(as_kernel_input(X), n_threads)
+        pm1 = not kinds & ~(_kernels.VALUE_NEG_ONE | _kernels.VALUE_POS_ONE)
+        if not pm1 and kinds & ~(_kernels.VALUE_ZERO | _kernels.VALUE_POS_ONE):
             raise ValueError(
                 "binarize_input=None requires X to hold only -1/+1 or only 0/1 values; "
                 "use binarize_input='auto', 'median', 'global_median' or 'thermometer' "
                 "for other data")
+        return packed
 
 
 def auto_thermometer_bits(n_features):

@@ -190,7 +190,7 @@ def test_isa_selection_errors():
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
 @pytest.mark.parametrize("f", [5, 64, 130])
-def test_pack_threshold_bytes_fast_path(dtype, f):
+def test_pack_threshold_bytes_fast_path(dtype, f, isa):
     """Byte inputs take an integer-threshold path: same bits as the float rule,
     including thresholds outside the type's range and exact integer ties."""
     info = np.iinfo(dtype)
@@ -203,6 +203,42 @@ def test_pack_threshold_bytes_fast_path(dtype, f):
         got = _kernels.pack_threshold(X, thr, strict)
         want = pack(np.where(X > thr.T if strict else X >= thr.T, 1, -1))
         np.testing.assert_array_equal(got, want)
+
+
+def _value_kinds(X):
+    """Reference of the kinds bit set: 1 = -1, 2 = 0, 4 = +1, 8 = other."""
+    X = np.asarray(X, dtype=float)
+    return (int(np.any(X == -1)) | int(np.any(X == 0)) << 1 | int(np.any(X == 1)) << 2
+            | int(np.any(~np.isin(X, [-1, 0, 1]))) << 3)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.float64, np.float32, np.int64])
+@pytest.mark.parametrize("f", KS)
+def test_pack_binary_matches_reference(dtype, f, isa):
+    rng = np.random.default_rng(f)
+    values = [0, 1] if dtype == np.uint8 else [-1, 1]
+    X = rng.choice(np.array(values), size=(9, f)).astype(dtype)
+    got, kinds = _kernels.pack_binary(readonly(X))
+    np.testing.assert_array_equal(got, pack(np.where(X > 0, 1, -1)))
+    assert kinds == _value_kinds(X)
+    # one foreign value anywhere (here: the last entry, in the row tail) is reported
+    for bad in ([2, 0.5, np.nan, -2] if dtype in (np.float64, np.float32) else [2, 7]):
+        Y = X.copy()
+        Y[-1, -1] = bad
+        _, kinds = _kernels.pack_binary(Y)
+        assert kinds & _kernels.VALUE_OTHER
+        assert kinds == _value_kinds(Y) or np.isnan(bad)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_pack_binary_mixed_values_and_threads(n_threads, isa):
+    rng = np.random.default_rng(3)
+    X = rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=(257, 130))
+    got, kinds = _kernels.pack_binary(X, n_threads)
+    np.testing.assert_array_equal(got, pack(np.where(X > 0, 1, -1)))
+    assert kinds == 7
+    empty, kinds = _kernels.pack_binary(np.zeros((0, 5), dtype=np.int8))
+    assert empty.shape == (0, 1) and kinds == 0
 
 
 def test_bgemm_refuses_dirty_padding():

@@ -168,7 +168,7 @@ T_AVX2 static void rowblock_avx2(const uint64_t *A, size_t lda, int mr, const ui
 }
 
 /* ---- AVX-512 VPOPCNTDQ: 4 rows x 2 panels of zmm accumulators ----------- */
-#define T_AVX512 __attribute__((target("avx512f,avx512vpopcntdq")))
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vpopcntdq")))
 
 static inline __attribute__((always_inline)) T_AVX512 void
 tile_avx512(const uint64_t *A, size_t lda, const int MR, const uint64_t *b, const int NP,
@@ -299,6 +299,7 @@ int skbnn_cpu_supports(int isa)
         /* GCC >= 8 also checks that the OS saves the ZMM state (XCR0). */
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") != 0 &&
+               __builtin_cpu_supports("avx512bw") != 0 &&
                __builtin_cpu_supports("avx512vpopcntdq") != 0;
 #endif
     default: return 0;
@@ -449,23 +450,70 @@ DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_i64, int64_t)
  * compare bytes against integer thresholds, 16 features per SSE2 movemask.
  * For integer x: x > t <=> x >= floor(t) + 1 and x >= t <=> x >= ceil(t);
  * thresholds above the type's range never pass, below it always pass. */
-static int pack_bytes_sse2(const uint8_t *X, int is_signed, size_t n, size_t f, const double *thr,
-                           int strict, uint64_t *out, size_t out_words, int n_threads)
+#if SKBNN_X86
+/* AVX-512BW: one 64-bit output word per compare mask of 64 bytes; the tail
+ * uses a masked load (bytes past the row are never read). */
+T_AVX512 static unsigned pack_binary_bytes_avx512(const uint8_t *X, int is_signed, size_t n,
+                                                  size_t f, uint64_t *out, size_t out_words,
+                                                  int n_threads)
 {
+    unsigned kinds = 0;
+    (void)n_threads;
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(|:kinds)
+    for (long i = 0; i < (long)n; i++) {
+        const uint8_t *x = X + (size_t)i * f;
+        uint64_t *o = out + (size_t)i * out_words;
+        const __m512i one = _mm512_set1_epi8(1), minus_one = _mm512_set1_epi8(-1),
+                      zero = _mm512_setzero_si512();
+        uint64_t neg = 0, nul = 0, pos = 0, other = 0;
+        for (size_t w = 0; w < out_words; w++) {
+            const size_t left = f - w * 64;
+            const __mmask64 valid = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+            const __m512i v = _mm512_maskz_loadu_epi8(valid, x + w * 64);
+            const __mmask64 p = _mm512_cmpeq_epi8_mask(v, one);
+            const __mmask64 z = _mm512_cmpeq_epi8_mask(v, zero) & valid;
+            const __mmask64 m = is_signed ? _mm512_cmpeq_epi8_mask(v, minus_one) : 0;
+            o[w] = p;
+            pos |= p;
+            nul |= z;
+            neg |= m;
+            other |= valid & ~(p | z | m);
+        }
+        kinds |= (neg ? 1u : 0u) | (nul ? 2u : 0u) | (pos ? 4u : 0u) | (other ? 8u : 0u);
+    }
+    return kinds;
+}
+
+/* AVX-512BW thresholded bytes: same integer thresholds as pack_bytes_sse2. */
+T_AVX512 static void pack_bytes_avx512(const uint8_t *X, int is_signed, size_t n, size_t f,
+                                       const uint8_t *t8, const uint8_t *ok, uint64_t *out,
+                                       size_t out_words, int n_threads)
+{
+    (void)n_threads;
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (long i = 0; i < (long)n; i++) {
+        const uint8_t *x = X + (size_t)i * f;
+        uint64_t *o = out + (size_t)i * out_words;
+        for (size_t w = 0; w < out_words; w++) {
+            const size_t left = f - w * 64;
+            const __mmask64 valid = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+            const __m512i v = _mm512_maskz_loadu_epi8(valid, x + w * 64);
+            const __m512i t = _mm512_maskz_loadu_epi8(valid, t8 + w * 64);
+            const __mmask64 ge = is_signed ? _mm512_cmpge_epi8_mask(v, t)
+                                           : _mm512_cmpge_epu8_mask(v, t);
+            const __mmask64 okm = _mm512_test_epi8_mask(
+                _mm512_maskz_loadu_epi8(valid, ok + w * 64), _mm512_set1_epi8(-1));
+            o[w] = ge & okm & valid;
+        }
+    }
+}
+#endif
+
 #if defined(__SSE2__)
-    uint8_t *t8 = (uint8_t *)malloc(f), *ok = (uint8_t *)malloc(f);
-    if (!t8 || !ok) {
-        free(t8);
-        free(ok);
-        return 0;
-    }
-    const double lo = is_signed ? -128.0 : 0.0, hi = is_signed ? 127.0 : 255.0;
-    for (size_t j = 0; j < f; j++) {
-        const double tt = strict ? floor(thr[j]) + 1.0 : ceil(thr[j]);
-        const double c = tt < lo ? lo : (tt > hi ? hi : tt);
-        t8[j] = is_signed ? (uint8_t)(int8_t)c : (uint8_t)c;
-        ok[j] = tt > hi ? 0x00 : 0xff;
-    }
+static void pack_bytes_sse2(const uint8_t *X, int is_signed, size_t n, size_t f,
+                            const uint8_t *t8, const uint8_t *ok, uint64_t *out,
+                            size_t out_words, int n_threads)
+{
     const size_t full = f / 64;
     (void)n_threads;
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
@@ -492,6 +540,35 @@ static int pack_bytes_sse2(const uint8_t *X, int is_signed, size_t n, size_t f, 
             o[j >> 6] |= (uint64_t)(ok[j] && ge) << (j & 63);
         }
     }
+}
+#endif
+
+/* Byte input (uint8 images, int8 +/-1 data) with one threshold per feature,
+ * on the SIMD path of the selected ISA (returns 0 on the portable path).
+ * For integer x: x > t <=> x >= floor(t) + 1 and x >= t <=> x >= ceil(t);
+ * thresholds above the type's range never pass, below it always pass. */
+static int pack_bytes(const uint8_t *X, int is_signed, size_t n, size_t f, const double *thr,
+                      int strict, uint64_t *out, size_t out_words, int n_threads)
+{
+#if SKBNN_X86 && defined(__SSE2__)
+    if (g_isa == SKBNN_ISA_GENERIC) return 0;
+    uint8_t *t8 = (uint8_t *)malloc(f), *ok = (uint8_t *)malloc(f);
+    if (!t8 || !ok) {
+        free(t8);
+        free(ok);
+        return 0;
+    }
+    const double lo = is_signed ? -128.0 : 0.0, hi = is_signed ? 127.0 : 255.0;
+    for (size_t j = 0; j < f; j++) {
+        const double tt = strict ? floor(thr[j]) + 1.0 : ceil(thr[j]);
+        const double c = tt < lo ? lo : (tt > hi ? hi : tt);
+        t8[j] = is_signed ? (uint8_t)(int8_t)c : (uint8_t)c;
+        ok[j] = tt > hi ? 0x00 : 0xff;
+    }
+    if (g_isa == SKBNN_ISA_AVX512)
+        pack_bytes_avx512(X, is_signed, n, f, t8, ok, out, out_words, n_threads);
+    else
+        pack_bytes_sse2(X, is_signed, n, f, t8, ok, out, out_words, n_threads);
     free(t8);
     free(ok);
     return 1;
@@ -505,17 +582,147 @@ static int pack_bytes_sse2(const uint8_t *X, int is_signed, size_t n, size_t f, 
 void skbnn_pack_threshold_u8(const uint8_t *X, size_t n, size_t f, const double *thr, size_t b,
                              int strict, uint64_t *out, size_t out_words, int n_threads)
 {
-    if (b == 1 && pack_bytes_sse2(X, 0, n, f, thr, strict, out, out_words, n_threads)) return;
+    if (b == 1 && pack_bytes(X, 0, n, f, thr, strict, out, out_words, n_threads)) return;
     pack_threshold_u8_portable(X, n, f, thr, b, strict, out, out_words, n_threads);
 }
 
 void skbnn_pack_threshold_i8(const int8_t *X, size_t n, size_t f, const double *thr, size_t b,
                              int strict, uint64_t *out, size_t out_words, int n_threads)
 {
-    if (b == 1 && pack_bytes_sse2((const uint8_t *)X, 1, n, f, thr, strict, out, out_words,
+    if (b == 1 && pack_bytes((const uint8_t *)X, 1, n, f, thr, strict, out, out_words,
                                   n_threads))
         return;
     pack_threshold_i8_portable(X, n, f, thr, b, strict, out, out_words, n_threads);
+}
+
+/* Already-binary input (+/-1 or 0/1): bit = x > 0, and the bit set of the
+ * values seen (1 = -1, 2 = 0, 4 = +1, 8 = anything else, NaN included), so
+ * validation costs no extra pass over X. */
+static inline unsigned value_kind_f64(double v)
+{
+    return v == -1.0 ? 1u : v == 0.0 ? 2u : v == 1.0 ? 4u : 8u;
+}
+
+#define DEFINE_PACK_BINARY(NAME, T)                                                          \
+    static unsigned NAME(const T *X, size_t n, size_t f, uint64_t *out, size_t out_words,   \
+                         int n_threads)                                                      \
+    {                                                                                        \
+        unsigned kinds = 0;                                                                  \
+        (void)n_threads;                                                                     \
+        _Pragma("omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(|:kinds)") \
+        for (long i = 0; i < (long)n; i++) {                                                 \
+            const T *x = X + (size_t)i * f;                                                  \
+            uint64_t *o = out + (size_t)i * out_words;                                       \
+            memset(o, 0, out_words * sizeof(uint64_t));                                      \
+            unsigned k = 0;                                                                  \
+            for (size_t j = 0; j < f; j++) {                                                 \
+                k |= value_kind_f64((double)x[j]);                                           \
+                o[j >> 6] |= (uint64_t)(x[j] > 0) << (j & 63);                               \
+            }                                                                                \
+            kinds |= k;                                                                      \
+        }                                                                                    \
+        return kinds;                                                                        \
+    }
+
+DEFINE_PACK_BINARY(pack_binary_f64, double)
+DEFINE_PACK_BINARY(pack_binary_f32, float)
+DEFINE_PACK_BINARY(pack_binary_u8_portable, uint8_t)
+DEFINE_PACK_BINARY(pack_binary_i8_portable, int8_t)
+DEFINE_PACK_BINARY(pack_binary_i64, int64_t)
+
+/* Bytes, 16 per SSE2 step: the +1 lanes are the bits (valid input holds only
+ * -1/0/+1, anything else is reported and refused by the caller). */
+static int pack_binary_bytes_sse2(const uint8_t *X, int is_signed, size_t n, size_t f,
+                                  uint64_t *out, size_t out_words, int n_threads,
+                                  unsigned *kinds_out)
+{
+#if defined(__SSE2__)
+    const size_t full = f / 16;
+    unsigned kinds = 0;
+    (void)n_threads;
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(|:kinds)
+    for (long i = 0; i < (long)n; i++) {
+        const uint8_t *x = X + (size_t)i * f;
+        uint64_t *o = out + (size_t)i * out_words;
+        memset(o, 0, out_words * sizeof(uint64_t));
+        const __m128i one = _mm_set1_epi8(1), minus_one = _mm_set1_epi8(-1),
+                      zero = _mm_setzero_si128();
+        __m128i seen_neg = zero, seen_zero = zero, seen_pos = zero, seen_other = zero;
+        for (size_t q = 0; q < full; q++) {
+            const __m128i v = _mm_loadu_si128((const __m128i *)(x + 16 * q));
+            const __m128i pos = _mm_cmpeq_epi8(v, one), nul = _mm_cmpeq_epi8(v, zero);
+            const __m128i neg = is_signed ? _mm_cmpeq_epi8(v, minus_one) : zero;
+            seen_neg = _mm_or_si128(seen_neg, neg);
+            seen_zero = _mm_or_si128(seen_zero, nul);
+            seen_pos = _mm_or_si128(seen_pos, pos);
+            seen_other = _mm_or_si128(seen_other,
+                                      _mm_andnot_si128(_mm_or_si128(_mm_or_si128(neg, nul), pos),
+                                                       minus_one));
+            o[q >> 2] |= (uint64_t)(uint32_t)_mm_movemask_epi8(pos) << (16 * (q & 3));
+        }
+        unsigned k = (_mm_movemask_epi8(seen_neg) ? 1u : 0u) |
+                     (_mm_movemask_epi8(seen_zero) ? 2u : 0u) |
+                     (_mm_movemask_epi8(seen_pos) ? 4u : 0u) |
+                     (_mm_movemask_epi8(seen_other) ? 8u : 0u);
+        for (size_t j = full * 16; j < f; j++) {
+            const double v = is_signed ? (double)(int8_t)x[j] : (double)x[j];
+            k |= value_kind_f64(v);
+            o[j >> 6] |= (uint64_t)(v > 0) << (j & 63);
+        }
+        kinds |= k;
+    }
+    *kinds_out = kinds;
+    return 1;
+#else
+    (void)X; (void)is_signed; (void)n; (void)f; (void)out; (void)out_words; (void)n_threads;
+    (void)kinds_out;
+    return 0;
+#endif
+}
+
+unsigned skbnn_pack_binary_f64(const double *X, size_t n, size_t f, uint64_t *out,
+                               size_t out_words, int n_threads)
+{
+    return pack_binary_f64(X, n, f, out, out_words, n_threads);
+}
+
+unsigned skbnn_pack_binary_f32(const float *X, size_t n, size_t f, uint64_t *out,
+                               size_t out_words, int n_threads)
+{
+    return pack_binary_f32(X, n, f, out, out_words, n_threads);
+}
+
+unsigned skbnn_pack_binary_i64(const int64_t *X, size_t n, size_t f, uint64_t *out,
+                               size_t out_words, int n_threads)
+{
+    return pack_binary_i64(X, n, f, out, out_words, n_threads);
+}
+
+static unsigned pack_binary_bytes(const uint8_t *X, int is_signed, size_t n, size_t f,
+                                  uint64_t *out, size_t out_words, int n_threads)
+{
+    unsigned kinds;
+#if SKBNN_X86
+    if (g_isa == SKBNN_ISA_AVX512)
+        return pack_binary_bytes_avx512(X, is_signed, n, f, out, out_words, n_threads);
+#endif
+    if (g_isa != SKBNN_ISA_GENERIC &&
+        pack_binary_bytes_sse2(X, is_signed, n, f, out, out_words, n_threads, &kinds))
+        return kinds;
+    return is_signed ? pack_binary_i8_portable((const int8_t *)X, n, f, out, out_words, n_threads)
+                     : pack_binary_u8_portable(X, n, f, out, out_words, n_threads);
+}
+
+unsigned skbnn_pack_binary_u8(const uint8_t *X, size_t n, size_t f, uint64_t *out,
+                              size_t out_words, int n_threads)
+{
+    return pack_binary_bytes(X, 0, n, f, out, out_words, n_threads);
+}
+
+unsigned skbnn_pack_binary_i8(const int8_t *X, size_t n, size_t f, uint64_t *out,
+                              size_t out_words, int n_threads)
+{
+    return pack_binary_bytes((const uint8_t *)X, 1, n, f, out, out_words, n_threads);
 }
 
 #define DEFINE_PACK_SIGN(NAME, T)                                                            \

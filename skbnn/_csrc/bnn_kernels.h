@@ -50,6 +50,19 @@ void skbnn_pack_threshold_i8(const int8_t *X, size_t n, size_t f, const double *
 void skbnn_pack_threshold_i64(const int64_t *X, size_t n, size_t f, const double *thr,
                               size_t b, int strict, uint64_t *out, size_t out_words,
                               int n_threads);
+/* Already-binary X (n x f): output bit j of row i is X[i,j] > 0; returns the
+ * bit set of the values present: 1 = -1, 2 = 0, 4 = +1, 8 = anything else
+ * (NaN included), so the caller can refuse non-binary input. */
+unsigned skbnn_pack_binary_f64(const double *X, size_t n, size_t f, uint64_t *out,
+                               size_t out_words, int n_threads);
+unsigned skbnn_pack_binary_f32(const float *X, size_t n, size_t f, uint64_t *out,
+                               size_t out_words, int n_threads);
+unsigned skbnn_pack_binary_u8(const uint8_t *X, size_t n, size_t f, uint64_t *out,
+                              size_t out_words, int n_threads);
+unsigned skbnn_pack_binary_i8(const int8_t *X, size_t n, size_t f, uint64_t *out,
+                              size_t out_words, int n_threads);
+unsigned skbnn_pack_binary_i64(const int64_t *X, size_t n, size_t f, uint64_t *out,
+                               size_t out_words, int n_threads);
 /* sign bits of an int32 matrix (z >= 0 -> 1), n x k -> n x words */
 void skbnn_pack_sign_i32(const int32_t *Z, size_t n, size_t k, uint64_t *out,
                          size_t out_words);
