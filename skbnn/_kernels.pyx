@@ -54,6 +54,11 @@ cdef extern from "bnn_kernels.h" nogil:
                     int64_t K, int32_t *Z, int n_threads)
     int skbnn_bgemm_sign(const uint64_t *A, size_t M, const uint64_t *B, size_t N,
                          size_t nw, int64_t K, uint64_t *S, int n_threads)
+    int skbnn_bgemm_masked(const uint64_t *A, const uint64_t *G, size_t M, const uint64_t *B,
+                           size_t N, size_t nw, int32_t *Z, int n_threads)
+    int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M,
+                                const uint64_t *B, size_t N, size_t nw, uint64_t *S,
+                                int n_threads)
     void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *T,
                               const uint8_t *active, size_t g, int zero_is_wrong,
                               int32_t *out, int n_threads)
@@ -302,6 +307,54 @@ def bgemm_sign(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_
             rc = skbnn_bgemm_sign(&A[0, 0], M, &B[0, 0], N, nw, n_bits, &S[0, 0], n_threads)
         if rc != 0:
             raise MemoryError("bgemm_sign: out of memory")
+    return out
+
+
+cdef _check_mask(const uint64_t[:, ::1] A, const uint64_t[:, ::1] G, Py_ssize_t n_bits):
+    if G.shape[0] != A.shape[0] or G.shape[1] != A.shape[1]:
+        raise ValueError(f"mask shape {(G.shape[0], G.shape[1])} differs from the packed "
+                         f"operand's {(A.shape[0], A.shape[1])}")
+    if not _tail_is_clear(G, n_bits):
+        raise ValueError(f"mask has non-zero padding bits past n_bits={n_bits}")
+
+
+def bgemm_masked(const uint64_t[:, ::1] A, const uint64_t[:, ::1] G,
+                 const uint64_t[:, ::1] B, Py_ssize_t n_bits, int n_threads=1):
+    """Gated products: ``Z[m, j] = sum_{i: G[m]_i = 1} (+1 if A[m]_i == B[j]_i else -1)``,
+    i.e. ``popcount(G[m]) - 2 popcount((A[m] ^ B[j]) & G[m])`` (BEP's back-projection
+    ``W.T (g * a*)`` when ``B`` is the packed transpose of ``W``)."""
+    _check_operands(A, B, n_bits)
+    _check_mask(A, G, n_bits)
+    cdef size_t M = A.shape[0], N = B.shape[0], nw = A.shape[1]
+    out = np.zeros((M, N), dtype=np.int32)
+    cdef int32_t[:, ::1] Z = out
+    cdef int rc = 0
+    if M and N and nw:
+        with nogil:
+            rc = skbnn_bgemm_masked(&A[0, 0], &G[0, 0], M, &B[0, 0], N, nw, &Z[0, 0],
+                                    n_threads)
+        if rc != 0:
+            raise MemoryError("bgemm_masked: out of memory")
+    return out
+
+
+def bgemm_masked_sign(const uint64_t[:, ::1] A, const uint64_t[:, ::1] G,
+                      const uint64_t[:, ::1] B, Py_ssize_t n_bits, int n_threads=1):
+    """Packed signs of :func:`bgemm_masked` (z >= 0 -> bit 1, so ties give +1)."""
+    _check_operands(A, B, n_bits)
+    _check_mask(A, G, n_bits)
+    cdef size_t M = A.shape[0], N = B.shape[0], nw = A.shape[1]
+    out = np.zeros((M, _words(N)), dtype=np.uint64)
+    cdef uint64_t[:, ::1] S = out
+    cdef int rc = 0
+    if M and N:
+        if nw == 0:
+            return pack_sign_int32(np.zeros((M, N), dtype=np.int32))
+        with nogil:
+            rc = skbnn_bgemm_masked_sign(&A[0, 0], &G[0, 0], M, &B[0, 0], N, nw, &S[0, 0],
+                                         n_threads)
+        if rc != 0:
+            raise MemoryError("bgemm_masked_sign: out of memory")
     return out
 
 

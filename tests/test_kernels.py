@@ -85,6 +85,31 @@ def test_bgemm_threads_identical(n_threads, isa):
                                   pack(sign(want)))
 
 
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("m", BATCHES)
+def test_bgemm_masked_matches_numpy(k, m, isa):
+    """Gated back-projection sum_{i in G} a_i b_i, and its sign with ties -> +1."""
+    rng = np.random.default_rng(k * 7 + m)
+    n = 13 if k > 1000 else 37
+    A, B = rand_pm1(rng, m, k), rand_pm1(rng, n, k)
+    G = rng.random((m, k)) < rng.choice([0.0, 0.03, 0.5, 1.0], size=(m, 1))
+    want = (A * G) @ B.T
+    Ap, Gp, Bp = readonly(pack(A)), readonly(pack(np.where(G, 1, -1))), readonly(pack(B))
+    for n_threads in (1, 2):
+        np.testing.assert_array_equal(_kernels.bgemm_masked(Ap, Gp, Bp, k, n_threads), want)
+        np.testing.assert_array_equal(_kernels.bgemm_masked_sign(Ap, Gp, Bp, k, n_threads),
+                                      pack(sign(want)))
+
+
+def test_bgemm_masked_checks_mask():
+    a = np.zeros((2, 2), dtype=np.uint64)
+    with pytest.raises(ValueError, match="mask shape"):
+        _kernels.bgemm_masked(a, np.zeros((3, 2), dtype=np.uint64), a, 128)
+    g = np.full((2, 2), 2**63, dtype=np.uint64)
+    with pytest.raises(ValueError, match="padding"):
+        _kernels.bgemm_masked_sign(a, g, a, 100)
+
+
 def test_bgemm_checks_shapes():
     a = np.zeros((2, 2), dtype=np.uint64)
     with pytest.raises(ValueError, match="width"):

@@ -72,24 +72,34 @@ static inline void emit_panel(const uint64_t pop[PANEL], int64_t K, int mode, vo
 }
 
 /* Row-block kernel type: rows [0, mr) of A (lda words apart) against all
- * np panels; writes row r of the output at out + r * ldo (bytes). */
-typedef void (*rowblock_fn)(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp,
-                            size_t np, size_t nw, int64_t K, int mode, uint8_t *out,
-                            size_t ldo, size_t ncols);
+ * np panels; writes row r of the output at out + r * ldo (bytes).
+ * Masked form (G != NULL): counts popcount((a XOR b) AND g) with g the row of
+ * G (lda words apart, like A) and uses Krow[r] = popcount(g) in place of K,
+ * so z = Krow - 2 pop is the inner product over the bits where g is set. */
+typedef void (*rowblock_fn)(const uint64_t *A, const uint64_t *G, size_t lda, int mr,
+                            const uint64_t *Bp, size_t np, size_t nw, int64_t K,
+                            const int64_t *Krow, int mode, uint8_t *out, size_t ldo,
+                            size_t ncols);
+
+#define ROW_K(r) (Krow ? Krow[r] : K)
 
 /* ---- generic (SWAR / NEON cnt) ----------------------------------------- */
-static void rowblock_generic(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp,
-                             size_t np, size_t nw, int64_t K, int mode, uint8_t *out,
-                             size_t ldo, size_t ncols)
+static void rowblock_generic(const uint64_t *A, const uint64_t *G, size_t lda, int mr,
+                             const uint64_t *Bp, size_t np, size_t nw, int64_t K,
+                             const int64_t *Krow, int mode, uint8_t *out, size_t ldo,
+                             size_t ncols)
 {
     for (int r = 0; r < mr; r++) {
-        const uint64_t *a = A + (size_t)r * lda;
+        const uint64_t *a = A + (size_t)r * lda, *g = G ? G + (size_t)r * lda : NULL;
         for (size_t p = 0; p < np; p++) {
             const uint64_t *b = Bp + p * nw * PANEL;
             uint64_t acc[PANEL] = {0};
-            for (size_t k = 0; k < nw; k++)
-                for (int l = 0; l < PANEL; l++) acc[l] += pop_portable(a[k] ^ b[k * PANEL + l]);
-            emit_panel(acc, K, mode, out + (size_t)r * ldo, p * PANEL, ncols);
+            for (size_t k = 0; k < nw; k++) {
+                const uint64_t gk = g ? g[k] : ~0ULL;
+                for (int l = 0; l < PANEL; l++)
+                    acc[l] += pop_portable((a[k] ^ b[k * PANEL + l]) & gk);
+            }
+            emit_panel(acc, ROW_K(r), mode, out + (size_t)r * ldo, p * PANEL, ncols);
         }
     }
 }
@@ -97,20 +107,21 @@ static void rowblock_generic(const uint64_t *A, size_t lda, int mr, const uint64
 #if SKBNN_X86
 /* ---- scalar POPCNT ------------------------------------------------------ */
 __attribute__((target("popcnt"))) static void
-rowblock_popcnt(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp, size_t np, size_t nw,
-                int64_t K, int mode, uint8_t *out, size_t ldo, size_t ncols)
+rowblock_popcnt(const uint64_t *A, const uint64_t *G, size_t lda, int mr, const uint64_t *Bp,
+                size_t np, size_t nw, int64_t K, const int64_t *Krow, int mode, uint8_t *out,
+                size_t ldo, size_t ncols)
 {
     for (int r = 0; r < mr; r++) {
-        const uint64_t *a = A + (size_t)r * lda;
+        const uint64_t *a = A + (size_t)r * lda, *g = G ? G + (size_t)r * lda : NULL;
         for (size_t p = 0; p < np; p++) {
             const uint64_t *b = Bp + p * nw * PANEL;
             uint64_t acc[PANEL] = {0};
             for (size_t k = 0; k < nw; k++) {
-                const uint64_t ak = a[k];
+                const uint64_t ak = a[k], gk = g ? g[k] : ~0ULL;
                 for (int l = 0; l < PANEL; l++)
-                    acc[l] += (uint64_t)__builtin_popcountll(ak ^ b[k * PANEL + l]);
+                    acc[l] += (uint64_t)__builtin_popcountll((ak ^ b[k * PANEL + l]) & gk);
             }
-            emit_panel(acc, K, mode, out + (size_t)r * ldo, p * PANEL, ncols);
+            emit_panel(acc, ROW_K(r), mode, out + (size_t)r * ldo, p * PANEL, ncols);
         }
     }
 }
@@ -127,8 +138,9 @@ static inline T_AVX2 __m256i pop256(__m256i x, __m256i lut, __m256i low)
 }
 
 static inline __attribute__((always_inline)) T_AVX2 void
-tile_avx2(const uint64_t *A, size_t lda, const int MR, const uint64_t *b, size_t nw,
-          int64_t K, int mode, uint8_t *out, size_t ldo, size_t col, size_t ncols)
+tile_avx2(const uint64_t *A, const uint64_t *G, size_t lda, const int MR, const uint64_t *b,
+          size_t nw, int64_t K, const int64_t *Krow, int mode, uint8_t *out, size_t ldo,
+          size_t col, size_t ncols)
 {
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
                                          2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
@@ -140,30 +152,46 @@ tile_avx2(const uint64_t *A, size_t lda, const int MR, const uint64_t *b, size_t
         const __m256i b1 = _mm256_load_si256((const __m256i *)(b + k * PANEL + 4));
         for (int r = 0; r < MR; r++) {
             const __m256i a = _mm256_set1_epi64x((long long)A[(size_t)r * lda + k]);
-            acc[r][0] = _mm256_add_epi64(acc[r][0], pop256(_mm256_xor_si256(a, b0), lut, low));
-            acc[r][1] = _mm256_add_epi64(acc[r][1], pop256(_mm256_xor_si256(a, b1), lut, low));
+            __m256i x0 = _mm256_xor_si256(a, b0), x1 = _mm256_xor_si256(a, b1);
+            if (G) {
+                const __m256i g = _mm256_set1_epi64x((long long)G[(size_t)r * lda + k]);
+                x0 = _mm256_and_si256(x0, g);
+                x1 = _mm256_and_si256(x1, g);
+            }
+            acc[r][0] = _mm256_add_epi64(acc[r][0], pop256(x0, lut, low));
+            acc[r][1] = _mm256_add_epi64(acc[r][1], pop256(x1, lut, low));
         }
     }
     for (int r = 0; r < MR; r++) {
         uint64_t pop[PANEL];
         _mm256_storeu_si256((__m256i *)pop, acc[r][0]);
         _mm256_storeu_si256((__m256i *)(pop + 4), acc[r][1]);
-        emit_panel(pop, K, mode, out + (size_t)r * ldo, col, ncols);
+        emit_panel(pop, ROW_K(r), mode, out + (size_t)r * ldo, col, ncols);
     }
 }
 
-T_AVX2 static void rowblock_avx2(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp,
-                                 size_t np, size_t nw, int64_t K, int mode, uint8_t *out,
-                                 size_t ldo, size_t ncols)
+/* G is passed on as a literal NULL in the unmasked calls so the always-inline
+ * tiles compile without the mask. */
+#define AVX2_TILES(GP)                                                                       \
+    for (size_t p = 0; p < np; p++) {                                                        \
+        const uint64_t *b = Bp + p * nw * PANEL;                                             \
+        switch (mr) {                                                                        \
+        case 4: tile_avx2(A, GP, lda, 4, b, nw, K, Krow, mode, out, ldo, p * PANEL, ncols); break; \
+        case 3: tile_avx2(A, GP, lda, 3, b, nw, K, Krow, mode, out, ldo, p * PANEL, ncols); break; \
+        case 2: tile_avx2(A, GP, lda, 2, b, nw, K, Krow, mode, out, ldo, p * PANEL, ncols); break; \
+        default: tile_avx2(A, GP, lda, 1, b, nw, K, Krow, mode, out, ldo, p * PANEL, ncols); break; \
+        }                                                                                    \
+    }
+
+T_AVX2 static void rowblock_avx2(const uint64_t *A, const uint64_t *G, size_t lda, int mr,
+                                 const uint64_t *Bp, size_t np, size_t nw, int64_t K,
+                                 const int64_t *Krow, int mode, uint8_t *out, size_t ldo,
+                                 size_t ncols)
 {
-    for (size_t p = 0; p < np; p++) {
-        const uint64_t *b = Bp + p * nw * PANEL;
-        switch (mr) {
-        case 4: tile_avx2(A, lda, 4, b, nw, K, mode, out, ldo, p * PANEL, ncols); break;
-        case 3: tile_avx2(A, lda, 3, b, nw, K, mode, out, ldo, p * PANEL, ncols); break;
-        case 2: tile_avx2(A, lda, 2, b, nw, K, mode, out, ldo, p * PANEL, ncols); break;
-        default: tile_avx2(A, lda, 1, b, nw, K, mode, out, ldo, p * PANEL, ncols); break;
-        }
+    if (G) {
+        AVX2_TILES(G)
+    } else {
+        AVX2_TILES((const uint64_t *)NULL)
     }
 }
 
@@ -171,8 +199,9 @@ T_AVX2 static void rowblock_avx2(const uint64_t *A, size_t lda, int mr, const ui
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vpopcntdq")))
 
 static inline __attribute__((always_inline)) T_AVX512 void
-tile_avx512(const uint64_t *A, size_t lda, const int MR, const uint64_t *b, const int NP,
-            size_t nw, int64_t K, int mode, uint8_t *out, size_t ldo, size_t col, size_t ncols)
+tile_avx512(const uint64_t *A, const uint64_t *G, size_t lda, const int MR, const uint64_t *b,
+            const int NP, size_t nw, int64_t K, const int64_t *Krow, int mode, uint8_t *out,
+            size_t ldo, size_t col, size_t ncols)
 {
     __m512i acc[4][2];
     for (int r = 0; r < MR; r++)
@@ -184,14 +213,21 @@ tile_avx512(const uint64_t *A, size_t lda, const int MR, const uint64_t *b, cons
         if (NP > 1) bv[1] = _mm512_load_si512((const void *)(b1 + k * PANEL));
         for (int r = 0; r < MR; r++) {
             const __m512i a = _mm512_set1_epi64((long long)A[(size_t)r * lda + k]);
-            for (int q = 0; q < NP; q++)
-                acc[r][q] = _mm512_add_epi64(acc[r][q],
-                                             _mm512_popcnt_epi64(_mm512_xor_si512(a, bv[q])));
+            if (G) { /* one VPTERNLOGQ: (a ^ b) & g  (truth table 0x28) */
+                const __m512i g = _mm512_set1_epi64((long long)G[(size_t)r * lda + k]);
+                for (int q = 0; q < NP; q++)
+                    acc[r][q] = _mm512_add_epi64(
+                        acc[r][q], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(a, bv[q], g, 0x28)));
+            } else {
+                for (int q = 0; q < NP; q++)
+                    acc[r][q] = _mm512_add_epi64(acc[r][q],
+                                                 _mm512_popcnt_epi64(_mm512_xor_si512(a, bv[q])));
+            }
         }
     }
     if (mode == 0) {
-        const __m512i kv = _mm512_set1_epi64(K);
         for (int r = 0; r < MR; r++) {
+            const __m512i kv = _mm512_set1_epi64(ROW_K(r));
             int32_t *z = (int32_t *)(out + (size_t)r * ldo);
             for (int q = 0; q < NP; q++) {
                 const size_t c = col + (size_t)q * PANEL;
@@ -202,33 +238,42 @@ tile_avx512(const uint64_t *A, size_t lda, const int MR, const uint64_t *b, cons
             }
         }
     } else {
-        const __m512i half = _mm512_set1_epi64(K / 2); /* z >= 0  <=>  pop <= K/2 */
-        for (int r = 0; r < MR; r++)
+        for (int r = 0; r < MR; r++) {
+            const __m512i half = _mm512_set1_epi64(ROW_K(r) / 2); /* z >= 0 <=> pop <= K/2 */
             for (int q = 0; q < NP; q++)
                 out[(size_t)r * ldo + col / 8 + q] =
                     (uint8_t)_mm512_cmple_epu64_mask(acc[r][q], half);
+        }
     }
 }
 
-#define AVX512_PANELS(MRC)                                                                   \
+#define AVX512_PANELS(MRC, GP)                                                               \
     for (size_t p = 0; p < np; p += 2) {                                                     \
         if (np - p >= 2)                                                                     \
-            tile_avx512(A, lda, MRC, Bp + p * nw * PANEL, 2, nw, K, mode, out, ldo,         \
+            tile_avx512(A, GP, lda, MRC, Bp + p * nw * PANEL, 2, nw, K, Krow, mode, out, ldo, \
                         p * PANEL, ncols);                                                   \
         else                                                                                 \
-            tile_avx512(A, lda, MRC, Bp + p * nw * PANEL, 1, nw, K, mode, out, ldo,         \
+            tile_avx512(A, GP, lda, MRC, Bp + p * nw * PANEL, 1, nw, K, Krow, mode, out, ldo, \
                         p * PANEL, ncols);                                                   \
     }
 
-T_AVX512 static void rowblock_avx512(const uint64_t *A, size_t lda, int mr, const uint64_t *Bp,
-                                     size_t np, size_t nw, int64_t K, int mode, uint8_t *out,
-                                     size_t ldo, size_t ncols)
+#define AVX512_ROWS(GP)                                                                      \
+    switch (mr) {                                                                            \
+    case 4: AVX512_PANELS(4, GP); break;                                                     \
+    case 3: AVX512_PANELS(3, GP); break;                                                     \
+    case 2: AVX512_PANELS(2, GP); break;                                                     \
+    default: AVX512_PANELS(1, GP); break;                                                    \
+    }
+
+T_AVX512 static void rowblock_avx512(const uint64_t *A, const uint64_t *G, size_t lda, int mr,
+                                     const uint64_t *Bp, size_t np, size_t nw, int64_t K,
+                                     const int64_t *Krow, int mode, uint8_t *out, size_t ldo,
+                                     size_t ncols)
 {
-    switch (mr) {
-    case 4: AVX512_PANELS(4); break;
-    case 3: AVX512_PANELS(3); break;
-    case 2: AVX512_PANELS(2); break;
-    default: AVX512_PANELS(1); break;
+    if (G) {
+        AVX512_ROWS(G)
+    } else {
+        AVX512_ROWS((const uint64_t *)NULL)
     }
 }
 
@@ -374,8 +419,9 @@ static uint64_t *make_panels(const uint64_t *B, size_t N, size_t nw, size_t *np_
 
 #define ROW_BLOCK 4
 
-static int bgemm_run(const uint64_t *A, size_t M, const uint64_t *B, size_t N, size_t nw,
-                     int64_t K, int mode, uint8_t *out, size_t ldo, int n_threads)
+static int bgemm_run(const uint64_t *A, const uint64_t *G, const int64_t *Krow, size_t M,
+                     const uint64_t *B, size_t N, size_t nw, int64_t K, int mode, uint8_t *out,
+                     size_t ldo, int n_threads)
 {
     if (M == 0 || N == 0) return 0;
     size_t np;
@@ -388,7 +434,8 @@ static int bgemm_run(const uint64_t *A, size_t M, const uint64_t *B, size_t N, s
     for (long ib = 0; ib < nblocks; ib++) {
         const size_t m0 = (size_t)ib * ROW_BLOCK;
         const int mr = (int)min_sz(ROW_BLOCK, M - m0);
-        kernel(A + m0 * nw, nw, mr, Bp, np, nw, K, mode, out + m0 * ldo, ldo, N);
+        kernel(A + m0 * nw, G ? G + m0 * nw : NULL, nw, mr, Bp, np, nw, K,
+               Krow ? Krow + m0 : NULL, mode, out + m0 * ldo, ldo, N);
     }
     free(Bp);
     return 0;
@@ -397,20 +444,59 @@ static int bgemm_run(const uint64_t *A, size_t M, const uint64_t *B, size_t N, s
 int skbnn_bgemm(const uint64_t *A, size_t M, const uint64_t *B, size_t N, size_t nw, int64_t K,
                 int32_t *Z, int n_threads)
 {
-    return bgemm_run(A, M, B, N, nw, K, 0, (uint8_t *)Z, N * sizeof(int32_t), n_threads);
+    return bgemm_run(A, NULL, NULL, M, B, N, nw, K, 0, (uint8_t *)Z, N * sizeof(int32_t),
+                     n_threads);
+}
+
+static int bgemm_sign_run(const uint64_t *A, const uint64_t *G, const int64_t *Krow, size_t M,
+                          const uint64_t *B, size_t N, size_t nw, int64_t K, uint64_t *S,
+                          int n_threads)
+{
+    const size_t wo = WORDS(N);
+    if (M == 0 || N == 0) return 0;
+    memset(S, 0, M * wo * sizeof(uint64_t));
+    int rc = bgemm_run(A, G, Krow, M, B, N, nw, K, 1, (uint8_t *)S, wo * sizeof(uint64_t),
+                       n_threads);
+    if (N % 64) { /* the last panel wrote sign bits for padding neurons: clear them */
+        const uint64_t mask = (1ULL << (N % 64)) - 1ULL;
+        for (size_t m = 0; m < M; m++) S[m * wo + wo - 1] &= mask;
+    }
+    return rc;
 }
 
 int skbnn_bgemm_sign(const uint64_t *A, size_t M, const uint64_t *B, size_t N, size_t nw,
                      int64_t K, uint64_t *S, int n_threads)
 {
-    const size_t wo = WORDS(N);
-    if (M == 0 || N == 0) return 0;
-    memset(S, 0, M * wo * sizeof(uint64_t));
-    int rc = bgemm_run(A, M, B, N, nw, K, 1, (uint8_t *)S, wo * sizeof(uint64_t), n_threads);
-    if (N % 64) { /* the last panel wrote sign bits for padding neurons: clear them */
-        const uint64_t mask = (1ULL << (N % 64)) - 1ULL;
-        for (size_t m = 0; m < M; m++) S[m * wo + wo - 1] &= mask;
-    }
+    return bgemm_sign_run(A, NULL, NULL, M, B, N, nw, K, S, n_threads);
+}
+
+/* popcount of each mask row: the number of bits the masked product sums over */
+static int64_t *mask_counts(const uint64_t *G, size_t M, size_t nw)
+{
+    int64_t *k = (int64_t *)malloc((M ? M : 1) * sizeof(int64_t));
+    if (!k) return NULL;
+    for (size_t m = 0; m < M; m++) k[m] = (int64_t)g_popcount(G + m * nw, nw);
+    return k;
+}
+
+int skbnn_bgemm_masked(const uint64_t *A, const uint64_t *G, size_t M, const uint64_t *B,
+                       size_t N, size_t nw, int32_t *Z, int n_threads)
+{
+    int64_t *krow = mask_counts(G, M, nw);
+    if (!krow) return -1;
+    int rc = bgemm_run(A, G, krow, M, B, N, nw, 0, 0, (uint8_t *)Z, N * sizeof(int32_t),
+                       n_threads);
+    free(krow);
+    return rc;
+}
+
+int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M, const uint64_t *B,
+                            size_t N, size_t nw, uint64_t *S, int n_threads)
+{
+    int64_t *krow = mask_counts(G, M, nw);
+    if (!krow) return -1;
+    int rc = bgemm_sign_run(A, G, krow, M, B, N, nw, 0, S, n_threads);
+    free(krow);
     return rc;
 }
 

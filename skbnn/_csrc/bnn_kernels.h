@@ -85,6 +85,13 @@ int skbnn_bgemm(const uint64_t *A, size_t M, const uint64_t *B, size_t N, size_t
 /* fused: S = packed sign(Z) (z >= 0 -> 1), S: M x ceil(N/64), no int matrix */
 int skbnn_bgemm_sign(const uint64_t *A, size_t M, const uint64_t *B, size_t N,
                      size_t nw, int64_t K, uint64_t *S, int n_threads);
+/* masked (gated) products: Z[m, j] = sum over the bits i set in G[m] of
+ * (+1 if A[m]_i == B[j]_i else -1) = popcount(G[m]) - 2 popcount((A[m] ^ B[j]) & G[m]);
+ * G: M x nw like A.  The sign form writes bit 1 where Z >= 0 (ties -> +1). */
+int skbnn_bgemm_masked(const uint64_t *A, const uint64_t *G, size_t M, const uint64_t *B,
+                       size_t N, size_t nw, int32_t *Z, int n_threads);
+int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M, const uint64_t *B,
+                            size_t N, size_t nw, uint64_t *S, int n_threads);
 
 /* ---- CP+R ---------------------------------------------------------------- */
 /* Per sample m, per block of g consecutive neurons: the "wrong" neuron with
