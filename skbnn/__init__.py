@@ -4,6 +4,7 @@ Weights and activations are +/-1, stored as bits; training and inference run
 on XNOR/popcount kernels whose SIMD path (AVX-512 VPOPCNTDQ, AVX2, POPCNT or
 portable) is chosen once at import (``SKBNN_ISA`` forces one).
 """
+from ._bep import BEPClassifier
 from ._config import get_config, show_config
 from ._local import LocalBinaryClassifier
 from .preprocessing import MedianBinarizer, ThermometerEncoder
@@ -11,6 +12,7 @@ from .preprocessing import MedianBinarizer, ThermometerEncoder
 __version__ = "0.1.0"
 
 __all__ = [
+    "BEPClassifier",
     "LocalBinaryClassifier",
     "MedianBinarizer",
     "ThermometerEncoder",

@@ -6,7 +6,7 @@ input binarisation, ``fit`` / ``partial_fit`` bookkeeping, shuffled epochs
 in mini-batches, early stopping, ``verbose`` lines, the seeded random
 streams and the prediction methods.  A subclass supplies the model through
 five hooks: ``_validate_rule_params``, ``_init_model``, ``_training_state``,
-``_train_batch`` and ``_scores_from_packed`` (plus optional ``_end_epoch``
+``_train_batch`` and ``_inference_rows`` (plus optional ``_end_epoch``
 and ``_finish_training``).
 """
 import copy
@@ -23,7 +23,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _kernels
 from ._config import effective_n_threads
+from ._engine import class_scores
 from .preprocessing import make_input_binarizer
 
 # rows per chunk at predict time: bounds the packed and integer scratch
@@ -69,6 +71,31 @@ def check_layer_sizes(hidden_layer_sizes):
     for k in sizes:
         check_int("hidden_layer_sizes entries", k, min_value=1)
     return tuple(int(k) for k in sizes)
+
+
+def resolve_group_sizes(group_size, widths, auto=None):
+    """Per-layer group sizes from an int, a per-layer sequence or (when the
+    estimator has an ``auto`` rule) 'auto'; each must divide its layer's width."""
+    if isinstance(group_size, str):
+        if group_size != "auto" or auto is None:
+            raise ValueError(f"group_size must be 'auto', an int or a tuple, got {group_size!r}")
+        sizes = [auto(k) for k in widths]
+    elif isinstance(group_size, Integral) and not isinstance(group_size, bool):
+        sizes = [group_size] * len(widths)
+    else:
+        try:
+            sizes = list(group_size)
+        except TypeError:
+            raise TypeError(
+                f"group_size must be 'auto', an int or a tuple, got {group_size!r}") from None
+        if len(sizes) != len(widths):
+            raise ValueError(f"group_size has {len(sizes)} entries for {len(widths)} layers")
+    for g, k in zip(sizes, widths):
+        check_int("group_size", g, min_value=1)
+        if k % g:
+            raise ValueError(f"group_size={g} does not divide the layer width {k}")
+    return tuple(int(g) for g in sizes)
+
 
 
 class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
@@ -387,6 +414,19 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         if scores.shape[1] == 1:  # single +/-1 output: s > 0 -> classes_[1]
             return (scores[:, 0] > 0).astype(np.intp)
         return np.argmax(scores, axis=1)  # ties -> lowest class index
+
+    def _scores_from_packed(self, A, n_threads):
+        """Logits of packed inputs: every layer's fused sign product, then the
+        fixed readout rows of ``_inference_rows``."""
+        a = A
+        for w, h in zip(self.packed_weights_, self.hidden_weights_):
+            a = _kernels.bgemm_sign(a, w, h.shape[1], n_threads)
+        return class_scores(a, self._inference_rows(), self.hidden_weights_[-1].shape[0],
+                            n_threads)
+
+    def _inference_rows(self):
+        """Subclass hook: packed readout rows (C_out x words(K_L))."""
+        raise NotImplementedError
 
     def _predict_indices(self, A, n_threads):
         return self._indices_from_scores(self._scores_from_packed(A, n_threads))

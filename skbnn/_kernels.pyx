@@ -436,3 +436,62 @@ def reinforce(int16_t[:, ::1] H, double p, uint64_t seed, uint64_t stream, int c
 def uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index):
     """The ``index``-th uniform draw of a row's counter-based stream (tests)."""
     return skbnn_uniform(seed, stream, row, index)
+
+
+# ---------------------------------------------------------------- prototypes
+def bef_flips(int8_t[:, ::1] P, const int32_t[::1] rows, const int32_t[::1] cols,
+              double alpha):
+    """Greedy single-bit flips toward a binary equiangular frame (BEP App. C).
+
+    Minimises ``J = sum_{i<j} <p_i, p_j> + alpha * Var_{i<j}(<p_i, p_j>)`` over
+    the +/-1 rows of ``P`` (modified in place): proposal ``t`` flips
+    ``P[rows[t], cols[t]]`` and is kept only when ``J`` decreases.  The
+    proposals are drawn by the caller, so the result is a pure function of them.
+    Returns the number of accepted flips.
+    """
+    cdef Py_ssize_t C = P.shape[0], D = P.shape[1], T = rows.shape[0]
+    if cols.shape[0] != T:
+        raise ValueError("rows and cols must have the same length")
+    if C < 2 or D == 0 or T == 0:
+        return 0
+    cdef Py_ssize_t t, i, j, k, n_pairs = C * (C - 1) // 2
+    for t in range(T):
+        if not (0 <= rows[t] < C and 0 <= cols[t] < D):
+            raise ValueError("proposal index out of range")
+    gram_arr = np.zeros((C, C), dtype=np.int64)
+    cdef int64_t[:, ::1] gram = gram_arr
+    cdef int64_t s = 0, q = 0, ds, dq, d, accepted = 0
+    cdef double m = <double>n_pairs, j_old, j_new
+    with nogil:
+        for i in range(C):
+            for j in range(i + 1, C):
+                d = 0
+                for k in range(D):
+                    d += P[i, k] * P[j, k]
+                gram[i, j] = d
+                gram[j, i] = d
+                s += d
+                q += d * d
+        for t in range(T):
+            i = rows[t]
+            k = cols[t]
+            ds = 0
+            dq = 0
+            for j in range(C):
+                if j != i:
+                    d = -2 * P[i, k] * P[j, k]
+                    ds += d
+                    dq += 2 * gram[i, j] * d + d * d
+            j_old = s + alpha * (q / m - (s / m) * (s / m))
+            j_new = (s + ds) + alpha * ((q + dq) / m - ((s + ds) / m) * ((s + ds) / m))
+            if j_new < j_old:
+                for j in range(C):
+                    if j != i:
+                        d = -2 * P[i, k] * P[j, k]
+                        gram[i, j] += d
+                        gram[j, i] += d
+                P[i, k] = -P[i, k]
+                s += ds
+                q += dq
+                accepted += 1
+    return accepted

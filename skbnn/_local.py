@@ -5,12 +5,12 @@ With (Random) Local Binary Error Signals", arXiv 2412.00119 (spec: local.md).
 """
 import math
 from dataclasses import dataclass, field
-from numbers import Integral
 
 import numpy as np
 
 from . import _kernels
-from ._base import BaseBinaryClassifier, check_int, check_layer_sizes, check_real
+from ._base import (BaseBinaryClassifier, check_int, check_layer_sizes, check_real,
+                    resolve_group_sizes)
 from ._engine import (INT16_MAX, BinaryLayer, class_scores, init_hidden_weights,
                       pack_pm1_rows, reinforcement_probability)
 
@@ -26,30 +26,6 @@ def auto_group_size(width):
         return _PAPER_GROUP_SIZES[width]
     divisors = [d for d in range(1, width + 1) if width % d == 0]
     return min(divisors, key=lambda d: (abs(d - width / 5), d))
-
-
-def resolve_group_sizes(group_size, widths, auto=auto_group_size):
-    """Per-layer group sizes from an int, a per-layer sequence or 'auto';
-    each must divide its layer's width."""
-    if isinstance(group_size, str):
-        if group_size != "auto":
-            raise ValueError(f"group_size must be 'auto', an int or a tuple, got {group_size!r}")
-        sizes = [auto(k) for k in widths]
-    elif isinstance(group_size, Integral) and not isinstance(group_size, bool):
-        sizes = [group_size] * len(widths)
-    else:
-        try:
-            sizes = list(group_size)
-        except TypeError:
-            raise TypeError(
-                f"group_size must be 'auto', an int or a tuple, got {group_size!r}") from None
-        if len(sizes) != len(widths):
-            raise ValueError(f"group_size has {len(sizes)} entries for {len(widths)} layers")
-    for g, k in zip(sizes, widths):
-        check_int("group_size", g, min_value=1)
-        if k % g:
-            raise ValueError(f"group_size={g} does not divide the layer width {k}")
-    return tuple(int(g) for g in sizes)
 
 
 @dataclass
@@ -264,7 +240,7 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
     # ------------------------------------------------------------ parameters
     def _validate_rule_params(self):
         widths = check_layer_sizes(self.hidden_layer_sizes)
-        resolve_group_sizes(self.group_size, widths)
+        resolve_group_sizes(self.group_size, widths, auto_group_size)
         check_real("robustness", self.robustness, 0.0)
         check_real("reinforcement_prob", self.reinforcement_prob, 0.0)
         check_int("weight_clip", self.weight_clip, 1, INT16_MAX, allow_none=True)
@@ -280,7 +256,7 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
     # ------------------------------------------------------------ model
     def _init_model(self, n_input_bits, n_classes, rng):
         widths = check_layer_sizes(self.hidden_layer_sizes)
-        self.group_sizes_ = resolve_group_sizes(self.group_size, widths)
+        self.group_sizes_ = resolve_group_sizes(self.group_size, widths, auto_group_size)
         n_out = 1 if n_classes == 2 else n_classes
         fan_ins = (n_input_bits,) + widths[:-1]
         self.hidden_weights_, self.classifiers_ = [], []
@@ -384,13 +360,6 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
             classifier.update(selected, targets, a, clip, n_threads)
 
     # ------------------------------------------------------------ inference
-    def _scores_from_packed(self, A, n_threads):
-        a = A
-        for w, h in zip(self.packed_weights_, self.hidden_weights_):
-            a = _kernels.bgemm_sign(a, w, h.shape[1], n_threads)
-        rows = self._inference_rows()
-        return class_scores(a, rows, self.hidden_weights_[-1].shape[0], n_threads)
-
     def _inference_rows(self):
         # packed once per call from the int8 classifier: tiny (C x K bits)
         return pack_pm1_rows(self.classifiers_[-1].T)

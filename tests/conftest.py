@@ -6,7 +6,11 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import pytest  # noqa: E402
 
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
 from skbnn import _kernels  # noqa: E402
+from skbnn.datasets import make_random_prototypes  # noqa: E402
 
 ISAS = _kernels.available_isas()
 
@@ -18,3 +22,16 @@ def isa(request):
     _kernels.set_isa(request.param)
     yield request.param
     _kernels.set_isa(previous)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def prototypes():
+    X, y = make_random_prototypes(1200, n_features=200, n_classes=4, flip_prob=0.3,
+                                  random_state=0)
+    return train_test_split(X, y, test_size=300, random_state=0)

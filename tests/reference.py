@@ -114,3 +114,45 @@ def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stre
         new_H.append(H)
         a = a_next
     return new_H, n_correct
+
+
+def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_reinf, seed,
+                   stream0, clip, uniform):
+    """One BEPClassifier mini-batch (bep.md §4.1) with the documented readings:
+    trigger ``correct - best other < r K_L``; a*_L = P[y];
+    a*_l = sign(W_{l+1}^T (g * a*_{l+1})) with g = |z_{l+1}| <= nu * fan_in and
+    ties -> +1; samples whose gate closes every neuron skip the layers below;
+    wrong = (a != a*), winner = smallest |z|.  Returns the new weights and the
+    number of correct predictions (pre-update)."""
+    acts, zs = [a0.astype(np.int64)], []
+    for H in Hs:
+        zs.append(acts[-1] @ sign(H).T)
+        acts.append(sign(zs[-1]))
+    s = acts[-1] @ P.astype(np.int64).T
+    rows = np.arange(len(y))
+    pred = np.argmax(s, axis=1)
+    n_correct = int(np.sum(pred == y))
+    others = s.copy()
+    others[rows, y] = np.iinfo(np.int64).min
+    trig = s[rows, y] - others.max(axis=1) < robustness * Hs[-1].shape[0]
+    if not trig.any():
+        return [H.astype(np.int64) for H in Hs], n_correct
+    T = np.flatnonzero(trig)
+    L = len(Hs)
+    targets, alives = [None] * L, [None] * L
+    targets[-1] = P[y[T]].astype(np.int64)
+    alive = np.ones(len(T), dtype=bool)
+    alives[-1] = alive.copy()
+    for l in range(L - 2, -1, -1):
+        W_up = sign(Hs[l + 1])
+        g = np.abs(zs[l + 1][T]) <= gate_threshold * W_up.shape[1]
+        targets[l] = sign((g * targets[l + 1]) @ W_up)
+        alive = alive & g.any(axis=1)
+        alives[l] = alive.copy()
+    new_H = []
+    for l, H in enumerate(Hs):
+        sel = select_easiest(zs[l][T], targets[l], group_sizes[l], True, alives[l])
+        H = cp_update(H.astype(np.int64), sel, targets[l], acts[l][T], clip)
+        H, _ = reinforce(H, p_reinf[l], seed, stream0 + l, clip, uniform)
+        new_H.append(H)
+    return new_H, n_correct

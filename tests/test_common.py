@@ -2,11 +2,14 @@
 transformer, with no expected failures."""
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skbnn import LocalBinaryClassifier, MedianBinarizer, ThermometerEncoder
+from skbnn import BEPClassifier, LocalBinaryClassifier, MedianBinarizer, ThermometerEncoder
 
 ESTIMATORS = [
     LocalBinaryClassifier(),
     LocalBinaryClassifier(hidden_layer_sizes=(35, 35), group_size=7, n_jobs=2),
+    BEPClassifier(),
+    BEPClassifier(hidden_layer_sizes=(35, 35, 35), group_size=7, group_schedule="train",
+                  prototypes="random", n_jobs=2),
     MedianBinarizer(),
     MedianBinarizer(global_median=True),
     ThermometerEncoder(),

@@ -2,7 +2,7 @@
 shapes and read-only inputs."""
 import numpy as np
 import pytest
-from reference import cp_update, pack, reinforce, select_easiest, sign, unpack
+from reference import cp_update, pack, reinforce, select_easiest, sign
 
 from skbnn import _kernels
 
@@ -146,7 +146,7 @@ def test_select_easiest(k, g, zero_is_wrong, isa):
 @pytest.mark.parametrize("clip", [5, 32767])
 def test_cpr_update_matches_reference(n_in, n_out, clip, isa):
     rng = np.random.default_rng(n_in * n_out + clip)
-    m, g = 300, 1  # > 255 contributions per row exercises the counter flush
+    m = 300  # > 255 contributions per row exercises the counter flush
     H = np.clip(2 * rng.integers(-4, 4, size=(n_out, n_in)) + 1, -clip, clip).astype(np.int16)
     a = rand_pm1(rng, m, n_in)
     t = rand_pm1(rng, m, n_out)
