@@ -75,14 +75,38 @@ def test_bgemm_matches_numpy(k, m, isa):
     np.testing.assert_array_equal(_kernels.bgemm_sign(Ap, Bp, k), pack(sign(want)))
 
 
-@pytest.mark.parametrize("n_threads", [1, 2, 3])
-def test_bgemm_threads_identical(n_threads, isa):
+def test_threaded_kernels_identical(isa):
+    """Every OpenMP kernel, on shapes above the parallel threshold (64k
+    elementary operations), gives the same bits with 1, 2 and 3 threads."""
     rng = np.random.default_rng(5)
-    A, B = rand_pm1(rng, 101, 300), rand_pm1(rng, 75, 300)
-    want = A @ B.T
-    np.testing.assert_array_equal(_kernels.bgemm(pack(A), pack(B), 300, n_threads), want)
-    np.testing.assert_array_equal(_kernels.bgemm_sign(pack(A), pack(B), 300, n_threads),
-                                  pack(sign(want)))
+    A, B = rand_pm1(rng, 257, 300), rand_pm1(rng, 75, 300)
+    G = pack(np.where(rng.random((257, 300)) < 0.3, 1, -1))
+    X = rng.choice(np.array([-1, 1], dtype=np.int8), size=(600, 300))
+    Z = rng.integers(-50, 50, size=(300, 525)).astype(np.int32)
+    T = pack(rand_pm1(rng, 300, 525))
+    H0 = np.clip(2 * rng.integers(-3, 3, size=(525, 300)) + 1, -9, 9).astype(np.int16)
+    sel = np.sort(rng.integers(-1, 525, size=(300, 5)), axis=1).astype(np.int32)
+    inputs = pack(rand_pm1(rng, 300, 300))
+
+    def run(n):
+        H = H0.copy()
+        Wp = _kernels.pack_sign_int16(H)
+        WT = _kernels.transpose_bits(Wp, 300)
+        flips = _kernels.cpr_update(H, Wp, WT, sel, T, inputs, 9, n)
+        sites = _kernels.reinforce(H, 0.05, 7, 1, 9, n)
+        return [_kernels.bgemm(pack(A), pack(B), 300, n),
+                _kernels.bgemm_sign(pack(A), pack(B), 300, n),
+                _kernels.bgemm_masked(pack(A), G, pack(B), 300, n),
+                _kernels.pack_binary(X, n)[0],
+                _kernels.pack_threshold(X, np.zeros((300, 1)), True, n),
+                _kernels.select_easiest(Z, T, 105, True, None, n),
+                H, Wp, WT, np.array([flips, sites])]
+
+    want = run(1)
+    np.testing.assert_array_equal(want[0], A @ B.T)
+    for n in (2, 3):
+        for got, ref in zip(run(n), want):
+            np.testing.assert_array_equal(got, ref)
 
 
 @pytest.mark.parametrize("k", KS)

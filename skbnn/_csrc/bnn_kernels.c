@@ -38,6 +38,16 @@
 
 static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
+/* Threads for a parallel region: below ~64k elementary operations the fork
+ * and join cost more than they save (and oversubscribed cores make them
+ * far worse), so small calls run on the calling thread.  Results never
+ * depend on it: every split is static and by output rows. */
+#define SKBNN_MIN_PARALLEL_WORK 65536.0
+static inline int team(double work, int n_threads)
+{
+    return work >= SKBNN_MIN_PARALLEL_WORK ? n_threads : 1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* portable popcount                                                         */
 /* ------------------------------------------------------------------------ */
@@ -429,7 +439,7 @@ static int bgemm_run(const uint64_t *A, const uint64_t *G, const int64_t *Krow, 
     if (!Bp) return -1;
     const rowblock_fn kernel = g_rowblock;
     const long nblocks = (long)((M + ROW_BLOCK - 1) / ROW_BLOCK);
-    (void)n_threads;
+    n_threads = team((double)M * (double)np * (double)nw * PANEL, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (long ib = 0; ib < nblocks; ib++) {
         const size_t m0 = (size_t)ib * ROW_BLOCK;
@@ -507,7 +517,7 @@ int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M, cons
     void NAME(const T *X, size_t n, size_t f, const double *thr, size_t b, int strict,       \
               uint64_t *out, size_t out_words, int n_threads)                                \
     {                                                                                        \
-        (void)n_threads;                                                                     \
+        n_threads = team((double)n * (double)f * (double)b, n_threads);                          \
         _Pragma("omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)") \
         for (long i = 0; i < (long)n; i++) {                                                 \
             const T *x = X + (size_t)i * f;                                                  \
@@ -544,7 +554,7 @@ T_AVX512 static unsigned pack_binary_bytes_avx512(const uint8_t *X, int is_signe
                                                   int n_threads)
 {
     unsigned kinds = 0;
-    (void)n_threads;
+    n_threads = team((double)n * (double)f, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(|:kinds)
     for (long i = 0; i < (long)n; i++) {
         const uint8_t *x = X + (size_t)i * f;
@@ -575,7 +585,7 @@ T_AVX512 static void pack_bytes_avx512(const uint8_t *X, int is_signed, size_t n
                                        const uint8_t *t8, const uint8_t *ok, uint64_t *out,
                                        size_t out_words, int n_threads)
 {
-    (void)n_threads;
+    n_threads = team((double)n * (double)f, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (long i = 0; i < (long)n; i++) {
         const uint8_t *x = X + (size_t)i * f;
@@ -601,7 +611,7 @@ static void pack_bytes_sse2(const uint8_t *X, int is_signed, size_t n, size_t f,
                             size_t out_words, int n_threads)
 {
     const size_t full = f / 64;
-    (void)n_threads;
+    n_threads = team((double)n * (double)f, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (long i = 0; i < (long)n; i++) {
         const uint8_t *x = X + (size_t)i * f;
@@ -694,7 +704,7 @@ static inline unsigned value_kind_f64(double v)
                          int n_threads)                                                      \
     {                                                                                        \
         unsigned kinds = 0;                                                                  \
-        (void)n_threads;                                                                     \
+        n_threads = team((double)n * (double)f, n_threads);                                      \
         _Pragma("omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(|:kinds)") \
         for (long i = 0; i < (long)n; i++) {                                                 \
             const T *x = X + (size_t)i * f;                                                  \
@@ -725,7 +735,7 @@ static int pack_binary_bytes_sse2(const uint8_t *X, int is_signed, size_t n, siz
 #if defined(__SSE2__)
     const size_t full = f / 16;
     unsigned kinds = 0;
-    (void)n_threads;
+    n_threads = team((double)n * (double)f, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(|:kinds)
     for (long i = 0; i < (long)n; i++) {
         const uint8_t *x = X + (size_t)i * f;
@@ -965,7 +975,7 @@ void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *
 #if SKBNN_X86
     if (g_isa == SKBNN_ISA_AVX512) select_sample = select_sample_avx512;
 #endif
-    (void)n_threads;
+    n_threads = team((double)M * (double)K, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (long mi = 0; mi < (long)M; mi++) {
         const size_t m = (size_t)mi;
@@ -1040,7 +1050,7 @@ int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_
         if (!diff) failed = 1;
     }
     const int32_t hi = clip, lo = -clip;
-    (void)n_threads;
+    n_threads = team((double)nsel * (double)N, n_threads);
 
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1 && !failed) reduction(+ : flips)
     {
@@ -1175,7 +1185,7 @@ int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
     const double log_q = all ? 0.0 : log1p(-p);
     const int32_t hi = clip, lo = -clip;
     int64_t count = 0;
-    (void)n_threads;
+    n_threads = team((double)K * (64.0 + p * (double)N), n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(+ : count)
     for (long jr = 0; jr < (long)K; jr++) {
         int16_t *h = H + (size_t)jr * N;
