@@ -60,26 +60,6 @@ TARGET_WIDTH = 525
 DATASET_NAMES = {"fmnist": "Fashion-MNIST", "prototypes": "Random Prototypes"}
 
 
-def load_dataset(name, seed, data_cache):
-    if name == "fmnist":
-        if "fmnist" not in data_cache:
-            data_cache["fmnist"] = _common.load_fmnist()
-        if data_cache["fmnist"] is None:
-            return None
-        return _common.fmnist_splits(data_cache["fmnist"], seed)
-    return _common.prototypes_splits(seed)
-
-
-def mlp_inputs(name, X):
-    """Float inputs of the MLP baseline: FMNIST pixels scaled to [0, 1];
-    Prototypes as +/-1.  float32, which MLPClassifier keeps (its fastest
-    setting, so the speed ratio is conservative)."""
-    if X is None:
-        return None
-    X = X.astype(np.float32)
-    return X / 255.0 if name == "fmnist" else X
-
-
 def inference_bytes(clf):
     """Packed sign weights of every layer + the last classifier as bits."""
     k_last, c_out = clf.classifiers_[-1].shape
@@ -88,7 +68,7 @@ def inference_bytes(clf):
 
 
 def run_one(name, width, seed, args, data_cache, blas_note):
-    data = load_dataset(name, seed, data_cache)
+    data = _common.load_dataset(name, seed, data_cache)
     if data is None:
         return None
     X_tr, y_tr = data["X_train"], data["y_train"]
@@ -143,7 +123,7 @@ def run_one(name, width, seed, args, data_cache, blas_note):
 
     # ---- MLPClassifier, one BLAS thread, same data and epochs
     if args.mlp_epochs > 0:
-        Xm_tr, Xm_ho, Xm_te = (mlp_inputs(name, X) for X in (X_tr, X_ho, X_te))
+        Xm_tr, Xm_ho, Xm_te = (_common.mlp_inputs(name, X) for X in (X_tr, X_ho, X_te))
         mlp = MLPClassifier(hidden_layer_sizes=(width, width), batch_size=100,
                             max_iter=args.mlp_epochs, random_state=seed, early_stopping=False)
         with _common.blas_single_thread(), warnings.catch_warnings():
@@ -181,15 +161,6 @@ def run_one(name, width, seed, args, data_cache, blas_note):
 
 
 # ---------------------------------------------------------------- summary
-def _stats(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    a = np.asarray(values, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()),
-            "max": float(a.max()), "n": int(a.size), "values": a.tolist()}
-
-
 def summarize(runs):
     get = {
         "heldout_accuracy": lambda r: r["lbc"]["heldout_accuracy"],
@@ -216,7 +187,7 @@ def summarize(runs):
              "mlp_epochs": rs[0]["mlp"]["n_iter"] if rs[0]["mlp"] else None,
              "seeds": [r["seed"] for r in rs]}
         for key, fn in get.items():
-            s[key] = _stats([fn(r) for r in rs])
+            s[key] = _common.stats([fn(r) for r in rs])
         out.append(s)
     return out
 
