@@ -196,7 +196,7 @@ def _fmt(st, scale=1.0, digits=2, fmt=None):
     if st is None:
         return "—"
     f = fmt or (lambda v: f"{v * scale:.{digits}f}")
-    return f(st["mean"]) + (f" ± {st['std'] * scale:.{digits}f}" if st["n"] > 1 else "")
+    return f(st["mean"]) + (f" ± {f(st['std'])}" if st["n"] > 1 else "")
 
 
 def _rate(v):
