@@ -188,7 +188,7 @@ def machine_summary_md(info):
         f"{cfg['best_kernel_path']}), OpenMP {'on' if cfg['openmp'] else 'off'}; "
         f"numpy {info['numpy']}, scikit-learn {info['sklearn']}, "
         f"threadpoolctl {info['threadpoolctl']}, Python {info['python']}",
-        f"- thread env: " + ", ".join(f"{k}={v}" for k, v in info["thread_env"].items()),
+        "- thread env: " + ", ".join(f"{k}={v}" for k, v in info["thread_env"].items()),
         f"- git: {info['git']['commit']}{' (dirty tree)' if info['git']['dirty'] else ''}",
     ])
 
