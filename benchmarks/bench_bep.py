@@ -129,6 +129,7 @@ def plot(res, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     names = [n for n in DATASETS if any(r["dataset"] == n for r in res["runs"])]
     depths = sorted({r["depth"] for r in res["runs"] if r.get("kind") == "sweep"})
@@ -157,6 +158,7 @@ def plot(res, path):
                 ax.plot(px, paper[0], "o:", color="C0", alpha=0.5, label="BEP (paper Fig. 2)")
                 ax.plot(px, paper[1], "s:", color="C1", alpha=0.5, label="Local (paper Fig. 2)")
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_title(f"{DATASETS[name]}, L = {depth}")
             ax.set_xlabel("hidden weights K0·K + (L−1)·K²")
             ax.set_ylabel("held-out accuracy %")
