@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels
 from ._config import effective_n_threads
-from ._engine import class_scores
+from ._engine import INT16_MAX, BinaryLayer, class_scores, init_hidden_weights
 from .preprocessing import make_input_binarizer
 
 # rows per chunk at predict time: bounds the packed and integer scratch
@@ -53,6 +53,12 @@ def check_real(name, value, min_value=None, max_value=None, include_min=True):
         raise ValueError(f"{name} must be {op} {min_value}, got {value}")
     if max_value is not None and value > max_value:
         raise ValueError(f"{name} must be <= {max_value}, got {value}")
+
+
+def check_bool(name, value):
+    """Raise TypeError unless ``value`` is a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
 def check_layer_sizes(hidden_layer_sizes):
@@ -113,8 +119,7 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         check_int("verbose", int(self.verbose) if isinstance(self.verbose, bool) else self.verbose,
                   min_value=0)
         for name in ("shuffle", "warm_start", "early_stopping"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, include_min=False)
         if self.validation_fraction >= 1.0:
             raise ValueError("validation_fraction must be < 1")
@@ -136,6 +141,32 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_rule_params(self):
         """Subclass hook: check the learning rule's parameters."""
+
+    def _validate_hidden_weight_params(self):
+        """Parameters of int16 hidden weights (``weight_clip``, ``init_std``,
+        ``odd_init``), for the CP+R estimators."""
+        check_int("weight_clip", self.weight_clip, 1, INT16_MAX, allow_none=True)
+        check_real("init_std", self.init_std, 0.0)
+        check_bool("odd_init", self.odd_init)
+
+    @property
+    def _clip(self):
+        """Saturation bound of the hidden weights."""
+        return INT16_MAX if self.weight_clip is None else int(self.weight_clip)
+
+    def _new_hidden_weights(self, n_out, n_in, rng):
+        """int16 hidden weights of one layer drawn from ``rng``."""
+        return init_hidden_weights(n_out, n_in, self.init_std, self.odd_init, self._clip, rng)
+
+    def _engine_layers(self, with_transpose=False):
+        """Engine layers over the fitted hidden and packed weights.  The
+        engine updates in place, so the (writable) arrays it holds become the
+        fitted attributes."""
+        layers = [BinaryLayer(h, p, with_transpose)
+                  for h, p in zip(self.hidden_weights_, self.packed_weights_)]
+        self.hidden_weights_ = [layer.hidden for layer in layers]
+        self.packed_weights_ = [layer.packed for layer in layers]
+        return layers
 
     def _uses_validation_split(self):
         """Subclass hook: whether fit holds out a validation split."""

@@ -12,8 +12,7 @@ import numpy as np
 from . import _kernels
 from ._base import (BaseBinaryClassifier, check_int, check_layer_sizes, check_real,
                     resolve_group_sizes)
-from ._engine import (INT16_MAX, BinaryLayer, class_scores, init_hidden_weights,
-                      pack_pm1_rows, reinforcement_probability)
+from ._engine import class_scores, pack_pm1_rows, reinforcement_probability
 
 
 def next_divisor(width, group_size):
@@ -293,10 +292,7 @@ class BEPClassifier(BaseBinaryClassifier):
             raise ValueError("group_schedule must be 'validation', 'train' or None, got "
                              f"{self.group_schedule!r}")
         check_int("group_patience", self.group_patience, min_value=1)
-        check_int("weight_clip", self.weight_clip, 1, INT16_MAX, allow_none=True)
-        check_real("init_std", self.init_std, 0.0)
-        if not isinstance(self.odd_init, (bool, np.bool_)):
-            raise TypeError(f"odd_init must be a bool, got {self.odd_init!r}")
+        self._validate_hidden_weight_params()
         if self.prototypes not in ("bef", "random"):
             raise ValueError(f"prototypes must be 'bef' or 'random', got {self.prototypes!r}")
         check_real("bef_alpha", self.bef_alpha, 0.0)
@@ -308,18 +304,13 @@ class BEPClassifier(BaseBinaryClassifier):
     def _uses_validation_split(self):
         return self.early_stopping or self.group_schedule == "validation"
 
-    @property
-    def _clip(self):
-        return INT16_MAX if self.weight_clip is None else int(self.weight_clip)
-
     # ------------------------------------------------------------ model
     def _init_model(self, n_input_bits, n_classes, rng):
         widths = check_layer_sizes(self.hidden_layer_sizes)
         self.group_sizes_ = resolve_group_sizes(self.group_size, widths)
         fan_ins = (n_input_bits,) + widths[:-1]
-        self.hidden_weights_ = [
-            init_hidden_weights(k, n, self.init_std, self.odd_init, self._clip, rng)
-            for k, n in zip(widths, fan_ins)]
+        self.hidden_weights_ = [self._new_hidden_weights(k, n, rng)
+                                for k, n in zip(widths, fan_ins)]
         self.packed_weights_ = [_kernels.pack_sign_int16(h) for h in self.hidden_weights_]
         if self.prototypes == "bef":
             n_iter = (100 * n_classes * widths[-1] if self.bef_max_iter is None
@@ -334,12 +325,8 @@ class BEPClassifier(BaseBinaryClassifier):
         self._schedule_wait = 0
 
     def _training_state(self):
-        layers = [BinaryLayer(h, p, with_transpose=True)
-                  for h, p in zip(self.hidden_weights_, self.packed_weights_)]
-        # the engine updates in place; copies of read-only arrays become the state
-        self.hidden_weights_ = [layer.hidden for layer in layers]
-        self.packed_weights_ = [layer.packed for layer in layers]
-        return _BEPState(layers=layers, prototype_rows=self._inference_rows())
+        return _BEPState(layers=self._engine_layers(with_transpose=True),
+                         prototype_rows=self._inference_rows())
 
     def _inference_rows(self):
         return pack_pm1_rows(self.prototypes_)

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _kernels
-from ._base import (BaseBinaryClassifier, check_int, check_layer_sizes, check_real,
+from ._base import (BaseBinaryClassifier, check_bool, check_layer_sizes, check_real,
                     resolve_group_sizes)
-from ._engine import (INT16_MAX, BinaryLayer, class_scores, init_hidden_weights,
-                      pack_pm1_rows, reinforcement_probability)
+from ._engine import BinaryLayer, class_scores, pack_pm1_rows, reinforcement_probability
 
 # group sizes tuned by the paper for its widths (local.md §3.3)
 _PAPER_GROUP_SIZES = {15: 15, 35: 35, 55: 55, 75: 75, 135: 45, 255: 85, 525: 105,
@@ -243,15 +242,8 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
         resolve_group_sizes(self.group_size, widths, auto_group_size)
         check_real("robustness", self.robustness, 0.0)
         check_real("reinforcement_prob", self.reinforcement_prob, 0.0)
-        check_int("weight_clip", self.weight_clip, 1, INT16_MAX, allow_none=True)
-        check_real("init_std", self.init_std, 0.0)
-        for name in ("odd_init", "train_classifiers"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-
-    @property
-    def _clip(self):
-        return INT16_MAX if self.weight_clip is None else int(self.weight_clip)
+        self._validate_hidden_weight_params()
+        check_bool("train_classifiers", self.train_classifiers)
 
     # ------------------------------------------------------------ model
     def _init_model(self, n_input_bits, n_classes, rng):
@@ -262,10 +254,9 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
         self.hidden_weights_, self.classifiers_ = [], []
         self.classifier_hidden_weights_ = [] if self.train_classifiers else None
         for k, n in zip(widths, fan_ins):
-            self.hidden_weights_.append(
-                init_hidden_weights(k, n, self.init_std, self.odd_init, self._clip, rng))
+            self.hidden_weights_.append(self._new_hidden_weights(k, n, rng))
             if self.train_classifiers:
-                hp = init_hidden_weights(n_out, k, self.init_std, self.odd_init, self._clip, rng)
+                hp = self._new_hidden_weights(n_out, k, rng)
                 self.classifier_hidden_weights_.append(hp)
                 self.classifiers_.append(np.where(hp.T >= 0, 1, -1).astype(np.int8))
             else:
@@ -275,11 +266,7 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
         self.temperature_ = widths[-1] / 8.0
 
     def _training_state(self):
-        layers = [BinaryLayer(h, p) for h, p in zip(self.hidden_weights_, self.packed_weights_)]
-        # the engine updates in place; copies of read-only arrays become the state
-        self.hidden_weights_ = [layer.hidden for layer in layers]
-        self.packed_weights_ = [layer.packed for layer in layers]
-        state = _LocalState(layers=layers, class_rows=[])
+        state = _LocalState(layers=self._engine_layers(), class_rows=[])
         if self.train_classifiers:
             state.classifier_layers = [BinaryLayer(h) for h in self.classifier_hidden_weights_]
             self.classifier_hidden_weights_ = [c.hidden for c in state.classifier_layers]

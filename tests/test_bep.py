@@ -156,23 +156,9 @@ def test_closed_gate_sends_no_signal(digits):
     assert not np.array_equal(clf.hidden_weights_[1], h1)
 
 
-def test_learns_random_prototypes(prototypes):
-    X_tr, X_te, y_tr, y_te = prototypes
-    clf = BEPClassifier(hidden_layer_sizes=(135, 135), group_size=15, max_iter=15,
-                        binarize_input=None, random_state=0).fit(X_tr, y_tr)
-    assert clf.score(X_te, y_te) > 0.9  # chance is 0.25
-    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
-
-
-def test_digits_accuracy_proba_and_attributes(digits):
-    X_tr, X_te, y_tr, y_te = digits
-    clf = BEPClassifier(max_iter=10, random_state=0).fit(X_tr, y_tr)
-    assert clf.score(X_te, y_te) > 0.9
-    proba = clf.predict_proba(X_te)
-    np.testing.assert_allclose(proba.sum(axis=1), 1)
-    np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(X_te))
-    dec = clf.decision_function(X_te)
-    assert dec.shape == (len(X_te), 10) and np.issubdtype(dec.dtype, np.integer)
+def test_fitted_attributes(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = BEPClassifier(max_iter=2, random_state=0).fit(X_tr, y_tr)
     assert [h.shape for h in clf.hidden_weights_] == [(525, 256), (525, 525)]  # 4-bit codes
     assert all(h.dtype == np.int16 for h in clf.hidden_weights_)
     assert np.all(clf.hidden_weights_[1].astype(int) % 2 == 1)  # odd init, +/-2 steps
@@ -192,10 +178,8 @@ def test_binary_problem_uses_two_prototypes(digits):
 
 
 BAD_PARAMS = [
-    (dict(group_size=4), ValueError, "divide"),
     (dict(gate_threshold=1.5), ValueError, "gate_threshold"),
     (dict(gate_threshold=-0.1), ValueError, "gate_threshold"),
-    (dict(robustness=-1), ValueError, "robustness"),
     (dict(reinforcement_norm="rows"), ValueError, "reinforcement_norm"),
     (dict(group_schedule="test"), ValueError, "group_schedule"),
     (dict(group_patience=0), ValueError, "group_patience"),
@@ -203,9 +187,6 @@ BAD_PARAMS = [
     (dict(bef_alpha=-1.0), ValueError, "bef_alpha"),
     (dict(bef_max_iter=-5), ValueError, "bef_max_iter"),
     (dict(thermometer="log"), ValueError, "thermometer"),
-    (dict(weight_clip=0), ValueError, "weight_clip"),
-    (dict(odd_init=1), TypeError, "odd_init"),
-    (dict(batch_size="big"), TypeError, "batch_size"),
 ]
 
 

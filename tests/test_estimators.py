@@ -18,8 +18,8 @@ from skbnn._local import auto_group_size
 
 
 class _Factory:
-    """Builds one estimator class; BEP gets a group size dividing the widths
-    (its default 15 suits only the paper's widths)."""
+    """Builds one estimator class; BEP keeps its default group size when it
+    divides every width, else gets a divisor (15 suits only some widths)."""
 
     def __init__(self, cls):
         self.cls = cls
@@ -29,7 +29,8 @@ class _Factory:
         if self.cls is BEPClassifier and "group_size" not in kw:
             sizes = kw.get("hidden_layer_sizes", (525, 525))
             sizes = (sizes,) if isinstance(sizes, int) else sizes
-            kw["group_size"] = tuple(auto_group_size(k) for k in sizes)
+            if any(k % BEPClassifier().group_size for k in sizes):
+                kw["group_size"] = tuple(auto_group_size(k) for k in sizes)
         return self.cls(**kw)
 
     def __repr__(self):
@@ -39,6 +40,32 @@ class _Factory:
 @pytest.fixture(params=[LocalBinaryClassifier, BEPClassifier], ids=lambda c: c.__name__)
 def make(request):
     return _Factory(request.param)
+
+
+def test_learns_random_prototypes(make, prototypes):
+    X_tr, X_te, y_tr, y_te = prototypes
+    clf = make(hidden_layer_sizes=(135, 135), max_iter=15, binarize_input=None,
+               random_state=0).fit(X_tr, y_tr)
+    assert clf.score(X_te, y_te) > 0.9  # chance is 0.25
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+def test_digits_accuracy_and_proba(make, digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = make(max_iter=10, random_state=0).fit(X_tr, y_tr)
+    assert clf.score(X_te, y_te) > 0.9
+    proba = clf.predict_proba(X_te)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(X_te))
+    dec = clf.decision_function(X_te)
+    assert dec.shape == (len(X_te), 10) and np.issubdtype(dec.dtype, np.integer)
+    np.testing.assert_allclose(np.log(proba), clf.predict_log_proba(X_te))
+
+
+def test_weight_clip_bounds(make, digits):
+    X_tr, _, y_tr, _ = digits
+    clf = make(weight_clip=9, max_iter=2, random_state=0).fit(X_tr, y_tr)
+    assert all(np.abs(h).max() <= 9 for h in clf.hidden_weights_)
 
 
 def test_bit_identical_on_every_isa_and_thread_count(make, digits):
@@ -225,3 +252,34 @@ def test_small_two_feature_blobs_learn(make):
     clf = make(random_state=0, max_iter=20).fit(X, y)
     assert clf.binarizer_thresholds_.shape == (2, 32)
     assert clf.score(X, y) > 0.85
+
+
+# parameters every classifier validates the same way (rule-specific ones: test_bep.py)
+BAD_PARAMS = [
+    (dict(group_size=4), ValueError, "divide"),
+    (dict(group_size=(5, 7)), ValueError, "entries"),
+    (dict(hidden_layer_sizes=(-3,)), ValueError, "hidden_layer_sizes"),
+    (dict(hidden_layer_sizes=()), ValueError, "at least one"),
+    (dict(hidden_layer_sizes="big"), TypeError, "hidden_layer_sizes"),
+    (dict(robustness=-1), ValueError, "robustness"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size="big"), TypeError, "batch_size"),
+    (dict(max_iter=0), ValueError, "max_iter"),
+    (dict(weight_clip=0), ValueError, "weight_clip"),
+    (dict(weight_clip=70000), ValueError, "weight_clip"),
+    (dict(binarize_input="magic"), ValueError, "binarize_input"),
+    (dict(validation_fraction=1.5), ValueError, "validation_fraction"),
+    (dict(n_jobs=0), ValueError, "n_jobs"),
+    (dict(n_jobs=1.5), TypeError, "n_jobs"),
+    (dict(odd_init="yes"), TypeError, "odd_init"),
+    (dict(odd_init=1), TypeError, "odd_init"),
+]
+
+
+@pytest.mark.parametrize("params,error,match", BAD_PARAMS)
+def test_bad_parameters(make, params, error, match, digits):
+    X_tr, _, y_tr, _ = digits
+    with pytest.raises(error, match=match):
+        make(**{"hidden_layer_sizes": (35,), "group_size": 7, "max_iter": 1, **params}).fit(
+            X_tr, y_tr)
+

@@ -54,24 +54,9 @@ def test_hidden_weights_initialisation():
     assert set(np.unique(clf.classifiers_[0])) == {-1, 1}
 
 
-def test_learns_random_prototypes(prototypes):
-    X_tr, X_te, y_tr, y_te = prototypes
-    clf = LocalBinaryClassifier(hidden_layer_sizes=(135, 135), max_iter=15, binarize_input=None,
-                                random_state=0).fit(X_tr, y_tr)
-    assert clf.score(X_te, y_te) > 0.9  # chance is 0.25
-    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
-
-
-def test_digits_accuracy_and_proba(digits):
-    X_tr, X_te, y_tr, y_te = digits
-    clf = LocalBinaryClassifier(max_iter=10, random_state=0).fit(X_tr, y_tr)
-    assert clf.score(X_te, y_te) > 0.9
-    proba = clf.predict_proba(X_te)
-    np.testing.assert_allclose(proba.sum(axis=1), 1)
-    np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(X_te))
-    dec = clf.decision_function(X_te)
-    assert dec.shape == (len(X_te), 10) and np.issubdtype(dec.dtype, np.integer)
-    np.testing.assert_allclose(np.log(proba), clf.predict_log_proba(X_te))
+def test_proba_temperature(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = LocalBinaryClassifier(max_iter=2, random_state=0).fit(X_tr, y_tr)
     assert clf.temperature_ == 525 / 8
 
 
@@ -95,38 +80,3 @@ def test_train_classifiers_ablation(digits):
     assert clf.score(X_te, y_te) > 0.85
     P = clf.classifiers_[-1]
     np.testing.assert_array_equal(P, np.where(clf.classifier_hidden_weights_[-1].T >= 0, 1, -1))
-
-
-def test_weight_clip_bounds(digits):
-    X_tr, _, y_tr, _ = digits
-    clf = LocalBinaryClassifier(weight_clip=9, max_iter=2, random_state=0).fit(X_tr, y_tr)
-    assert all(np.abs(h).max() <= 9 for h in clf.hidden_weights_)
-
-
-# ------------------------------------------------------------------ bad input
-BAD_PARAMS = [
-    (dict(group_size=4), ValueError, "divide"),
-    (dict(group_size=(5, 7)), ValueError, "entries"),
-    (dict(hidden_layer_sizes=(-3,)), ValueError, "hidden_layer_sizes"),
-    (dict(hidden_layer_sizes=()), ValueError, "at least one"),
-    (dict(hidden_layer_sizes="big"), TypeError, "hidden_layer_sizes"),
-    (dict(robustness=-1), ValueError, "robustness"),
-    (dict(batch_size=0), ValueError, "batch_size"),
-    (dict(max_iter=0), ValueError, "max_iter"),
-    (dict(weight_clip=0), ValueError, "weight_clip"),
-    (dict(weight_clip=70000), ValueError, "weight_clip"),
-    (dict(binarize_input="magic"), ValueError, "binarize_input"),
-    (dict(validation_fraction=1.5), ValueError, "validation_fraction"),
-    (dict(n_jobs=0), ValueError, "n_jobs"),
-    (dict(n_jobs=1.5), TypeError, "n_jobs"),
-    (dict(odd_init="yes"), TypeError, "odd_init"),
-]
-
-
-@pytest.mark.parametrize("params,error,match", BAD_PARAMS)
-def test_bad_parameters(params, error, match, digits):
-    X_tr, _, y_tr, _ = digits
-    with pytest.raises(error, match=match):
-        LocalBinaryClassifier(**{"hidden_layer_sizes": (35,), "max_iter": 1, **params}).fit(
-            X_tr, y_tr)
-
