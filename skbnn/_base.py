@@ -213,7 +213,7 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         self.validation_scores_ = []
         self.binarizer_ = make_input_binarizer(
             self.binarize_input, X.shape[1], self.n_thermometer_bits,
-            getattr(self, "thermometer", "quantile"))
+            getattr(self, "thermometer", "quantile"), X=X)
         self.binarizer_.fit(X)
         self.binarizer_thresholds_ = self.binarizer_.thresholds_
         init_rng = np.random.default_rng([self._seed, 0])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from ._base import (BaseBinaryClassifier, check_int, check_layer_sizes, check_real,
+from ._base import (BaseBinaryClassifier, check_bool, check_int, check_layer_sizes, check_real,
                     resolve_group_sizes)
 from ._engine import class_scores, pack_pm1_rows, reinforcement_probability
 
@@ -86,6 +86,12 @@ class BEPClassifier(BaseBinaryClassifier):
     gate_threshold : float, default=0.05
         Gate ``nu``: the error signal passes backward only through neurons
         with ``|z| <= nu * fan_in``; 1.0 disables gating.
+    strict_ties : bool, default=False
+        False (best reading, bep.md §8.7): a coordinate whose gated
+        back-projection ``W^T (g * a*)`` is exactly 0 carries no signal, so
+        that neuron keeps its activation as target (it is never selected)
+        and its gate stays closed for the layer below.  True keeps the
+        letter of the paper: ties give +1.
     reinforcement_prob : float, default=0.5
         Base reinforcement probability ``p_r``.
     reinforcement_norm : {'fan_in', 'width'}, default='fan_in'
@@ -128,7 +134,8 @@ class BEPClassifier(BaseBinaryClassifier):
         images); 'median' per feature; 'global_median' one median for all
         features (the Fashion-MNIST recipe); 'thermometer' with
         ``n_thermometer_bits``; an int b for a b-bit thermometer; None for
-        data that is already +/-1 or 0/1.
+        data that is already +/-1 or 0/1 (refuses anything else).  'auto'
+        uses data that already holds only +/-1 or only 0/1 as it is.
     n_thermometer_bits : int, default=32
         Bits per feature of ``binarize_input='thermometer'``.
     thermometer : {'quantile', 'uniform'}, default='quantile'
@@ -242,7 +249,7 @@ class BEPClassifier(BaseBinaryClassifier):
     _model_attributes = ("hidden_weights_", "packed_weights_", "group_sizes_")
 
     def __init__(self, hidden_layer_sizes=(525, 525), robustness=0.5, gate_threshold=0.05,
-                 reinforcement_prob=0.5, reinforcement_norm="fan_in", group_size=15,
+                 strict_ties=False, reinforcement_prob=0.5, reinforcement_norm="fan_in", group_size=15,
                  group_schedule="validation", group_patience=5, validation_fraction=0.1,
                  weight_clip=None, init_std=64.0, odd_init=True, prototypes="bef",
                  bef_alpha=1.0, bef_max_iter=None, binarize_input="auto",
@@ -252,6 +259,7 @@ class BEPClassifier(BaseBinaryClassifier):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.robustness = robustness
         self.gate_threshold = gate_threshold
+        self.strict_ties = strict_ties
         self.reinforcement_prob = reinforcement_prob
         self.reinforcement_norm = reinforcement_norm
         self.group_size = group_size
@@ -284,6 +292,7 @@ class BEPClassifier(BaseBinaryClassifier):
         resolve_group_sizes(self.group_size, widths)
         check_real("robustness", self.robustness, 0.0)
         check_real("gate_threshold", self.gate_threshold, 0.0, 1.0)
+        check_bool("strict_ties", self.strict_ties)
         check_real("reinforcement_prob", self.reinforcement_prob, 0.0)
         if self.reinforcement_norm not in ("fan_in", "width"):
             raise ValueError("reinforcement_norm must be 'fan_in' or 'width', got "
@@ -367,15 +376,23 @@ class BEPClassifier(BaseBinaryClassifier):
         signal (None = everyone)."""
         layers = state.layers
         target = state.prototype_rows[y]
-        alive = None
+        alive = tie = None
         out = [None] * len(layers)
         out[-1] = (target, alive)
         for l in range(len(layers) - 2, -1, -1):
             upper = layers[l + 1]
             open_ = np.abs(zs[l + 1]) <= self.gate_threshold * upper.n_in
+            if tie is not None:
+                open_ &= ~tie
             gate, _ = _kernels.pack_binary(open_.view(np.uint8), n_threads)
-            target = _kernels.bgemm_masked_sign(target, gate, upper.packed_t, upper.n_out,
-                                                n_threads)
+            if self.strict_ties:
+                target = _kernels.bgemm_masked_sign(target, gate, upper.packed_t, upper.n_out,
+                                                    n_threads)
+            else:
+                v = _kernels.bgemm_masked(target, gate, upper.packed_t, upper.n_out, n_threads)
+                tie = v == 0
+                want = np.where(tie, zs[l] >= 0, v > 0)
+                target, _ = _kernels.pack_binary(want.view(np.uint8), n_threads)
             carries = open_.any(axis=1)
             if not carries.all():  # a closed gate sends nothing further down
                 alive = carries if alive is None else alive & carries

@@ -89,7 +89,8 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
         images); 'median' per feature; 'global_median' one median for all
         features (the papers' Fashion-MNIST recipe); 'thermometer' with
         ``n_thermometer_bits``; an int b for a b-bit thermometer; None for
-        data that is already +/-1 or 0/1.
+        data that is already +/-1 or 0/1 (refuses anything else).  'auto'
+        uses data that already holds only +/-1 or only 0/1 as it is.
     n_thermometer_bits : int, default=32
         Bits per feature of ``binarize_input='thermometer'`` (32 as in the
         local-rule paper's tabular experiments).

@@ -241,6 +241,25 @@ class _PrebinarizedInput(_ThresholdBinarizer):
         return packed
 
 
+class _BinaryInput(_ThresholdBinarizer):
+    """``binarize_input='auto'`` on data that is already two-valued (+/-1 or
+    0/1): one bit per feature, ``x > 0``.  (A median of such a column can
+    equal its larger value, and ``x > median`` would then erase the feature.)"""
+
+    _strict = True
+
+    def _fit_thresholds(self, X):
+        return np.zeros((X.shape[1], 1))
+
+
+def is_binary_input(X):
+    """True when ``X`` holds only -1/+1 or only 0/1 values (one packing pass)."""
+    _, kinds = _kernels.pack_binary(as_kernel_input(X))
+    pm1 = _kernels.VALUE_NEG_ONE | _kernels.VALUE_POS_ONE
+    zero_one = _kernels.VALUE_ZERO | _kernels.VALUE_POS_ONE
+    return not kinds & ~pm1 or not kinds & ~zero_one
+
+
 def auto_thermometer_bits(n_features):
     """Bits per feature of ``binarize_input='auto'``:
     ``min(32, max(1, ceil(256 / n_features)))``."""
@@ -248,7 +267,7 @@ def auto_thermometer_bits(n_features):
 
 
 def make_input_binarizer(binarize_input, n_features, n_thermometer_bits=8,
-                         thermometer="quantile"):
+                         thermometer="quantile", X=None):
     """Unfitted binariser for an estimator's ``binarize_input`` setting.
 
     Parameters
@@ -266,6 +285,9 @@ def make_input_binarizer(binarize_input, n_features, n_thermometer_bits=8,
         Bits per feature for 'thermometer'.
     thermometer : {'quantile', 'uniform'}, default='quantile'
         Threshold placement of thermometer codes.
+    X : array-like of shape (n_samples, n_features), optional
+        The training data.  With 'auto', data that already holds only
+        +/-1 or only 0/1 values is used as it is (one bit per feature).
 
     Returns
     -------
@@ -279,6 +301,8 @@ def make_input_binarizer(binarize_input, n_features, n_thermometer_bits=8,
             raise ValueError(f"binarize_input as an int must be >= 1, got {binarize_input}")
         bits = int(binarize_input)
     elif binarize_input == "auto":
+        if X is not None and is_binary_input(X):
+            return _BinaryInput()
         bits = auto_thermometer_bits(n_features)
     elif binarize_input == "median":
         return MedianBinarizer()

@@ -117,11 +117,12 @@ def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stre
 
 
 def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_reinf, seed,
-                   stream0, clip, uniform):
+                   stream0, clip, uniform, strict_ties=True):
     """One BEPClassifier mini-batch (bep.md §4.1) with the documented readings:
     trigger ``correct - best other < r K_L``; a*_L = P[y];
     a*_l = sign(W_{l+1}^T (g * a*_{l+1})) with g = |z_{l+1}| <= nu * fan_in and
-    ties -> +1; samples whose gate closes every neuron skip the layers below;
+    ties -> +1 (``strict_ties``) or else "no signal": a tied neuron's target is
+    its own activation and its gate stays closed for the layer below; samples whose gate closes every neuron skip the layers below;
     wrong = (a != a*), winner = smallest |z|.  Returns the new weights and the
     number of correct predictions (pre-update)."""
     acts, zs = [a0.astype(np.int64)], []
@@ -143,10 +144,13 @@ def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_rein
     targets[-1] = P[y[T]].astype(np.int64)
     alive = np.ones(len(T), dtype=bool)
     alives[-1] = alive.copy()
+    tie = np.zeros_like(targets[-1], dtype=bool)
     for l in range(L - 2, -1, -1):
         W_up = sign(Hs[l + 1])
-        g = np.abs(zs[l + 1][T]) <= gate_threshold * W_up.shape[1]
-        targets[l] = sign((g * targets[l + 1]) @ W_up)
+        g = (np.abs(zs[l + 1][T]) <= gate_threshold * W_up.shape[1]) & ~tie
+        v = (g * targets[l + 1]) @ W_up
+        tie = np.zeros(v.shape, dtype=bool) if strict_ties else v == 0
+        targets[l] = np.where(tie, acts[l + 1][T], sign(v))
         alive = alive & g.any(axis=1)
         alives[l] = alive.copy()
     new_H = []

@@ -17,7 +17,9 @@ from skbnn._engine import init_hidden_weights, reinforcement_probability
     (2, (8, 5, 6), (4, 5, 3), 1.0),  # three layers, no gating
     (5, (10,), (5,), 0.1),           # one layer: no backward pass
 ])
-def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate, isa):
+@pytest.mark.parametrize("strict_ties", [False, True])
+def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate, strict_ties,
+                                                isa):
     """An epoch of the estimator == bep.md §4.1 in NumPy: trigger, gated
     back-projection, masks, CP update and reinforcement from the documented
     counter-based stream."""
@@ -27,7 +29,8 @@ def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate,
     y[:n_classes] = np.arange(n_classes)
     kw = dict(hidden_layer_sizes=widths, group_size=groups, binarize_input=None, batch_size=16,
               shuffle=False, random_state=3, robustness=0.5, gate_threshold=gate,
-              reinforcement_prob=0.9, init_std=4.0, weight_clip=40, group_schedule=None)
+              reinforcement_prob=0.9, init_std=4.0, weight_clip=40, group_schedule=None,
+              strict_ties=strict_ties)
     clf = BEPClassifier(max_iter=1, **kw).fit(X, y)
     Hs = [h.copy() for h in clf.hidden_weights_]
     y_idx = np.searchsorted(clf.classes_, y)
@@ -37,7 +40,8 @@ def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate,
         p = [reinforcement_probability(0.9, error, h.shape[1]) for h in Hs]
         Hs, c = bep_batch_step(Hs, clf.prototypes_, X[start:start + 16],
                                y_idx[start:start + 16], 0.5, gate, groups, p, clf._seed,
-                               (batches + b) * len(widths), 40, _kernels.uniform)
+                               (batches + b) * len(widths), 40, _kernels.uniform,
+                               strict_ties)
         n_correct += c
     clf.set_params(warm_start=True).fit(X, y)
     for h_ref, h, packed in zip(Hs, clf.hidden_weights_, clf.packed_weights_):

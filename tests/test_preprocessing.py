@@ -4,7 +4,7 @@ import pytest
 from sklearn.pipeline import make_pipeline
 
 from skbnn import LocalBinaryClassifier, MedianBinarizer, ThermometerEncoder
-from skbnn.preprocessing import auto_thermometer_bits, make_input_binarizer
+from skbnn.preprocessing import _BinaryInput, auto_thermometer_bits, make_input_binarizer
 
 
 def test_median_binarizer_per_feature_and_global():
@@ -82,3 +82,28 @@ def test_uint8_input_is_not_converted_to_float():
     X = np.random.default_rng(2).integers(0, 255, size=(30, 300)).astype(np.uint8)
     enc = MedianBinarizer().fit(X)
     np.testing.assert_array_equal(enc.transform(X), np.where(X > enc.thresholds_.T, 1, -1))
+
+
+@pytest.mark.parametrize("low", [-1, 0])
+def test_auto_keeps_binary_input(low):
+    # a +/-1 (or 0/1) column that is +1 in most rows has median +1, so the
+    # median code would erase it; 'auto' must use binary data as it is
+    rng = np.random.default_rng(3)
+    X = np.where(rng.random((300, 300)) < 0.7, 1, low).astype(np.int8)
+    y = (X[:, 0] > 0).astype(int)
+    kw = dict(hidden_layer_sizes=(15,), max_iter=1, random_state=0)
+    auto = LocalBinaryClassifier(binarize_input="auto", **kw).fit(X, y)
+    exact = LocalBinaryClassifier(binarize_input=None, **kw).fit(X, y)
+    np.testing.assert_array_equal(auto.hidden_weights_[0], exact.hidden_weights_[0])
+    np.testing.assert_array_equal(auto.binarizer_.transform(X), np.where(X > 0, 1, -1))
+    # the median rule on the same data really does erase features
+    assert np.all(MedianBinarizer().fit_transform(X) == -1)
+    # other values at predict time are thresholded at 0, not refused
+    assert auto.predict(X.astype(float) * 0.5).shape == (300,)
+
+
+def test_auto_on_non_binary_data_is_unchanged():
+    X = np.array([[-1.0, 0.0, 1.0]] * 4 + [[1.0, 1.0, 1.0]])
+    assert isinstance(make_input_binarizer("auto", 3, X=X), ThermometerEncoder)
+    assert isinstance(make_input_binarizer("auto", 1, X=X[:, :1] > 0), _BinaryInput)
+    assert isinstance(make_input_binarizer("auto", 3, X=np.ones((2, 3))), _BinaryInput)
