@@ -58,7 +58,9 @@ class BuildExt(build_ext):
 
 
 sanitize = os.environ.get("SKBNN_SANITIZE", "")
-compile_args = ["-O3", "-std=c11", "-fno-strict-aliasing"]
+# -ffp-contract=off: no FMA contraction, so float kernels give the same bits
+# on every SIMD path and in the portable code
+compile_args = ["-O3", "-std=c11", "-fno-strict-aliasing", "-ffp-contract=off"]
 link_args = []
 if sanitize:
     compile_args += ["-fsanitize=" + sanitize, "-fno-omit-frame-pointer", "-g"]
@@ -67,7 +69,7 @@ if sanitize:
 extensions = [
     Extension(
         "skbnn._kernels",
-        sources=["skbnn/_kernels.pyx", "skbnn/_csrc/bnn_kernels.c"],
+        sources=["skbnn/_kernels.pyx", "skbnn/_csrc/bnn_kernels.c", "skbnn/_csrc/real_kernels.c"],
         include_dirs=["skbnn/_csrc"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,

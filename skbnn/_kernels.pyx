@@ -5,7 +5,7 @@ Every input is a ``const`` typed memoryview (read-only and memmapped arrays
 work), every call releases the GIL, and outputs are allocated here as NumPy
 arrays.  No NumPy C-API is used, so NumPy is a run-time dependency only.
 """
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 import numpy as np
 
@@ -68,6 +68,17 @@ cdef extern from "bnn_kernels.h" nogil:
     int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
                             uint64_t stream, int clip, int n_threads)
     double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index)
+    void skbnn_f16_to_f32(const uint16_t *inp, float *out, size_t n)
+    void skbnn_f32_to_f16(const float *inp, uint16_t *out, size_t n)
+    void skbnn_fsgemm(const float *A, size_t M, size_t K, const uint64_t *Bt, size_t N,
+                      float *C, uint64_t *S, const uint64_t *mask, int n_threads)
+    void skbnn_fgemm(const float *A, size_t M, size_t K, const float *B, size_t N, float *C,
+                     uint64_t *S, int n_threads)
+    int SKBNN_SOLVER_ADAM, SKBNN_SOLVER_SGD, SKBNN_SOLVER_BOP
+    int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
+                                 const uint64_t *gbits, const float *gfloat, float gscale,
+                                 size_t n_out, size_t n_in, const float *hp, int clip_weights,
+                                 uint64_t *Wp, int n_threads)
 
 
 ISA_NAMES = ("generic", "popcnt", "avx2", "avx512")
@@ -495,3 +506,167 @@ def bef_flips(int8_t[:, ::1] P, const int32_t[::1] rows, const int32_t[::1] cols
                 q += dq
                 accepted += 1
     return accepted
+
+
+# ---------------------------------------------------------------- real-valued
+def f16_to_f32(const uint16_t[::1] h):
+    """float32 values of IEEE half-precision bit patterns (exact)."""
+    out = np.empty(h.shape[0], dtype=np.float32)
+    cdef float[::1] o = out
+    if h.shape[0]:
+        with nogil:
+            skbnn_f16_to_f32(&h[0], &o[0], h.shape[0])
+    return out
+
+
+def f32_to_f16(const float[::1] x):
+    """IEEE half-precision bit patterns (uint16) of float32 values, rounded to
+    nearest even."""
+    out = np.empty(x.shape[0], dtype=np.uint16)
+    cdef uint16_t[::1] o = out
+    if x.shape[0]:
+        with nogil:
+            skbnn_f32_to_f16(&x[0], &o[0], x.shape[0])
+    return out
+
+
+def fsgemm(const float[:, ::1] A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits,
+           const uint64_t[:, ::1] mask=None, bint sign=False, int n_threads=1):
+    """Float rows times packed signs: ``C[m, n] = sum_k A[m, k] s(Bt[k], n)``.
+
+    ``Bt`` holds one packed row per k (``(K, ceil(n_bits/64))``).  Returns the
+    float32 ``(M, n_bits)`` matrix (zero where ``mask`` has a 0 bit), or with
+    ``sign=True`` only its packed signs ``(M, ceil(n_bits/64))`` (``C >= 0``).
+    """
+    cdef size_t M = A.shape[0], K = A.shape[1], N = n_bits
+    if n_bits < 0:
+        raise ValueError("n_bits must be >= 0")
+    if <size_t>Bt.shape[0] != K or <size_t>Bt.shape[1] != _words(N):
+        raise ValueError(f"Bt must have shape ({K}, {_words(N)}), got "
+                         f"({Bt.shape[0]}, {Bt.shape[1]})")
+    if mask is not None and (<size_t>mask.shape[0] != M or <size_t>mask.shape[1] != _words(N)):
+        raise ValueError("mask must be packed (M, ceil(n_bits/64))")
+    cdef const uint64_t *mk = NULL
+    if mask is not None and M and N:
+        mk = &mask[0, 0]
+    if sign:
+        out = np.zeros((M, _words(N)), dtype=np.uint64)
+    else:
+        out = np.zeros((M, N), dtype=np.float32)
+    cdef uint64_t[:, ::1] S
+    cdef float[:, ::1] C
+    if M == 0 or N == 0 or K == 0:
+        return out
+    if sign:
+        S = out
+        with nogil:
+            skbnn_fsgemm(&A[0, 0], M, K, &Bt[0, 0], N, NULL, &S[0, 0], mk, n_threads)
+    else:
+        C = out
+        with nogil:
+            skbnn_fsgemm(&A[0, 0], M, K, &Bt[0, 0], N, &C[0, 0], NULL, mk, n_threads)
+    return out
+
+
+def fgemm(const float[:, ::1] A, const float[:, ::1] B, bint sign=False, int n_threads=1):
+    """Float product ``A @ B`` summed in order (no FMA), or its packed signs."""
+    cdef size_t M = A.shape[0], K = A.shape[1], N = B.shape[1]
+    if <size_t>B.shape[0] != K:
+        raise ValueError(f"inner dimensions differ: {K} and {B.shape[0]}")
+    if sign:
+        out = np.zeros((M, _words(N)), dtype=np.uint64)
+    else:
+        out = np.zeros((M, N), dtype=np.float32)
+    cdef uint64_t[:, ::1] S
+    cdef float[:, ::1] C
+    if M == 0 or N == 0 or K == 0:
+        if sign and M and N:  # empty sums are 0 -> sign +1
+            return pack_sign_int32(np.zeros((M, N), dtype=np.int32))
+        return out
+    if sign:
+        S = out
+        with nogil:
+            skbnn_fgemm(&A[0, 0], M, K, &B[0, 0], N, NULL, &S[0, 0], n_threads)
+    else:
+        C = out
+        with nogil:
+            skbnn_fgemm(&A[0, 0], M, K, &B[0, 0], N, &C[0, 0], NULL, n_threads)
+    return out
+
+
+SOLVERS = {"adam": 0, "sgd": 1, "bop": 2}
+
+
+cdef void *_state_ptr(object arr, bint half, tuple shape) except NULL:
+    """Pointer to a C-contiguous writable float16/float32 state array."""
+    cdef uint16_t[:, ::1] h
+    cdef float[:, ::1] f
+    if arr.shape != shape:
+        raise ValueError(f"optimizer state has shape {arr.shape}, expected {shape}")
+    if half:
+        if arr.dtype != np.float16:
+            raise TypeError("float16 state expected")
+        h = arr.view(np.uint16)
+        return <void *>&h[0, 0]
+    if arr.dtype != np.float32:
+        raise TypeError("float32 state expected")
+    f = arr
+    return <void *>&f[0, 0]
+
+
+def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
+                   const float[:, ::1] gfloat, float gscale, hyper, bint clip_weights,
+                   uint64_t[:, ::1] packed, int n_threads=1):
+    """One optimiser step over a layer's latent weights (neuron-major, in place).
+
+    ``V``, ``M1``, ``M2``: float16 or float32 arrays ``(n_out, n_in)`` (``V``
+    and ``M2`` may be None where the solver has none: Bop keeps the weights
+    as the bits of ``packed``, SGD has one moment).  The gradient is
+    ``+-gscale`` from the bits ``gbits`` or ``gfloat * gscale`` (exactly one
+    of them), zeroed where ``|V| >= 1``.  ``hyper`` = (lr, beta_1, beta_2,
+    epsilon, momentum, threshold).  ``packed`` receives the new weight signs.
+    Returns the number of sign flips.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
+    cdef int s = SOLVERS[solver]
+    cdef size_t n_out = packed.shape[0], n_in
+    if M1 is None:
+        raise ValueError("M1 is required")
+    n_in = M1.shape[1]
+    shape = (n_out, n_in)
+    if <size_t>packed.shape[1] != _words(n_in):
+        raise ValueError("packed weights do not match the state")
+    cdef bint half = M1.dtype == np.float16
+    cdef void *pv = NULL
+    cdef void *p1 = _state_ptr(M1, half, shape)
+    cdef void *p2 = NULL
+    if s != SKBNN_SOLVER_BOP:
+        pv = _state_ptr(V, half, shape)
+    if s == SKBNN_SOLVER_ADAM:
+        p2 = _state_ptr(M2, half, shape)
+    if (gbits is None) == (gfloat is None):
+        raise ValueError("give exactly one of gbits and gfloat")
+    cdef const uint64_t *gb = NULL
+    cdef const float *gf = NULL
+    if gbits is not None:
+        if <size_t>gbits.shape[0] != n_out or <size_t>gbits.shape[1] != _words(n_in):
+            raise ValueError("gbits does not match the weights")
+        if n_out and n_in:
+            gb = &gbits[0, 0]
+    else:
+        if <size_t>gfloat.shape[0] != n_out or <size_t>gfloat.shape[1] != n_in:
+            raise ValueError("gfloat does not match the weights")
+        if n_out and n_in:
+            gf = &gfloat[0, 0]
+    hp_arr = np.asarray(hyper, dtype=np.float32)
+    if hp_arr.shape != (6,):
+        raise ValueError("hyper must hold 6 values")
+    cdef float[::1] hp = hp_arr
+    cdef int64_t flips = 0
+    if n_out == 0 or n_in == 0:
+        return 0
+    with nogil:
+        flips = skbnn_optimizer_step(s, half, pv, p1, p2, gb, gf, gscale, n_out, n_in, &hp[0],
+                                     clip_weights, &packed[0, 0], n_threads)
+    return flips

@@ -125,4 +125,43 @@ int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
 /* counter-based uniform in [0, 1) for tests of the stream */
 double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index);
 
+/* ---- real-valued kernels (real_kernels.c): latent-weight training -------- */
+/* float16 storage is IEEE binary16 held in uint16; conversions round to
+ * nearest even (F16C on the AVX2/AVX-512 paths, portable code otherwise). */
+void skbnn_f16_to_f32(const uint16_t *in, float *out, size_t n);
+void skbnn_f32_to_f16(const float *in, uint16_t *out, size_t n);
+
+/* Float rows times packed signs: C[m, n] = sum_k A[m, k] * s(Bt[k] bit n),
+ * s = +1 for bit 1, -1 for bit 0; A: M x K floats, Bt: K x WORDS(N).
+ * Writes C (M x N floats; entries whose bit in mask (M x WORDS(N)) is 0 are
+ * written as 0; mask may be NULL) or, when S != NULL, only the packed signs
+ * S (M x WORDS(N), C >= 0 -> 1) without a float matrix.  Every entry sums
+ * k = 0..K-1 in order, so all paths and thread counts agree bit for bit. */
+void skbnn_fsgemm(const float *A, size_t M, size_t K, const uint64_t *Bt, size_t N, float *C,
+                  uint64_t *S, const uint64_t *mask, int n_threads);
+/* Float product C = A B (A: M x K, B: K x N, row-major), multiply then add
+ * in order k (no FMA); C or packed signs S as for skbnn_fsgemm. */
+void skbnn_fgemm(const float *A, size_t M, size_t K, const float *B, size_t N, float *C,
+                 uint64_t *S, int n_threads);
+
+enum { SKBNN_SOLVER_ADAM = 0, SKBNN_SOLVER_SGD = 1, SKBNN_SOLVER_BOP = 2 };
+/* One optimiser step over a layer, neuron-major (n_out rows of n_in).
+ * half != 0: V, M1, M2 are float16 (uint16), else float32; arithmetic in
+ * float32, each stored value rounded once.  Gradient per weight: +-gscale
+ * from gbits (n_out x WORDS(n_in)) or gfloat * gscale (n_out x n_in); zero
+ * where |V| >= 1 (gradient cancellation; not for Bop).
+ * hp = {lr, beta_1, beta_2, epsilon, momentum, threshold}:
+ *   Adam: M1 = b1 M1 + (1-b1) g; M2 = b2 M2 + (1-b2) g^2; V -= lr M1 / (sqrt(M2) + eps)
+ *         (lr already bias-corrected by the caller);
+ *   SGD : M1 = momentum M1 - lr g; V += M1;
+ *   Bop : M1 = (1-lr) M1 + lr g; flip the weight bit where |M1| > threshold and
+ *         sign(M1) == sign(w) (V and M2 unused: the weights are the bits).
+ * clip_weights clips V to [-1, 1] after the step.  Wp (n_out x WORDS(n_in))
+ * is rewritten with the signs of the stored V (V >= 0 -> 1).  Returns the
+ * number of weight-sign flips. */
+int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
+                             const uint64_t *gbits, const float *gfloat, float gscale,
+                             size_t n_out, size_t n_in, const float *hp, int clip_weights,
+                             uint64_t *Wp, int n_threads);
+
 #endif

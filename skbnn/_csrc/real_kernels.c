@@ -1,0 +1,469 @@
+/* skbnn real-valued kernels: float x bits products, float16 storage and the
+ * optimiser sweeps of latent-weight training (LowMemBNNClassifier).
+ *
+ * Determinism: every output element is owned by one thread and accumulated
+ * in a fixed order (k = 0, 1, ...) with separate IEEE multiply and add (no
+ * FMA contraction: built with -ffp-contract=off), so the SIMD paths, the
+ * portable path and every thread count give bit-identical results.
+ */
+#include "bnn_kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SKBNN_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define SKBNN_X86 0
+#endif
+
+#define WORDS(bits) (((bits) + 63) / 64)
+#define MIN_PARALLEL_WORK 65536.0
+
+static inline int team(double work, int n_threads)
+{
+    return work >= MIN_PARALLEL_WORK ? n_threads : 1;
+}
+
+static inline uint64_t tail_mask(size_t n) /* low n bits (n in 1..64) */
+{
+    return n >= 64 ? ~0ULL : ((1ULL << n) - 1ULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* float16 <-> float32 (round to nearest even), portable and F16C           */
+/* ------------------------------------------------------------------------ */
+typedef union { float f; uint32_t u; } fbits;
+
+static inline float h2f_soft(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    fbits r;
+    if (exp == 0) {
+        if (mant == 0) {
+            r.u = sign;
+        } else { /* subnormal half: normalise */
+            exp = 127 - 15 + 1;
+            while (!(mant & 0x400u)) { mant <<= 1; exp--; }
+            r.u = sign | (exp << 23) | ((mant & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        r.u = sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0u);
+    } else {
+        r.u = sign | ((exp + 112u) << 23) | (mant << 13);
+    }
+    return r.f;
+}
+
+static inline uint16_t f2h_soft(float f)
+{
+    fbits x = {f};
+    const uint32_t sign = x.u & 0x80000000u;
+    x.u ^= sign;
+    uint32_t o;
+    if (x.u >= (143u << 23)) { /* >= 65536 (rounds to inf), inf or NaN */
+        o = x.u > 0x7f800000u ? (0x7e00u | ((x.u >> 13) & 0x3ffu)) : 0x7c00u;
+    } else if (x.u < (113u << 23)) { /* half subnormal or zero: let the FPU round */
+        const fbits magic = {.u = 126u << 23};
+        x.f += magic.f;
+        o = x.u - magic.u;
+    } else {
+        const uint32_t odd = (x.u >> 13) & 1u;
+        x.u += ((uint32_t)(15 - 127) << 23) + 0xfffu + odd;
+        o = x.u >> 13;
+    }
+    return (uint16_t)(o | (sign >> 16));
+}
+
+static void h2f_portable(const uint16_t *in, float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = h2f_soft(in[i]);
+}
+
+static void f2h_portable(const float *in, uint16_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = f2h_soft(in[i]);
+}
+
+#if SKBNN_X86
+#define T_F16C __attribute__((target("avx,f16c")))
+T_F16C static void h2f_f16c(const uint16_t *in, float *out, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
+    for (; i < n; i++) out[i] = h2f_soft(in[i]);
+}
+
+T_F16C static void f2h_f16c(const float *in, uint16_t *out, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) out[i] = f2h_soft(in[i]);
+}
+
+static int cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    /* F16C (ecx bit 29) needs AVX with OS-saved YMM state (OSXSAVE, bit 27) */
+    return (c & (1u << 29)) && (c & (1u << 28)) && (c & (1u << 27));
+}
+#endif
+
+typedef void (*h2f_fn)(const uint16_t *, float *, size_t);
+typedef void (*f2h_fn)(const float *, uint16_t *, size_t);
+
+/* F16C on the AVX2 and AVX-512 paths (exact conversions: same results) */
+static int use_f16c(void)
+{
+#if SKBNN_X86
+    static int has = -1;
+    if (has < 0) has = cpu_has_f16c();
+    return has && skbnn_get_isa() >= SKBNN_ISA_AVX2;
+#else
+    return 0;
+#endif
+}
+
+static h2f_fn pick_h2f(void)
+{
+#if SKBNN_X86
+    if (use_f16c()) return h2f_f16c;
+#endif
+    return h2f_portable;
+}
+
+static f2h_fn pick_f2h(void)
+{
+#if SKBNN_X86
+    if (use_f16c()) return f2h_f16c;
+#endif
+    return f2h_portable;
+}
+
+void skbnn_f16_to_f32(const uint16_t *in, float *out, size_t n) { pick_h2f()(in, out, n); }
+void skbnn_f32_to_f16(const float *in, uint16_t *out, size_t n) { pick_f2h()(in, out, n); }
+
+/* ------------------------------------------------------------------------ */
+/* products with one float operand                                           */
+/*   bits operand ("signed sum"): C[m, n] = sum_k A[m, k] * s(Bt[k] bit n)    */
+/*   float operand ("gemm")     : C[m, n] = sum_k A[m, k] * B[k, n]           */
+/* A row block of MR rows times one 64-column block: acc[MR][64] floats.     */
+/* ------------------------------------------------------------------------ */
+#define MR 4
+
+/* epilogue: floats (masked to 0 where mask bit is 0) or packed signs */
+static inline void emit_block(float acc[MR][64], int mr, size_t m0, size_t wb, size_t N,
+                              float *C, uint64_t *S, const uint64_t *mask)
+{
+    const size_t wn = WORDS(N), n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
+    for (int r = 0; r < mr; r++) {
+        const size_t m = m0 + (size_t)r;
+        if (S) {
+            uint64_t w = 0;
+            for (size_t l = 0; l < nc; l++) w |= (uint64_t)(acc[r][l] >= 0.0f) << l;
+            S[m * wn + wb] = w;
+        } else {
+            const uint64_t keep = mask ? mask[m * wn + wb] : ~0ULL;
+            float *c = C + m * N + n0;
+            for (size_t l = 0; l < nc; l++) c[l] = ((keep >> l) & 1u) ? acc[r][l] : 0.0f;
+        }
+    }
+}
+
+static void ssum_block_portable(const float *A, size_t lda, int mr, size_t K,
+                                const uint64_t *Bt, size_t wn, size_t wb, float acc[MR][64])
+{
+    for (int r = 0; r < mr; r++)
+        for (int l = 0; l < 64; l++) acc[r][l] = 0.0f;
+    for (size_t k = 0; k < K; k++) {
+        const uint64_t w = Bt[k * wn + wb];
+        for (int r = 0; r < mr; r++) {
+            const float a = A[(size_t)r * lda + k], na = -a;
+            for (int l = 0; l < 64; l++) acc[r][l] += ((w >> l) & 1u) ? a : na;
+        }
+    }
+}
+
+static void gemm_block_portable(const float *A, size_t lda, int mr, size_t K, const float *B,
+                                size_t N, size_t wb, float acc[MR][64])
+{
+    const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
+    for (int r = 0; r < mr; r++)
+        for (int l = 0; l < 64; l++) acc[r][l] = 0.0f;
+    for (size_t k = 0; k < K; k++) {
+        const float *b = B + k * N + n0;
+        for (int r = 0; r < mr; r++) {
+            const float a = A[(size_t)r * lda + k];
+            for (size_t l = 0; l < nc; l++) acc[r][l] += a * b[l];
+        }
+    }
+}
+
+#if SKBNN_X86
+#define T_AVX2F __attribute__((target("avx2")))
+T_AVX2F static void ssum_block_avx2(const float *A, size_t lda, int mr, size_t K,
+                                    const uint64_t *Bt, size_t wn, size_t wb,
+                                    float acc[MR][64])
+{
+    __m256 v[MR][8];
+    const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 8; q++) v[r][q] = _mm256_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        const uint64_t w = Bt[k * wn + wb];
+        __m256 sel[8];
+        for (int q = 0; q < 8; q++) {
+            const __m256i byte = _mm256_set1_epi32((int)((w >> (8 * q)) & 0xffu));
+            sel[q] = _mm256_castsi256_ps(
+                _mm256_cmpeq_epi32(_mm256_and_si256(byte, bitsel), bitsel));
+        }
+        for (int r = 0; r < mr; r++) {
+            const __m256 a = _mm256_set1_ps(A[(size_t)r * lda + k]);
+            const __m256 na = _mm256_sub_ps(_mm256_setzero_ps(), a);
+            for (int q = 0; q < 8; q++)
+                v[r][q] = _mm256_add_ps(v[r][q], _mm256_blendv_ps(na, a, sel[q]));
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 8; q++) _mm256_storeu_ps(&acc[r][8 * q], v[r][q]);
+}
+
+T_AVX2F static void gemm_block_avx2(const float *A, size_t lda, int mr, size_t K,
+                                    const float *B, size_t N, size_t wb, float acc[MR][64])
+{
+    const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
+    if (nc < 64) { /* ragged last block: the portable loop (same operations) */
+        gemm_block_portable(A, lda, mr, K, B, N, wb, acc);
+        return;
+    }
+    __m256 v[MR][8];
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 8; q++) v[r][q] = _mm256_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        const float *b = B + k * N + n0;
+        __m256 bv[8];
+        for (int q = 0; q < 8; q++) bv[q] = _mm256_loadu_ps(b + 8 * q);
+        for (int r = 0; r < mr; r++) {
+            const __m256 a = _mm256_set1_ps(A[(size_t)r * lda + k]);
+            for (int q = 0; q < 8; q++)
+                v[r][q] = _mm256_add_ps(v[r][q], _mm256_mul_ps(a, bv[q]));
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 8; q++) _mm256_storeu_ps(&acc[r][8 * q], v[r][q]);
+}
+
+#define T_AVX512F __attribute__((target("avx512f")))
+T_AVX512F static void ssum_block_avx512(const float *A, size_t lda, int mr, size_t K,
+                                        const uint64_t *Bt, size_t wn, size_t wb,
+                                        float acc[MR][64])
+{
+    __m512 v[MR][4];
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 4; q++) v[r][q] = _mm512_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        const uint64_t w = Bt[k * wn + wb];
+        const __mmask16 m0 = (__mmask16)w, m1 = (__mmask16)(w >> 16), m2 = (__mmask16)(w >> 32),
+                        m3 = (__mmask16)(w >> 48);
+        for (int r = 0; r < mr; r++) {
+            const __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
+            const __m512 na = _mm512_sub_ps(_mm512_setzero_ps(), a);
+            v[r][0] = _mm512_add_ps(v[r][0], _mm512_mask_blend_ps(m0, na, a));
+            v[r][1] = _mm512_add_ps(v[r][1], _mm512_mask_blend_ps(m1, na, a));
+            v[r][2] = _mm512_add_ps(v[r][2], _mm512_mask_blend_ps(m2, na, a));
+            v[r][3] = _mm512_add_ps(v[r][3], _mm512_mask_blend_ps(m3, na, a));
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 4; q++) _mm512_storeu_ps(&acc[r][16 * q], v[r][q]);
+}
+
+T_AVX512F static void gemm_block_avx512(const float *A, size_t lda, int mr, size_t K,
+                                        const float *B, size_t N, size_t wb, float acc[MR][64])
+{
+    const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
+    __mmask16 lm[4];
+    for (int q = 0; q < 4; q++) {
+        const size_t lo = (size_t)q * 16;
+        const size_t n = nc > lo ? (nc - lo > 16 ? 16 : nc - lo) : 0;
+        lm[q] = (__mmask16)((1u << n) - 1u);
+    }
+    __m512 v[MR][4];
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 4; q++) v[r][q] = _mm512_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        const float *b = B + k * N + n0;
+        __m512 bv[4];
+        for (int q = 0; q < 4; q++) bv[q] = _mm512_maskz_loadu_ps(lm[q], b + 16 * q);
+        for (int r = 0; r < mr; r++) {
+            const __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
+            for (int q = 0; q < 4; q++)
+                v[r][q] = _mm512_add_ps(v[r][q], _mm512_mul_ps(a, bv[q]));
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 4; q++) _mm512_storeu_ps(&acc[r][16 * q], v[r][q]);
+}
+#endif
+
+typedef void (*ssum_fn)(const float *, size_t, int, size_t, const uint64_t *, size_t, size_t,
+                        float[MR][64]);
+typedef void (*gemm_fn)(const float *, size_t, int, size_t, const float *, size_t, size_t,
+                        float[MR][64]);
+
+static ssum_fn pick_ssum(void)
+{
+#if SKBNN_X86
+    if (skbnn_get_isa() == SKBNN_ISA_AVX512) return ssum_block_avx512;
+    if (skbnn_get_isa() == SKBNN_ISA_AVX2) return ssum_block_avx2;
+#endif
+    return ssum_block_portable;
+}
+
+static gemm_fn pick_gemm(void)
+{
+#if SKBNN_X86
+    if (skbnn_get_isa() == SKBNN_ISA_AVX512) return gemm_block_avx512;
+    if (skbnn_get_isa() == SKBNN_ISA_AVX2) return gemm_block_avx2;
+#endif
+    return gemm_block_portable;
+}
+
+void skbnn_fsgemm(const float *A, size_t M, size_t K, const uint64_t *Bt, size_t N, float *C,
+                  uint64_t *S, const uint64_t *mask, int n_threads)
+{
+    const size_t wn = WORDS(N), nblk = (M + MR - 1) / MR;
+    const ssum_fn block = pick_ssum();
+    n_threads = team((double)M * (double)K * (double)N, n_threads);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (long bi = 0; bi < (long)nblk; bi++) {
+        const size_t m0 = (size_t)bi * MR;
+        const int mr = (int)(M - m0 < MR ? M - m0 : MR);
+        float acc[MR][64];
+        for (size_t wb = 0; wb < wn; wb++) {
+            block(A + m0 * K, K, mr, K, Bt, wn, wb, acc);
+            emit_block(acc, mr, m0, wb, N, C, S, mask);
+        }
+    }
+}
+
+void skbnn_fgemm(const float *A, size_t M, size_t K, const float *B, size_t N, float *C,
+                 uint64_t *S, int n_threads)
+{
+    const size_t wn = WORDS(N), nblk = (M + MR - 1) / MR;
+    const gemm_fn block = pick_gemm();
+    n_threads = team((double)M * (double)K * (double)N, n_threads);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (long bi = 0; bi < (long)nblk; bi++) {
+        const size_t m0 = (size_t)bi * MR;
+        const int mr = (int)(M - m0 < MR ? M - m0 : MR);
+        float acc[MR][64];
+        for (size_t wb = 0; wb < wn; wb++) {
+            block(A + m0 * K, K, mr, K, B, N, wb, acc);
+            emit_block(acc, mr, m0, wb, N, C, S, NULL);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* optimiser sweep over one layer (neuron-major rows), 64 weights at a time  */
+/* ------------------------------------------------------------------------ */
+static inline void load_chunk(const void *p, int half, size_t off, size_t n, float *out,
+                              h2f_fn h2f)
+{
+    if (half) h2f((const uint16_t *)p + off, out, n);
+    else memcpy(out, (const float *)p + off, n * sizeof(float));
+}
+
+static inline void store_chunk(void *p, int half, size_t off, size_t n, const float *in,
+                               f2h_fn f2h)
+{
+    if (half) f2h(in, (uint16_t *)p + off, n);
+    else memcpy((float *)p + off, in, n * sizeof(float));
+}
+
+/* sign bit of a stored latent weight: V >= 0 -> 1 (so -0 counts as +1) */
+static inline uint64_t stored_sign(const void *V, int half, size_t idx, float v)
+{
+    if (half) {
+        const uint16_t h = ((const uint16_t *)V)[idx];
+        return !(h & 0x8000u) || !(h & 0x7fffu);
+    }
+    return v >= 0.0f;
+}
+
+int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
+                             const uint64_t *gbits, const float *gfloat, float gscale,
+                             size_t n_out, size_t n_in, const float *hp, int clip_weights,
+                             uint64_t *Wp, int n_threads)
+{
+    const size_t wn = WORDS(n_in);
+    const float lr = hp[0], b1 = hp[1], b2 = hp[2], eps = hp[3], mom = hp[4], tau = hp[5];
+    const h2f_fn h2f = pick_h2f();
+    const f2h_fn f2h = pick_f2h();
+    int64_t flips = 0;
+    n_threads = team((double)n_out * (double)n_in * 8.0, n_threads);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) \
+    reduction(+ : flips)
+    for (long jj = 0; jj < (long)n_out; jj++) {
+        const size_t j = (size_t)jj;
+        float v[64], m1[64], m2[64], g[64];
+        for (size_t wb = 0; wb < wn; wb++) {
+            const size_t off = j * n_in + wb * 64;
+            const size_t n = n_in - wb * 64 < 64 ? n_in - wb * 64 : 64;
+            const uint64_t old = Wp[j * wn + wb];
+            if (gbits) {
+                const uint64_t gw = gbits[j * wn + wb];
+                for (size_t l = 0; l < n; l++) g[l] = ((gw >> l) & 1u) ? gscale : -gscale;
+            } else {
+                for (size_t l = 0; l < n; l++) g[l] = gfloat[off + l] * gscale;
+            }
+            load_chunk(M1, half, off, n, m1, h2f);
+            uint64_t bits = 0;
+            if (solver == SKBNN_SOLVER_BOP) { /* binary weights are the bits themselves */
+                for (size_t l = 0; l < n; l++) {
+                    m1[l] = (1.0f - lr) * m1[l] + lr * g[l];
+                    const uint64_t w_pos = (old >> l) & 1u;
+                    const uint64_t flip = fabsf(m1[l]) > tau && ((m1[l] >= 0.0f) == (w_pos != 0));
+                    bits |= (w_pos ^ flip) << l;
+                }
+            } else {
+                load_chunk(V, half, off, n, v, h2f);
+                if (solver == SKBNN_SOLVER_ADAM) load_chunk(M2, half, off, n, m2, h2f);
+                for (size_t l = 0; l < n; l++) {
+                    /* gradient cancellation: no push beyond |V| >= 1 */
+                    const float gl = fabsf(v[l]) >= 1.0f ? 0.0f : g[l];
+                    if (solver == SKBNN_SOLVER_ADAM) {
+                        m1[l] = b1 * m1[l] + (1.0f - b1) * gl;
+                        m2[l] = b2 * m2[l] + (1.0f - b2) * (gl * gl);
+                        v[l] = v[l] - lr * m1[l] / (sqrtf(m2[l]) + eps);
+                    } else { /* SGD with momentum */
+                        m1[l] = mom * m1[l] - lr * gl;
+                        v[l] = v[l] + m1[l];
+                    }
+                    if (clip_weights) v[l] = v[l] > 1.0f ? 1.0f : (v[l] < -1.0f ? -1.0f : v[l]);
+                }
+                store_chunk(V, half, off, n, v, f2h);
+                if (solver == SKBNN_SOLVER_ADAM) store_chunk(M2, half, off, n, m2, f2h);
+                for (size_t l = 0; l < n; l++) bits |= stored_sign(V, half, off + l, v[l]) << l;
+            }
+            store_chunk(M1, half, off, n, m1, f2h);
+            bits &= tail_mask(n);
+            flips += (int64_t)__builtin_popcountll(bits ^ old);
+            Wp[j * wn + wb] = bits;
+        }
+    }
+    return flips;
+}

@@ -1,0 +1,277 @@
+"""Modelled training memory of LowMemBNNClassifier (lowmem.md §5, §6).
+
+Pure Python: the paper's accounting (Wang et al., arXiv 2102.04270, §4 and
+Table 2) turned into element counts times bit widths, for the 'standard'
+step (Algorithm 1, float32 everywhere) and the 'low_memory' step
+(Algorithm 2, the paper's "proposed" types).  The numbers are a model of
+what must be stored, not a measurement: persistent variables are summed over
+all layers, transient ones (∂X/Y and ∂Y) count only the largest layer.
+"""
+from collections import OrderedDict
+from numbers import Integral
+
+__all__ = [
+    "VARIABLES",
+    "TRAININGS",
+    "SOLVERS",
+    "mlp_counts",
+    "type_table",
+    "memory_model",
+    "format_memory_table",
+]
+
+MIB = 2 ** 20
+
+# name -> (display label, persistent?), in the row order of the paper's Table 2
+# (STE masks are not a Table 2 row; they sit just before the pooling masks).
+VARIABLES = OrderedDict([
+    ("X", ("X (layer inputs)", True)),
+    ("dX_Y", ("dX, Y (shared)", False)),
+    ("bn_stats", ("BN mu, psi", True)),
+    ("dY", ("dY", False)),
+    ("W", ("W (latent weights)", True)),
+    ("dW", ("dW", True)),
+    ("beta", ("beta, dbeta", True)),
+    ("momenta", ("momenta", True)),
+    ("ste_masks", ("STE masks", True)),
+    ("pooling_masks", ("pooling masks", True)),
+])
+
+# Bits per element (lowmem.md §5.1 / §5.2).  The standard step keeps even its
+# 0/1 STE and pooling masks as float32, as the C++ vanilla baseline does.
+_TYPE_TABLES = {
+    "standard": dict.fromkeys(VARIABLES, 32),
+    "low_memory": {
+        "X": 1, "dX_Y": 16, "bn_stats": 16, "dY": 16, "W": 16, "dW": 1,
+        "beta": 16, "momenta": 16, "ste_masks": 1, "pooling_masks": 1,
+    },
+}
+TRAININGS = tuple(_TYPE_TABLES)
+
+# Per optimiser (§6.1 rule 3): momenta per weight, and whether a latent weight
+# row is counted.  Bop keeps no latent weight, and its binary weights are not
+# counted, as in the paper's Table 5.
+_SOLVERS = {"adam": (2, True), "sgd": (1, True), "bop": (1, False)}
+SOLVERS = tuple(_SOLVERS)
+
+_DTYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "int16": 16, "int8": 8,
+               "uint8": 8, "bool": 1}
+_DEFAULT_DTYPE = {32: "float32", 16: "float16", 8: "int8", 1: "bool"}
+_COUNT_KEYS = ("weights", "inputs_per_sample", "bn_channels", "max_width")
+
+
+def _check_positive_int(name, value, min_value=1):
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < min_value:
+        raise ValueError(f"{name} must be >= {min_value}, got {value}")
+    return int(value)
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; "
+                         f"got {value!r}")
+
+
+def mlp_counts(n_features, hidden_layer_sizes, n_classes):
+    """Element counts of lowmem.md §6.2 for a binary MLP.
+
+    Every layer is a binary dense layer followed by batch normalisation:
+    ``n_features -> hidden_layer_sizes... -> n_classes``.
+
+    Parameters
+    ----------
+    n_features : int
+        Input dimension n_0.
+    hidden_layer_sizes : int or sequence of int
+        Hidden widths (may be empty).
+    n_classes : int
+        Width of the last layer.
+
+    Returns
+    -------
+    counts : dict
+        ``weights`` (S = sum n_{l-1} n_l), ``inputs_per_sample``
+        (I = sum n_{l-1}), ``bn_channels`` (Cbn = sum n_l), ``max_width``
+        (Mx = max n_l), ``pooling_inputs_per_sample`` (0: no pooling in an
+        MLP) and ``layers``, the list of ``(fan_in, fan_out)``.
+    """
+    if isinstance(hidden_layer_sizes, Integral):
+        hidden_layer_sizes = [hidden_layer_sizes]
+    widths = [_check_positive_int("n_features", n_features)]
+    widths += [_check_positive_int("hidden_layer_sizes[%d]" % i, h)
+               for i, h in enumerate(hidden_layer_sizes)]
+    widths.append(_check_positive_int("n_classes", n_classes))
+    layers = list(zip(widths[:-1], widths[1:]))
+    return {
+        "weights": sum(i * o for i, o in layers),
+        "inputs_per_sample": sum(i for i, _ in layers),
+        "bn_channels": sum(o for _, o in layers),
+        "max_width": max(o for _, o in layers),
+        "pooling_inputs_per_sample": 0,
+        "layers": layers,
+    }
+
+
+def _resolve_bits(name, value):
+    """(bits, dtype) of one override: an int bit width or a dtype name."""
+    if isinstance(value, str):
+        _check_choice(f"bits[{name!r}]", value, tuple(_DTYPE_BITS))
+        return _DTYPE_BITS[value], value
+    bits = _check_positive_int(f"bits[{name!r}]", value)
+    return bits, _DEFAULT_DTYPE.get(bits, f"{bits}-bit")
+
+
+def type_table(training="low_memory", bits=None):
+    """Bits and dtype name of every variable for one training mode.
+
+    Parameters
+    ----------
+    training : {'low_memory', 'standard'}
+        'standard' is float32 everywhere (Algorithm 1); 'low_memory' uses the
+        paper's proposed types (bool X, dW and masks; float16 otherwise).
+    bits : dict, optional
+        Overrides, variable name (a key of ``VARIABLES``) -> bit width (int)
+        or dtype name ('float32', 'float16', 'bool', ...).  Used for the
+        ablation rows of the paper's Table 5.
+
+    Returns
+    -------
+    table : OrderedDict
+        Variable name -> ``(bits, dtype)``.
+    """
+    _check_choice("training", training, TRAININGS)
+    table = OrderedDict((name, (b, _DEFAULT_DTYPE[b]))
+                        for name, b in _TYPE_TABLES[training].items())
+    for name, value in (bits or {}).items():
+        _check_choice("bits key", name, tuple(VARIABLES))
+        table[name] = _resolve_bits(name, value)
+    return table
+
+
+def _check_counts(counts):
+    missing = [k for k in _COUNT_KEYS if k not in counts]
+    if missing:
+        raise ValueError(f"counts lacks {', '.join(missing)} (see mlp_counts)")
+    checked = {k: _check_positive_int(f"counts[{k!r}]", counts[k], 0) for k in _COUNT_KEYS}
+    checked["pooling_inputs_per_sample"] = _check_positive_int(
+        "counts['pooling_inputs_per_sample']", counts.get("pooling_inputs_per_sample", 0), 0)
+    return checked
+
+
+def _elements(counts, batch_size, solver, count_ste_masks):
+    """Element count per variable (§6.2); None for rows that do not apply."""
+    S, I = counts["weights"], counts["inputs_per_sample"]
+    C, Mx = counts["bn_channels"], counts["max_width"]
+    P = counts["pooling_inputs_per_sample"]
+    n_momenta, latent = _SOLVERS[solver]
+    return {
+        "X": batch_size * I,
+        "dX_Y": batch_size * Mx,     # transient: largest layer only
+        "bn_stats": 2 * C,           # mu and psi per channel
+        "dY": batch_size * Mx,       # transient: largest layer only
+        "W": S if latent else None,
+        "dW": S,
+        "beta": 2 * C,               # beta and its gradient
+        "momenta": n_momenta * S,
+        "ste_masks": batch_size * C if count_ste_masks else None,
+        "pooling_masks": batch_size * P if P else None,
+    }
+
+
+def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=None,
+                 count_ste_masks=True):
+    """Modelled training memory per variable (lowmem.md §6.1, §6.2).
+
+    Parameters
+    ----------
+    counts : dict
+        Element counts as returned by :func:`mlp_counts` (``weights``,
+        ``inputs_per_sample``, ``bn_channels``, ``max_width`` and optionally
+        ``pooling_inputs_per_sample``).
+    batch_size : int
+        Samples per training step, B >= 1.
+    training : {'low_memory', 'standard'}, default='low_memory'
+        Type table (see :func:`type_table`).
+    solver : {'adam', 'sgd', 'bop'}, default='adam'
+        Adam counts W + dW + 2 momenta, SGD-momentum W + dW + 1 momentum,
+        Bop dW + 1 momentum (no latent weight row).
+    bits : dict, optional
+        Per-variable bit-width overrides (see :func:`type_table`).
+    count_ste_masks : bool, default=True
+        Count the sign-activation STE masks (B x Cbn).  The paper's Table 2
+        does not; its MLP figure of Table 4 does.
+
+    Returns
+    -------
+    model : OrderedDict
+        One entry per counted variable, in Table 2 order, each a dict with
+        ``label``, ``dtype``, ``bits``, ``elements``, ``bytes`` (exact,
+        possibly fractional: elements x bits / 8), ``mib`` and
+        ``persistent``; then ``total`` (dict with ``bytes`` and ``mib``),
+        ``persistent_bytes`` and ``transient_bytes``.  Rows that do not apply
+        (W for Bop, STE masks when not counted, pooling masks of an MLP) are
+        left out.
+    """
+    counts = _check_counts(counts)
+    batch_size = _check_positive_int("batch_size", batch_size)
+    _check_choice("solver", solver, SOLVERS)
+    if not isinstance(count_ste_masks, bool):
+        raise TypeError(f"count_ste_masks must be a bool, got {count_ste_masks!r}")
+    table = type_table(training, bits)
+    elements = _elements(counts, batch_size, solver, count_ste_masks)
+
+    model = OrderedDict()
+    totals = {True: 0.0, False: 0.0}
+    for name, (label, persistent) in VARIABLES.items():
+        n = elements[name]
+        if n is None:
+            continue
+        b, dtype = table[name]
+        nbytes = n * b / 8
+        totals[persistent] += nbytes
+        model[name] = {"label": label, "dtype": dtype, "bits": b, "elements": n,
+                       "bytes": nbytes, "mib": nbytes / MIB, "persistent": persistent}
+    total = totals[True] + totals[False]
+    model["total"] = {"bytes": total, "mib": total / MIB}
+    model["persistent_bytes"] = totals[True]
+    model["transient_bytes"] = totals[False]
+    return model
+
+
+def format_memory_table(model):
+    """Plain-text table of a :func:`memory_model` result.
+
+    Parameters
+    ----------
+    model : dict
+        Output of :func:`memory_model`.
+
+    Returns
+    -------
+    text : str
+        One line per variable (variable, dtype, bits, elements, bytes, MiB,
+        lifetime), then the total and the persistent / transient split.
+        Bytes are rounded up to whole bytes for display only.
+    """
+    rows = [(v["label"], v["dtype"], str(v["bits"]), f"{v['elements']:,}",
+             f"{-(-v['bytes'] // 1):,.0f}", f"{v['mib']:.2f}",
+             "persistent" if v["persistent"] else "transient")
+            for v in model.values() if isinstance(v, dict) and "dtype" in v]
+    total = model["total"]
+    rows.append(("total", "", "", "", f"{-(-total['bytes'] // 1):,.0f}",
+                 f"{total['mib']:.2f}", ""))
+    header = ("variable", "dtype", "bits", "elements", "bytes", "MiB", "lifetime")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    # text columns left-aligned, numeric columns right-aligned
+    align = "<<>>>><"
+
+    def line(cells):
+        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    out = [line(header), rule] + [line(r) for r in rows[:-1]] + [rule, line(rows[-1])]
+    out.append(f"persistent {model['persistent_bytes'] / MIB:.2f} MiB, "
+               f"transient {model['transient_bytes'] / MIB:.2f} MiB")
+    return "\n".join(out)

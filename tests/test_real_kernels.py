@@ -1,0 +1,186 @@
+"""Real-valued kernels (float16 storage, float x bits products, optimiser
+sweeps) on every SIMD path against float32 NumPy references that add in the
+same order, so the comparison is exact."""
+import numpy as np
+import pytest
+from reference import pack, unpack
+
+from skbnn import _kernels
+
+F32 = np.float32
+
+
+# ------------------------------------------------------------------ float16
+def test_f16_to_f32_every_pattern(isa):
+    h = np.arange(2**16, dtype=np.uint16)
+    got = _kernels.f16_to_f32(h)
+    want = h.view(np.float16).astype(np.float32)
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+    assert np.isnan(got[nan]).all()
+
+
+def test_f32_to_f16_rounds_to_nearest_even(isa):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([
+        rng.normal(size=5000) * 10.0 ** rng.integers(-9, 6, size=5000),  # incl. subnormals
+        [0.0, -0.0, 65504.0, 65519.0, 65520.0, 1e6, -1e6, np.inf, -np.inf, 6e-8, 3e-8, 2.9e-8],
+        # exact ties between two halves: must go to the even one
+        (np.arange(1, 2000) + 0.5) * 2.0**-10,
+    ]).astype(np.float32)
+    got = _kernels.f32_to_f16(x)
+    with np.errstate(over="ignore"):  # NumPy warns on the values that become inf
+        want = x.astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(_kernels.f32_to_f16(np.array([np.nan], F32)).view(np.float16)).all()
+
+
+# ------------------------------------------------------------------ products
+def ordered_sum(terms):
+    """sum over axis 1 in index order, in float32 (cumsum is sequential)."""
+    return np.cumsum(terms, axis=1, dtype=F32)[:, -1, :]
+
+
+SHAPES = [(1, 1, 1), (5, 63, 64), (7, 64, 65), (3, 100, 130), (9, 17, 257), (4, 1, 3)]
+
+
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_fsgemm_matches_ordered_reference(M, K, N, isa):
+    rng = np.random.default_rng(M * 1000 + K + N)
+    A = rng.normal(size=(M, K)).astype(F32)
+    S = rng.choice([-1, 1], size=(K, N))
+    Bt = pack(S)
+    Bt.setflags(write=False)
+    want = ordered_sum(A[:, :, None] * S[None].astype(F32))
+    got = _kernels.fsgemm(A, Bt, N)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(unpack(_kernels.fsgemm(A, Bt, N, sign=True), N),
+                                  np.where(want >= 0, 1, -1))
+    keep = rng.random((M, N)) < 0.5
+    np.testing.assert_array_equal(_kernels.fsgemm(A, Bt, N, mask=pack(keep)),
+                                  np.where(keep, want, 0))
+
+
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_fgemm_matches_ordered_reference(M, K, N, isa):
+    rng = np.random.default_rng(M * 1000 + K + N + 1)
+    A = rng.normal(size=(M, K)).astype(F32)
+    B = rng.normal(size=(K, N)).astype(F32)
+    want = ordered_sum(A[:, :, None] * B[None])   # multiply, then add in order k
+    np.testing.assert_array_equal(_kernels.fgemm(A, B), want)
+    np.testing.assert_array_equal(unpack(_kernels.fgemm(A, B, sign=True), N),
+                                  np.where(want >= 0, 1, -1))
+
+
+def test_products_do_not_depend_on_threads(isa):
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(67, 300)).astype(F32)
+    Bt = pack(rng.choice([-1, 1], size=(300, 200)))
+    B = rng.normal(size=(300, 200)).astype(F32)
+    for n_threads in (2, 3):
+        np.testing.assert_array_equal(_kernels.fsgemm(A, Bt, 200, n_threads=n_threads),
+                                      _kernels.fsgemm(A, Bt, 200))
+        np.testing.assert_array_equal(_kernels.fgemm(A, B, sign=True, n_threads=n_threads),
+                                      _kernels.fgemm(A, B, sign=True))
+
+
+def test_product_shape_errors():
+    A = np.zeros((2, 3), F32)
+    with pytest.raises(ValueError, match="Bt must have shape"):
+        _kernels.fsgemm(A, np.zeros((4, 1), np.uint64), 10)
+    with pytest.raises(ValueError, match="mask"):
+        _kernels.fsgemm(A, np.zeros((3, 1), np.uint64), 10, mask=np.zeros((3, 1), np.uint64))
+    with pytest.raises(ValueError, match="inner dimensions"):
+        _kernels.fgemm(A, np.zeros((4, 2), F32))
+
+
+# ------------------------------------------------------------------ optimisers
+HYPER = (1e-3, 0.9, 0.999, 1e-8, 0.9, 1e-4)
+
+
+def reference_step(solver, half, V, M1, M2, gbits, gfloat, gscale, hyper, clip, packed):
+    """The documented update in float32 NumPy, state rounded once when stored."""
+    lr, b1, b2, eps, mom, tau = (F32(h) for h in hyper)
+    n_in = M1.shape[1]
+    if gbits is not None:
+        g = np.where(unpack(gbits, n_in) > 0, F32(gscale), -F32(gscale)).astype(F32)
+    else:
+        g = gfloat * F32(gscale)
+    m1 = M1.astype(F32)
+    store = (lambda x: x.astype(np.float16)) if half else (lambda x: x.astype(F32))
+    if solver == "bop":
+        m1 = (F32(1) - lr) * m1 + lr * g
+        w_pos = unpack(packed, n_in) > 0
+        flip = (np.abs(m1) > tau) & ((m1 >= 0) == w_pos)
+        return None, store(m1), None, pack(np.where(w_pos ^ flip, 1, -1))
+    v = V.astype(F32)
+    g = np.where(np.abs(v) >= 1, F32(0), g)
+    if solver == "adam":
+        m1 = b1 * m1 + (F32(1) - b1) * g
+        m2 = b2 * M2.astype(F32) + (F32(1) - b2) * (g * g)
+        v = v - lr * m1 / (np.sqrt(m2) + eps)
+    else:
+        m1 = mom * m1 - lr * g
+        m2 = None
+        v = v + m1
+    if clip:
+        v = np.clip(v, F32(-1), F32(1))
+    v = store(v)
+    return v, store(m1), None if m2 is None else store(m2), pack(np.where(v >= 0, 1, -1))
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "bop"])
+@pytest.mark.parametrize("half", [True, False])
+@pytest.mark.parametrize("use_bits", [True, False])
+@pytest.mark.parametrize("n_out,n_in", [(3, 1), (5, 64), (4, 130)])
+def test_optimizer_step_matches_reference(solver, half, use_bits, n_out, n_in, isa):
+    rng = np.random.default_rng(n_out * n_in + len(solver))
+    dtype = np.float16 if half else F32
+    V = rng.uniform(-1.2, 1.2, size=(n_out, n_in)).astype(dtype)
+    V[0, 0] = 1.0  # exactly at the cancellation edge
+    M1 = (rng.normal(size=(n_out, n_in)) * 1e-3).astype(dtype)
+    M2 = (rng.random((n_out, n_in)) * 1e-4).astype(dtype)
+    if solver == "bop":
+        packed = pack(rng.choice([-1, 1], size=(n_out, n_in)))
+    else:
+        packed = pack(np.where(V.astype(F32) >= 0, 1, -1))
+    gbits = pack(rng.choice([-1, 1], size=(n_out, n_in))) if use_bits else None
+    gfloat = None if use_bits else rng.normal(size=(n_out, n_in)).astype(F32)
+    gscale = 1 / np.sqrt(n_in) if use_bits else 1.0
+    for clip in (False, True):
+        want = reference_step(solver, half, V, M1, M2, gbits, gfloat, gscale, HYPER, clip,
+                              packed)
+        st = [None if a is None else a.copy() for a in (V, M1, M2)]
+        got_packed = packed.copy()
+        flips = _kernels.optimizer_step(solver, st[0], st[1], st[2], gbits, gfloat, gscale,
+                                        HYPER, clip, got_packed)
+        np.testing.assert_array_equal(got_packed, want[3])
+        assert flips == int(np.count_nonzero(unpack(got_packed, n_in) != unpack(packed, n_in)))
+        for got, ref in zip(st, want[:3]):
+            if ref is not None:
+                np.testing.assert_array_equal(got.view(np.uint8), ref.view(np.uint8))
+
+
+def test_optimizer_step_threads_and_errors(isa):
+    rng = np.random.default_rng(9)
+    V = rng.uniform(-1, 1, size=(300, 300)).astype(np.float16)
+    M1 = np.zeros_like(V)
+    M2 = np.zeros_like(V)
+    gbits = pack(rng.choice([-1, 1], size=V.shape))
+    results = []
+    for n_threads in (1, 2):
+        st = [V.copy(), M1.copy(), M2.copy()]
+        packed = pack(np.where(V.astype(F32) >= 0, 1, -1))
+        _kernels.optimizer_step("adam", *st, gbits, None, 0.05, HYPER, False, packed,
+                                n_threads=n_threads)
+        results.append((st, packed))
+    for a, b in zip(results[0][0] + [results[0][1]], results[1][0] + [results[1][1]]):
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+    packed = pack(np.ones(V.shape))
+    with pytest.raises(ValueError, match="solver"):
+        _kernels.optimizer_step("rmsprop", V, M1, M2, gbits, None, 1.0, HYPER, False, packed)
+    with pytest.raises(ValueError, match="exactly one"):
+        _kernels.optimizer_step("adam", V, M1, M2, None, None, 1.0, HYPER, False, packed)
+    with pytest.raises(TypeError, match="float16"):
+        _kernels.optimizer_step("adam", V, M1, M2.astype(F32), gbits, None, 1.0, HYPER, False,
+                                packed)
