@@ -77,7 +77,7 @@ cdef extern from "bnn_kernels.h" nogil:
     int SKBNN_SOLVER_ADAM, SKBNN_SOLVER_SGD, SKBNN_SOLVER_BOP
     int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                                  const uint64_t *gbits, const float *gfloat, float gscale,
-                                 size_t n_out, size_t n_in, const float *hp, int clip_weights,
+                                 size_t n_out, size_t n_in, const float *hp, int flags,
                                  uint64_t *Wp, int n_threads)
 
 
@@ -616,14 +616,15 @@ cdef void *_state_ptr(object arr, bint half, tuple shape) except NULL:
 
 def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
                    const float[:, ::1] gfloat, float gscale, hyper, bint clip_weights,
-                   uint64_t[:, ::1] packed, int n_threads=1):
+                   uint64_t[:, ::1] packed, bint cancel=True, int n_threads=1):
     """One optimiser step over a layer's latent weights (neuron-major, in place).
 
     ``V``, ``M1``, ``M2``: float16 or float32 arrays ``(n_out, n_in)`` (``V``
     and ``M2`` may be None where the solver has none: Bop keeps the weights
     as the bits of ``packed``, SGD has one moment).  The gradient is
     ``+-gscale`` from the bits ``gbits`` or ``gfloat * gscale`` (exactly one
-    of them), zeroed where ``|V| >= 1``.  ``hyper`` = (lr, beta_1, beta_2,
+    of them), zeroed where ``|V| >= 1`` when ``cancel`` (gradient
+    cancellation: latent weights, not biases).  ``hyper`` = (lr, beta_1, beta_2,
     epsilon, momentum, threshold).  ``packed`` receives the new weight signs.
     Returns the number of sign flips.
     """
@@ -668,5 +669,6 @@ def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
         return 0
     with nogil:
         flips = skbnn_optimizer_step(s, half, pv, p1, p2, gb, gf, gscale, n_out, n_in, &hp[0],
-                                     clip_weights, &packed[0, 0], n_threads)
+                                     (1 if clip_weights else 0) | (2 if cancel else 0),
+                                     &packed[0, 0], n_threads)
     return flips

@@ -216,7 +216,7 @@ def backward(cache, y, training, *, bn_backward=None):
         G_Z = bn_backward_grad(G, layer, bn_backward, cache["psi_floor"])
         G_b = G.sum(axis=0)                                          # B3
         G_V = layer["A_hat"].T @ G_Z                                 # B5
-        G_V_bits = G_V > 0                                          # B6
+        G_V_bits = G_V >= 0                                          # B6
         G_in = G_Z @ layer["V_hat"].T                                # B4
         if idx == 0:
             G_A = None

@@ -263,6 +263,16 @@ def test_binary_backward_follows_the_algorithm_lines(training, bn_stats):
         assert g["G_V"].dtype == np.float64 and g["G_V_bits"].dtype == bool
 
 
+@pytest.mark.parametrize("training", ["standard", "low_memory"])
+def test_zero_weight_gradient_gives_bit_one(training):
+    # a zero input feature gives an exactly zero row of G_V_1; sgn(0) = +1 (§2)
+    X, Vs, biases, y = make_problem(9)
+    X[:, 0] = 0.0
+    g1 = backward(forward(X, Vs, biases, training), y, training)["layers"][0]
+    np.testing.assert_array_equal(g1["G_V"][0], 0.0)
+    assert g1["G_V_bits"][0].all() and not g1["G_V_bits"].all()
+
+
 # ---------------------------------------------------------------- optimisers
 
 def test_adam_step_by_hand():

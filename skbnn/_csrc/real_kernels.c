@@ -406,9 +406,10 @@ static inline uint64_t stored_sign(const void *V, int half, size_t idx, float v)
 
 int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                              const uint64_t *gbits, const float *gfloat, float gscale,
-                             size_t n_out, size_t n_in, const float *hp, int clip_weights,
+                             size_t n_out, size_t n_in, const float *hp, int flags,
                              uint64_t *Wp, int n_threads)
 {
+    const int clip_weights = flags & SKBNN_STEP_CLIP, cancel = flags & SKBNN_STEP_CANCEL;
     const size_t wn = WORDS(n_in);
     const float lr = hp[0], b1 = hp[1], b2 = hp[2], eps = hp[3], mom = hp[4], tau = hp[5];
     const h2f_fn h2f = pick_h2f();
@@ -444,7 +445,7 @@ int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                 if (solver == SKBNN_SOLVER_ADAM) load_chunk(M2, half, off, n, m2, h2f);
                 for (size_t l = 0; l < n; l++) {
                     /* gradient cancellation: no push beyond |V| >= 1 */
-                    const float gl = fabsf(v[l]) >= 1.0f ? 0.0f : g[l];
+                    const float gl = cancel && fabsf(v[l]) >= 1.0f ? 0.0f : g[l];
                     if (solver == SKBNN_SOLVER_ADAM) {
                         m1[l] = b1 * m1[l] + (1.0f - b1) * gl;
                         m2[l] = b2 * m2[l] + (1.0f - b2) * (gl * gl);
