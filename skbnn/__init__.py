@@ -7,6 +7,7 @@ portable) is chosen once at import (``SKBNN_ISA`` forces one).
 from ._bep import BEPClassifier
 from ._config import get_config, show_config
 from ._local import LocalBinaryClassifier
+from ._lowmem import LowMemBNNClassifier
 from .preprocessing import MedianBinarizer, ThermometerEncoder
 
 __version__ = "0.1.0"
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BEPClassifier",
     "LocalBinaryClassifier",
+    "LowMemBNNClassifier",
     "MedianBinarizer",
     "ThermometerEncoder",
     "get_config",

@@ -168,6 +168,12 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         self.packed_weights_ = [layer.packed for layer in layers]
         return layers
 
+    def _make_input_encoder(self, X):
+        """Unfitted transformer whose ``pack`` turns X into the training
+        representation (packed bits here; a subclass may keep floats)."""
+        return make_input_binarizer(self.binarize_input, X.shape[1], self.n_thermometer_bits,
+                                    getattr(self, "thermometer", "quantile"), X=X)
+
     def _uses_validation_split(self):
         """Subclass hook: whether fit holds out a validation split."""
         return self.early_stopping
@@ -183,8 +189,10 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
     def _n_threads(self):
         return effective_n_threads(self.n_jobs)
 
+    _auto_batch_size = 100
+
     def _batch_size_for(self, n_samples):
-        bs = 100 if self.batch_size == "auto" else self.batch_size
+        bs = self._auto_batch_size if self.batch_size == "auto" else self.batch_size
         return max(1, min(bs, n_samples))
 
     def _label_indices(self, y):
@@ -211,9 +219,7 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         self.t_ = 0
         self.loss_curve_ = []
         self.validation_scores_ = []
-        self.binarizer_ = make_input_binarizer(
-            self.binarize_input, X.shape[1], self.n_thermometer_bits,
-            getattr(self, "thermometer", "quantile"), X=X)
+        self.binarizer_ = self._make_input_encoder(X)
         self.binarizer_.fit(X)
         self.binarizer_thresholds_ = self.binarizer_.thresholds_
         init_rng = np.random.default_rng([self._seed, 0])
@@ -360,7 +366,7 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         train_error = 1.0 - correct / n
         self.n_iter_ += 1
         self.t_ += n
-        self.loss_curve_.append(train_error)
+        self.loss_curve_.append(self._epoch_loss(state, train_error))
         self._prev_train_error = train_error
         return train_error
 
@@ -423,6 +429,11 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     # ------------------------------------------------------------ hooks
+    def _epoch_loss(self, state, train_error):
+        """Subclass hook: the value recorded in ``loss_curve_`` for an epoch
+        (the on-the-fly training error by default)."""
+        return train_error
+
     def _end_epoch(self, state, train_error, val_score):
         """Subclass hook after every epoch (schedules)."""
 

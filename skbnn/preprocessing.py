@@ -252,6 +252,25 @@ class _BinaryInput(_ThresholdBinarizer):
         return np.zeros((X.shape[1], 1))
 
 
+class RealInput(_ThresholdBinarizer):
+    """No binarisation: the first layer reads real values (float32).
+
+    ``pack`` returns the validated float32 rows; ``thresholds_`` is an
+    empty (n_features, 0) array so the estimators' attributes stay uniform.
+    """
+
+    def _fit_thresholds(self, X):
+        return np.zeros((X.shape[1], 0))
+
+    @property
+    def n_output_bits_(self):
+        return int(self.thresholds_.shape[0])
+
+    def pack(self, X, n_threads=1):
+        """float32, C-contiguous copy or view of ``X``."""
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+
 def is_binary_input(X):
     """True when ``X`` holds only -1/+1 or only 0/1 values (one packing pass)."""
     _, kinds = _kernels.pack_binary(as_kernel_input(X))

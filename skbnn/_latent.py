@@ -1,0 +1,226 @@
+"""Latent-weight engine: binary dense layers trained by straight-through
+gradients (LowMemBNNClassifier; lowmem.md §3-4, §11).
+
+A :class:`LatentLayer` holds one binary dense layer followed by batch
+normalisation with a bias and no scale: the latent weights ``V`` (neuron
+major, ``n_out x n_in``; float16 in the low-memory step, float32 in the
+standard one; none for Bop, whose weights are the packed bits), the packed
+signs used by every product, the optimiser state, the bias and the running
+statistics.  The forward pass keeps only what the chosen backward needs:
+
+- ``'proposed'`` (low memory): the packed signs of the BN output (which are
+  the next layer's input bits), the packed STE mask ``|A| <= 1``, and per
+  channel the scale ``psi`` and mean magnitude ``omega``;
+- ``'l1'`` / ``'l2'``: the float BN output as well (Eq. 1 / the exact
+  gradient need it).
+
+Products run in the kernels: popcount GEMM forward for binary inputs,
+float x bits for the real first-layer input and for ``dX = dZ sign(W)^T``,
+and the weight gradient ``A^T dZ`` emitted as packed signs (low memory) or
+float (standard); the optimiser sweep updates state and packed signs in one
+pass.  Nothing here knows scikit-learn.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels
+
+F32 = np.float32
+PSI_FLOOR = 1e-5   # lowmem.md §10.14
+BN_EPS = 1e-4      # standard (l2) BN, Keras BatchNormalization
+
+
+def glorot_uniform(n_in, n_out, rng):
+    """Glorot & Bengio (2010) uniform, drawn (n_in, n_out) as scikit-learn's MLP."""
+    limit = math.sqrt(6.0 / (n_in + n_out))
+    return rng.uniform(-limit, limit, size=(n_in, n_out))
+
+
+def normal_fan_in(n_in, n_out, rng):
+    """Normal(0, 1 / fan_in): the authors' code."""
+    return rng.normal(0.0, 1.0 / math.sqrt(n_in), size=(n_in, n_out))
+
+
+INITS = {"glorot_uniform": glorot_uniform, "normal_fan_in": normal_fan_in}
+
+
+def pm1_from_bits(bits, n):
+    """float32 +/-1 matrix of packed signs."""
+    return _kernels.unpack_pm1(bits, n).astype(F32)
+
+
+def round_half(x):
+    """float32 values rounded to float16 precision (the F16C kernels: NumPy's
+    own float16 casts are far slower)."""
+    x = np.ascontiguousarray(x, dtype=F32)
+    return _kernels.f16_to_f32(_kernels.f32_to_f16(x.reshape(-1))).reshape(x.shape)
+
+
+def quantize_pow2(G, bias=8):
+    """Signed powers of two with a 4-bit exponent (lowmem.md §4.3): per
+    tensor ``b = bias - round(log2 max|G|)``; zeros stay 0."""
+    amax = float(np.max(np.abs(G))) if G.size else 0.0
+    if amax == 0.0:
+        return G
+    b = bias - round(math.log2(amax))
+    with np.errstate(divide="ignore"):
+        e = np.clip(np.round(np.log2(np.abs(G) * 2.0 ** b)), -8, 7)
+    return np.where(G == 0, 0.0, np.sign(G) * 2.0 ** e * 2.0 ** (-b)).astype(F32)
+
+
+@dataclass
+class Hyper:
+    """Optimiser settings shared by every layer."""
+
+    solver: str
+    lr: float
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    momentum: float
+    bop_threshold: float
+    clip_weights: bool
+
+
+class LatentLayer:
+    """One binary dense layer + bias-only batch norm, trained by STE.
+
+    Parameters
+    ----------
+    state : dict
+        The layer's arrays (updated in place): ``V`` (or None for Bop),
+        ``packed``, ``m1``, ``m2``, ``bias``, ``bias_m1``, ``bias_m2``,
+        ``running_mean``, ``running_scale``.
+    half : bool
+        float16 storage (the low-memory step) instead of float32.
+    real_input : bool
+        The layer reads float inputs (the first layer without binarisation).
+    """
+
+    def __init__(self, state, half, real_input):
+        self.s = state
+        self.half = half
+        self.real_input = real_input
+        self.n_out = state["packed"].shape[0]
+        self.n_in = state["m1"].shape[1]
+        # the real-input product sums over inputs: it reads input-major bits
+        self.packed_t = (_kernels.transpose_bits(state["packed"], self.n_in)
+                         if real_input else None)
+
+    # ------------------------------------------------------------ forward
+    def preactivations(self, inputs, n_threads):
+        """``Z = A sign(V)``: float inputs x bits, or popcount for packed bits."""
+        if self.real_input:
+            return _kernels.fsgemm(inputs, self.packed_t, self.n_out, n_threads=n_threads)
+        return _kernels.bgemm(inputs, self.s["packed"], self.n_in, n_threads).astype(F32)
+
+    def bn_train(self, Z, bn, momentum):
+        """Batch statistics, running-statistics update and the BN output
+        ``A = (Z - mu) / psi + b`` (in place of ``Z``); returns (A, psi, N-scale
+        helpers)."""
+        mu = self._stored(Z.mean(axis=0, dtype=F32))
+        Z -= mu
+        if bn == "l2":
+            psi = np.sqrt((Z * Z).mean(axis=0, dtype=F32) + F32(BN_EPS)).astype(F32)
+        else:
+            psi = np.maximum(np.abs(Z).mean(axis=0, dtype=F32), F32(PSI_FLOOR))
+        psi = self._stored(psi)
+        Z /= psi
+        Z += self.s["bias"].astype(F32)
+        keep = F32(momentum)
+        for name, batch in (("running_mean", mu), ("running_scale", psi)):
+            run = self.s[name]
+            run[...] = keep * run.astype(F32) + (F32(1) - keep) * batch
+        return Z, psi
+
+    def _stored(self, x):
+        """Values as the state precision holds them (float16 rounds)."""
+        return round_half(x) if self.half else x
+
+    def bn_inference(self, Z):
+        """BN with the running statistics (no batch dependence)."""
+        Z -= self.s["running_mean"].astype(F32)
+        Z /= np.maximum(self.s["running_scale"].astype(F32), F32(PSI_FLOOR))
+        Z += self.s["bias"].astype(F32)
+        return Z
+
+    # ------------------------------------------------------------ backward
+    def input_gradient(self, G_Z, input_mask, n_threads):
+        """``dA = dZ sign(V)^T``, zero outside the input's STE mask."""
+        return _kernels.fsgemm(G_Z, self.s["packed"], self.n_in, mask=input_mask,
+                               n_threads=n_threads)
+
+    def weight_gradient(self, G_Z, inputs, as_bits, n_threads):
+        """``dV = A^T dZ`` neuron-major: packed signs (``as_bits``) or float."""
+        G_T = np.ascontiguousarray(G_Z.T)
+        if self.real_input:
+            return _kernels.fgemm(G_T, inputs, sign=as_bits, n_threads=n_threads)
+        return _kernels.fsgemm(G_T, inputs, self.n_in, sign=as_bits, n_threads=n_threads)
+
+    # ------------------------------------------------------------ update
+    def step(self, grad, as_bits, G_b, hp, t, grad_scale, n_threads):
+        """One optimiser step of weights and bias; returns the sign flips."""
+        s = self.s
+        lr = hp.lr
+        if hp.solver == "adam":
+            lr = lr * math.sqrt(1.0 - hp.beta_2 ** t) / (1.0 - hp.beta_1 ** t)
+        hyper = (lr, hp.beta_1, hp.beta_2, hp.epsilon, hp.momentum, hp.bop_threshold)
+        flips = _kernels.optimizer_step(
+            hp.solver, s["V"], s["m1"], s["m2"], grad if as_bits else None,
+            None if as_bits else grad, grad_scale, hyper, hp.clip_weights, s["packed"],
+            cancel=True, n_threads=n_threads)
+        if flips and self.real_input:
+            self.packed_t = _kernels.transpose_bits(s["packed"], self.n_in)
+        # the bias: never cancelled; Bop's bias uses Adam (lowmem.md §7)
+        bias_solver = "adam" if hp.solver == "bop" else hp.solver
+        b_lr = hp.lr if hp.solver != "bop" else 1e-3
+        if bias_solver == "adam":
+            b_lr = b_lr * math.sqrt(1.0 - hp.beta_2 ** t) / (1.0 - hp.beta_1 ** t)
+        dummy = np.zeros((1, _words(self.n_out)), dtype=np.uint64)
+        _kernels.optimizer_step(
+            bias_solver, s["bias"][None], s["bias_m1"][None], s["bias_m2"][None], None,
+            np.ascontiguousarray(G_b, dtype=F32)[None], 1.0,
+            (b_lr, hp.beta_1, hp.beta_2, hp.epsilon, hp.momentum, hp.bop_threshold),
+            False, dummy, cancel=False)
+        return flips
+
+
+def _words(n):
+    return (n + 63) // 64
+
+
+def bn_backward(G, psi, bits, omega, A, bias, kind):
+    """dL/dZ of bias-only BN from dL/dA (lowmem.md §3 step 6, §4 B1-B2).
+
+    ``kind``: 'l2' exact gradient with ``N = A - b``; 'l1' Eq. 1 with the
+    float output ``A``; 'proposed' B2 with the sign bits (as +/-1 floats)
+    and ``omega``.
+    """
+    v = G / psi
+    v -= v.mean(axis=0, dtype=F32)  # the centring term; re-added below
+    v_mean_free = v
+    if kind == "l2":
+        N = A - bias
+        corr = ((G / psi) * N).mean(axis=0, dtype=F32)
+        return v_mean_free - corr * N
+    if kind == "l1":
+        s = np.where(A >= 0, F32(1), F32(-1))
+        corr = ((G / psi) * A).mean(axis=0, dtype=F32)
+        return v_mean_free - corr * s
+    s = bits
+    corr = ((G / psi) * s * omega).mean(axis=0, dtype=F32)
+    return v_mean_free - corr * s
+
+
+def softmax_xent(logits, y):
+    """Mean cross-entropy and its gradient ``(softmax - onehot) / B``."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    p = e / e.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss_sum = float(-np.log(np.maximum(p[rows, y], 1e-30)).sum())
+    p[rows, y] -= 1.0
+    p /= len(y)
+    return loss_sum, p.astype(F32)

@@ -1,0 +1,450 @@
+"""LowMemBNNClassifier: binary MLP trained with latent weights and
+straight-through gradients, in the low-memory form of Wang et al.
+
+E. Wang et al., "Enabling Binary Neural Network Training on the Edge",
+arXiv 2102.04270 (spec: lowmem.md).  ``training='standard'`` is the
+Courbariaux & Bengio step (Algorithm 1), ``'low_memory'`` the paper's
+proposed step (Algorithm 2).
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels
+from ._base import BaseBinaryClassifier, check_bool, check_int, check_layer_sizes, check_real
+from ._latent import (F32, INITS, Hyper, LatentLayer, bn_backward, pm1_from_bits,
+                      quantize_pow2, round_half, softmax_xent)
+from ._memory_model import format_memory_table, memory_model, mlp_counts
+from .preprocessing import RealInput, make_input_binarizer
+
+_SOLVERS = ("adam", "sgd", "bop")
+
+
+@dataclass
+class _LowMemState:
+    """Transient training state of one fit / partial_fit call."""
+
+    layers: list
+    hyper: Hyper
+    loss_sum: float = 0.0
+    n_seen: int = 0
+
+
+class LowMemBNNClassifier(BaseBinaryClassifier):
+    """Binary MLP trained by straight-through gradients with low memory.
+
+    Every dense layer uses binary weights ``sign(V)`` of latent weights
+    ``V``; each is followed by batch normalisation with a bias and no scale,
+    and hidden blocks end in ``sign`` (straight-through gradient where
+    ``|A| <= 1``).  The last block's BN output are the logits of a softmax
+    cross-entropy.  With ``training='low_memory'`` (the default, Algorithm
+    2 of Wang et al.) BN uses the l1 scale (mean absolute deviation), its
+    backward pass needs only the sign bits of its output and one magnitude
+    per channel, activations are kept as bits, weight gradients as their
+    signs scaled by ``1 / sqrt(fan_in)``, and latent weights, optimiser
+    state, BN statistics and activation gradients are float16.  With
+    ``training='standard'`` (Algorithm 1) everything is float32 with the
+    exact l2 batch-norm gradient.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(256, 256, 256, 256)
+        Hidden widths.
+    training : {'low_memory', 'standard'}, default='low_memory'
+        The paper's proposed step or the standard BNN step.
+    solver : {'adam', 'sgd', 'bop'}, default='adam'
+        Adam, SGD with momentum, or Bop (binary weights flipped by a
+        float momentum; no latent weights; BN biases use Adam).
+    learning_rate_init : float or None, default=None
+        None = 1e-3 (Adam; Bop's adaptivity rate gamma) or 0.1 (SGD).
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam.
+    momentum : float, default=0.9
+        SGD momentum.
+    bop_threshold : float, default=1e-8
+        Bop's threshold tau.
+    lr_schedule : {'plateau', 'constant'}, default='plateau'
+        'plateau' halves the rate (``lr_decay``) after ``lr_patience``
+        epochs without improvement of the validation accuracy (with
+        ``early_stopping``) or else of the training accuracy.
+    lr_decay : float, default=0.5
+        Factor of the plateau schedule.
+    lr_patience : int, default=50
+        Epochs without improvement before the rate is decayed.
+    grad_scale : {'fan_in', 'n_weights', 'none'}, default='fan_in'
+        Low-memory weight-gradient attenuation: ``1/sqrt(fan_in)`` (paper),
+        ``1/sqrt(fan_in * fan_out)`` (the authors' code) or none.
+    bn_stats : {'post_bias', 'pre_bias'}, default='post_bias'
+        Low-memory BN backward: sign bits and magnitude of the BN output
+        after the bias (paper) or of the normalised value before it (the
+        authors' Keras emulation; costs one more bit per activation).
+    bn_backward : {'proposed', 'l1', 'l2'} or None, default=None
+        Batch-norm backward (the ablation of the paper's Table 5): None =
+        'proposed' for low memory, 'l2' (exact, l2 forward) for standard;
+        'l1' = Eq. 1 with the float output (l1 forward).
+    grad_format : {'float16', 'float32', 'pow2'}, default='float16'
+        Activation gradients in flight in the low-memory step: rounded to
+        float16, kept float32, or signed powers of two with a 4-bit exponent
+        (``pow2_bias`` sets the per-tensor bias).  The standard step always
+        keeps float32.
+    pow2_bias : int, default=8
+        Bias of the power-of-two gradient format.
+    init : {'glorot_uniform', 'normal_fan_in'}, default='glorot_uniform'
+        Latent-weight initialisation (paper; the authors' code).
+    clip_weights : bool, default=False
+        Also clip latent weights to [-1, 1] after each step (gradient
+        cancellation is always on).
+    binarize_input : None or the shared rule's values, default=None
+        None: the first layer reads the real-valued input (float x bits
+        products).  Any value of the shared rule ('auto', 'median',
+        'global_median', 'thermometer', an int) binarises it and makes
+        layer 1 a popcount layer too.
+    n_thermometer_bits : int, default=32
+        Bits per feature of ``binarize_input='thermometer'``.
+    bn_momentum : float, default=0.9
+        Running statistics: ``running = bn_momentum * running + (1 -
+        bn_momentum) * batch``.
+    batch_size : int or 'auto', default='auto'
+        'auto' = 100 (Bop: 50).
+    max_iter : int, default=100
+        Epochs of ``fit``.
+    shuffle, random_state, verbose, warm_start : as scikit-learn's MLP
+        Reshuffle each epoch; seed of initialisation, split and shuffling;
+        one line per epoch; continue from the previous fit.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction``, stop after ``n_iter_no_change``
+        epochs without improvement (if set) and restore the best weights.
+    validation_fraction : float, default=0.1
+        Size of the hold-out.
+    n_iter_no_change : int or None, default=None
+        None trains all ``max_iter`` epochs.
+    tol : float, default=1e-4
+        Minimum improvement for ``n_iter_no_change``.
+    n_jobs : int or None, default=None
+        Kernel threads (None = 1); results do not depend on it.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_ : as scikit-learn
+        Classes and input description.
+    coefs_ : list of ndarray, shape (n_{l-1}, n_l)
+        Latent weights per layer (float16 / float32; int8 +/-1 with Bop).
+    packed_weights_ : list of ndarray of uint64, shape (n_l, ceil(n_{l-1}/64))
+        Packed binary weights (bit 1 = +1), neuron-major.
+    bn_bias_, bn_running_mean_, bn_running_scale_ : list of ndarray
+        Batch-norm bias and running statistics per layer.
+    optimizer_state_ : dict
+        Step count ``t`` and the per-layer moments.
+    learning_rate_ : float
+        Current learning rate (after the schedule).
+    memory_model_ : dict
+        The paper's memory accounting for this model and batch size
+        (lowmem.md §6.2); see :meth:`memory_report`.
+    n_iter_, t_, loss_curve_, validation_scores_ : as scikit-learn's MLP
+        ``loss_curve_`` holds the mean training cross-entropy per epoch.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.model_selection import train_test_split
+    >>> from skbnn import LowMemBNNClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X_tr, X_te, y_tr, y_te = train_test_split(X / 8 - 1, y, random_state=0)
+    >>> clf = LowMemBNNClassifier((128, 128), max_iter=20, random_state=0)
+    >>> clf.fit(X_tr, y_tr).score(X_te, y_te) > 0.85
+    True
+    """
+
+    _model_attributes = ("layers_",)
+
+    def __init__(self, hidden_layer_sizes=(256, 256, 256, 256), training="low_memory",
+                 solver="adam", learning_rate_init=None, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, momentum=0.9, bop_threshold=1e-8, lr_schedule="plateau",
+                 lr_decay=0.5, lr_patience=50, grad_scale="fan_in", bn_stats="post_bias",
+                 bn_backward=None, grad_format="float16", pow2_bias=8, init="glorot_uniform",
+                 clip_weights=False, binarize_input=None, n_thermometer_bits=32,
+                 bn_momentum=0.9, batch_size="auto", max_iter=100, shuffle=True,
+                 random_state=None, verbose=0, warm_start=False, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, n_jobs=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.training = training
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.bop_threshold = bop_threshold
+        self.lr_schedule = lr_schedule
+        self.lr_decay = lr_decay
+        self.lr_patience = lr_patience
+        self.grad_scale = grad_scale
+        self.bn_stats = bn_stats
+        self.bn_backward = bn_backward
+        self.grad_format = grad_format
+        self.pow2_bias = pow2_bias
+        self.init = init
+        self.clip_weights = clip_weights
+        self.binarize_input = binarize_input
+        self.n_thermometer_bits = n_thermometer_bits
+        self.bn_momentum = bn_momentum
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------ parameters
+    @staticmethod
+    def _choice(name, value, allowed):
+        if not isinstance(value, str) or value not in allowed:
+            raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+    def _validate_rule_params(self):
+        self._choice("training", self.training, ("low_memory", "standard"))
+        self._choice("solver", self.solver, _SOLVERS)
+        if self.learning_rate_init is not None:
+            check_real("learning_rate_init", self.learning_rate_init, 0.0, include_min=False)
+        check_real("beta_1", self.beta_1, 0.0, 1.0)
+        check_real("beta_2", self.beta_2, 0.0, 1.0)
+        if self.beta_1 >= 1 or self.beta_2 >= 1:
+            raise ValueError("beta_1 and beta_2 must be < 1")
+        check_real("epsilon", self.epsilon, 0.0, include_min=False)
+        check_real("momentum", self.momentum, 0.0, 1.0)
+        check_real("bop_threshold", self.bop_threshold, 0.0)
+        self._choice("lr_schedule", self.lr_schedule, ("plateau", "constant"))
+        check_real("lr_decay", self.lr_decay, 0.0, 1.0, include_min=False)
+        check_int("lr_patience", self.lr_patience, min_value=1)
+        check_int("pow2_bias", self.pow2_bias, min_value=-64, max_value=64)
+        self._choice("grad_scale", self.grad_scale, ("fan_in", "n_weights", "none"))
+        self._choice("bn_stats", self.bn_stats, ("post_bias", "pre_bias"))
+        if self.bn_backward is not None:
+            self._choice("bn_backward", self.bn_backward, ("proposed", "l1", "l2"))
+        self._choice("grad_format", self.grad_format, ("float16", "float32", "pow2"))
+        self._choice("init", self.init, tuple(INITS))
+        check_bool("clip_weights", self.clip_weights)
+        check_real("bn_momentum", self.bn_momentum, 0.0, 1.0)
+
+    @property
+    def _auto_batch_size(self):
+        return 50 if self.solver == "bop" else 100
+
+    @property
+    def _bn_kind(self):
+        if self.bn_backward is not None:
+            return self.bn_backward
+        return "proposed" if self.training == "low_memory" else "l2"
+
+    def _make_input_encoder(self, X):
+        if self.binarize_input is None:
+            return RealInput()
+        return make_input_binarizer(self.binarize_input, X.shape[1], self.n_thermometer_bits,
+                                    X=X)
+
+    # ------------------------------------------------------------ model
+    def _init_model(self, n_inputs, n_classes, rng):
+        widths = check_layer_sizes(self.hidden_layer_sizes) + (n_classes,)
+        half = self.training == "low_memory"
+        dtype = np.float16 if half else F32
+        self.layers_ = []
+        n_in = n_inputs
+        for n_out in widths:
+            V = np.ascontiguousarray(INITS[self.init](n_in, n_out, rng).T, dtype=dtype)
+            packed = _kernels.pack_threshold(V.astype(F32), np.zeros((n_in, 1)), False)
+            bop = self.solver == "bop"
+            state = {
+                "V": None if bop else V, "packed": packed,
+                "m1": np.zeros((n_out, n_in), dtype=dtype),
+                "m2": np.zeros((n_out, n_in), dtype=dtype) if self.solver == "adam" else None,
+                "bias": np.zeros(n_out, dtype=dtype),
+                "bias_m1": np.zeros(n_out, dtype=dtype), "bias_m2": np.zeros(n_out, dtype=dtype),
+                "running_mean": np.zeros(n_out, dtype=dtype),
+                "running_scale": np.ones(n_out, dtype=dtype),
+            }
+            self.layers_.append(state)
+            n_in = n_out
+        self.optimizer_state_ = {"t": 0}
+        self.learning_rate_ = float(self._lr_init)
+        self.temperature_ = 1.0
+        self._schedule_best, self._schedule_wait = -np.inf, 0
+        counts = mlp_counts(n_inputs, widths[:-1], n_classes)
+        self.memory_model_ = memory_model(counts, self._batch_size_for(10**9),
+                                          training=self.training, solver=self.solver)
+
+    @property
+    def _lr_init(self):
+        if self.learning_rate_init is not None:
+            return self.learning_rate_init
+        return 0.1 if self.solver == "sgd" else 1e-3
+
+    def _training_state(self):
+        half = self.training == "low_memory"
+        real = self.binarize_input is None
+        layers = [LatentLayer(s, half, real and i == 0) for i, s in enumerate(self.layers_)]
+        hyper = Hyper(self.solver, self.learning_rate_, self.beta_1, self.beta_2, self.epsilon,
+                      self.momentum, self.bop_threshold, self.clip_weights)
+        return _LowMemState(layers=layers, hyper=hyper)
+
+    # ------------------------------------------------------------ fitted views
+    @property
+    def coefs_(self):
+        """Latent weights per layer, (n_{l-1}, n_l); int8 +/-1 for Bop."""
+        out = []
+        for s in self.layers_:
+            if s["V"] is None:
+                n_in = s["m1"].shape[1]
+                out.append(_kernels.unpack_pm1(s["packed"], n_in).T)
+            else:
+                out.append(s["V"].T)
+        return out
+
+    @property
+    def packed_weights_(self):
+        """Packed binary weights per layer, neuron-major."""
+        return [s["packed"] for s in self.layers_]
+
+    @property
+    def bn_bias_(self):
+        """Batch-norm bias per layer."""
+        return [s["bias"] for s in self.layers_]
+
+    @property
+    def bn_running_mean_(self):
+        """Running batch mean of the pre-activations per layer."""
+        return [s["running_mean"] for s in self.layers_]
+
+    @property
+    def bn_running_scale_(self):
+        """Running batch scale (l1 mean absolute deviation or l2 std) per layer."""
+        return [s["running_scale"] for s in self.layers_]
+
+    # ------------------------------------------------------------ training
+    def _grad_round(self, G):
+        if self.training == "standard" or self.grad_format == "float32":
+            return G
+        if self.grad_format == "pow2":
+            return quantize_pow2(G, self.pow2_bias)
+        return round_half(G)
+
+    def _train_batch(self, state, A, y, n_threads):
+        layers, kind = state.layers, self._bn_kind
+        low = self.training == "low_memory"
+        saved, a = [], A
+        for i, layer in enumerate(layers):
+            Z = layer.preactivations(a, n_threads)
+            out, psi = layer.bn_train(Z, kind, self.bn_momentum)
+            n = layer.n_out
+            zero = np.zeros((n, 1))
+            bits = _kernels.pack_threshold(out, zero, False)          # sign(A), next input
+            mask, _ = _kernels.pack_binary((np.abs(out) <= 1).view(np.uint8))
+            rec = {"input": a, "psi": psi, "bits": bits, "mask": mask}
+            if kind == "proposed":
+                if self.bn_stats == "pre_bias":
+                    pre = out - layer.s["bias"].astype(F32)
+                    rec["bn_bits"] = _kernels.pack_threshold(pre, zero, False)
+                    rec["omega"] = np.abs(pre).mean(axis=0, dtype=F32)
+                else:
+                    rec["bn_bits"] = bits
+                    rec["omega"] = np.abs(out).mean(axis=0, dtype=F32)
+                if low:
+                    rec["omega"] = round_half(rec["omega"])
+            if kind != "proposed" or i == len(layers) - 1:
+                rec["out"] = out   # float output: l1/l2 backward, and the logits
+            saved.append(rec)
+            a = bits
+        logits = saved[-1]["out"]
+        n_correct = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
+        if not np.isfinite(logits).all():
+            raise FloatingPointError(
+                "LowMemBNNClassifier: training diverged (non-finite logits at step "
+                f"{self.optimizer_state_['t'] + 1}); lower learning_rate_init")
+        loss_sum, G = softmax_xent(logits, y)
+        state.loss_sum += loss_sum
+        state.n_seen += len(y)
+        G = self._grad_round(G)
+        self.optimizer_state_["t"] += 1
+        t = self.optimizer_state_["t"]
+        for i in range(len(layers) - 1, -1, -1):
+            layer, rec = layers[i], saved[i]
+            bits = (pm1_from_bits(rec["bn_bits"], layer.n_out) if kind == "proposed" else None)
+            G_Z = bn_backward(G, rec["psi"], bits, rec.get("omega"), rec.get("out"),
+                              layer.s["bias"].astype(F32), kind)
+            G_Z = self._grad_round(np.ascontiguousarray(G_Z, dtype=F32))
+            G_b = G.sum(axis=0, dtype=F32)
+            if i > 0:  # before the step: dA uses the pre-update weights
+                G = self._grad_round(layer.input_gradient(G_Z, saved[i - 1]["mask"], n_threads))
+            grad = layer.weight_gradient(G_Z, rec["input"], low, n_threads)
+            layer.step(grad, low, G_b, state.hyper, t, self._weight_grad_scale(layer),
+                       n_threads)
+        return n_correct
+
+    def _weight_grad_scale(self, layer):
+        if self.training == "standard" or self.grad_scale == "none":
+            return 1.0
+        if self.grad_scale == "fan_in":
+            return 1.0 / math.sqrt(layer.n_in)
+        return 1.0 / math.sqrt(layer.n_in * layer.n_out)
+
+    def _epoch_loss(self, state, train_error):
+        loss = state.loss_sum / max(1, state.n_seen)
+        state.loss_sum, state.n_seen = 0.0, 0
+        return loss
+
+    def _end_epoch(self, state, train_error, val_score):
+        """Plateau schedule on validation (else training) accuracy."""
+        if self.lr_schedule != "plateau":
+            return
+        score = val_score if val_score is not None else 1.0 - train_error
+        if score > self._schedule_best:
+            self._schedule_best, self._schedule_wait = score, 0
+            return
+        self._schedule_wait += 1
+        if self._schedule_wait >= self.lr_patience:
+            self.learning_rate_ *= self.lr_decay
+            state.hyper.lr = self.learning_rate_
+            self._schedule_wait = 0
+            if self.verbose:
+                print(f"Learning rate -> {self.learning_rate_:.3g}")
+
+    # ------------------------------------------------------------ inference
+    def _scores_from_packed(self, A, n_threads):
+        """Float logits: every layer with its running BN statistics."""
+        real = self.binarize_input is None
+        a = A
+        layers = [LatentLayer(s, self.training == "low_memory", real and i == 0)
+                  for i, s in enumerate(self.layers_)]
+        for i, layer in enumerate(layers):
+            out = layer.bn_inference(layer.preactivations(a, n_threads))
+            if i == len(layers) - 1:
+                return out
+            a = _kernels.pack_threshold(out, np.zeros((layer.n_out, 1)), False)
+        return None
+
+    def _indices_from_scores(self, scores):
+        return np.argmax(scores, axis=1)
+
+    def decision_function(self, X):
+        """Logits (the last BN output); binary problems: ``z_1 - z_0``."""
+        return super().decision_function(X)
+
+    # ------------------------------------------------------------ memory
+    def memory_report(self):
+        """The paper's memory accounting for this model (lowmem.md §6.2).
+
+        Returns
+        -------
+        report : dict
+            ``model``: per variable dtype, bits, elements, bytes and
+            persistent/transient (``memory_model_``), and ``table``: the same
+            as text.
+        """
+        from sklearn.utils.validation import check_is_fitted
+        check_is_fitted(self)
+        return {"model": self.memory_model_, "table": format_memory_table(self.memory_model_)}
