@@ -37,6 +37,7 @@ from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 import _common  # noqa: E402
 from skbnn import BEPClassifier, LocalBinaryClassifier  # noqa: E402
+from skbnn._base import nearest_divisor  # noqa: E402
 from skbnn._local import auto_group_size  # noqa: E402
 
 DATASETS = {"fmnist": "Fashion-MNIST", "prototypes_bep": "Random Prototypes (p=0.46)"}
@@ -58,8 +59,7 @@ TARGET_S_PER_EPOCH = 0.5
 
 def bep_group_size(width):
     """15 (the BEP default) when it divides the width, else the nearest divisor."""
-    divisors = [d for d in range(1, width + 1) if width % d == 0]
-    return min(divisors, key=lambda d: (abs(d - 15), d))
+    return nearest_divisor(width, 15)
 
 
 def n_hidden_weights(name, width, depth):

@@ -33,6 +33,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 import _common  # noqa: E402
 from skbnn import BEPClassifier  # noqa: E402
+from skbnn._base import nearest_divisor  # noqa: E402
 
 # bep.md §6.1 / §8.16: r, nu, p_r and gamma0 grids of the paper's ablations,
 # plus the initial hidden-weight scale (the third-party warning of §6.8)
@@ -47,11 +48,6 @@ GRID = {
 }
 FIG2 = [(name, depth, width) for name in ("prototypes_bep", "fmnist") for depth in (2, 3)
         for width in (35, 75, 135, 255, 525)] + [("fmnist", 5, 255)]
-
-
-def nearest_divisor(width, target):
-    divisors = [d for d in range(1, width + 1) if width % d == 0]
-    return min(divisors, key=lambda d: (abs(d - target), d))
 
 
 def draw_configs(rng, n, width):

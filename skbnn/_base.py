@@ -61,6 +61,18 @@ def check_bool(name, value):
         raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
+def check_choice(name, value, allowed):
+    """Raise ValueError unless ``value`` is one of ``allowed`` (strings or None)."""
+    if not any(value is a or (isinstance(value, str) and value == a) for a in allowed):
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def nearest_divisor(width, target):
+    """The divisor of ``width`` nearest ``target`` (ties: the smaller one)."""
+    divisors = [d for d in range(1, width + 1) if width % d == 0]
+    return min(divisors, key=lambda d: (abs(d - target), d))
+
+
 def check_layer_sizes(hidden_layer_sizes):
     """Validated tuple of positive hidden widths (an int means one layer)."""
     sizes = hidden_layer_sizes

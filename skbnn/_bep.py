@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from ._base import (BaseBinaryClassifier, check_bool, check_int, check_layer_sizes, check_real,
-                    resolve_group_sizes)
+from ._base import (BaseBinaryClassifier, check_bool, check_choice, check_int,
+                    check_layer_sizes, check_real, resolve_group_sizes)
 from ._engine import class_scores, pack_pm1_rows, reinforcement_probability
 
 
@@ -294,21 +294,14 @@ class BEPClassifier(BaseBinaryClassifier):
         check_real("gate_threshold", self.gate_threshold, 0.0, 1.0)
         check_bool("strict_ties", self.strict_ties)
         check_real("reinforcement_prob", self.reinforcement_prob, 0.0)
-        if self.reinforcement_norm not in ("fan_in", "width"):
-            raise ValueError("reinforcement_norm must be 'fan_in' or 'width', got "
-                             f"{self.reinforcement_norm!r}")
-        if self.group_schedule not in ("validation", "train", None):
-            raise ValueError("group_schedule must be 'validation', 'train' or None, got "
-                             f"{self.group_schedule!r}")
+        check_choice("reinforcement_norm", self.reinforcement_norm, ("fan_in", "width"))
+        check_choice("group_schedule", self.group_schedule, ("validation", "train", None))
         check_int("group_patience", self.group_patience, min_value=1)
         self._validate_hidden_weight_params()
-        if self.prototypes not in ("bef", "random"):
-            raise ValueError(f"prototypes must be 'bef' or 'random', got {self.prototypes!r}")
+        check_choice("prototypes", self.prototypes, ("bef", "random"))
         check_real("bef_alpha", self.bef_alpha, 0.0)
         check_int("bef_max_iter", self.bef_max_iter, min_value=0, allow_none=True)
-        if self.thermometer not in ("quantile", "uniform"):
-            raise ValueError(
-                f"thermometer must be 'quantile' or 'uniform', got {self.thermometer!r}")
+        check_choice("thermometer", self.thermometer, ("quantile", "uniform"))
 
     def _uses_validation_split(self):
         return self.early_stopping or self.group_schedule == "validation"

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from . import _kernels
+from .preprocessing import as_kernel_input
 
 INT16_MAX = 32767
 
@@ -96,10 +97,11 @@ def reinforcement_probability(base_prob, error, fan_in):
 
 
 def pack_pm1_rows(M):
-    """Pack a +/-1 (or any signed) matrix row by row: bit = (value >= 0)."""
-    M = np.ascontiguousarray(M)
+    """Pack a +/-1 (or any signed) matrix row by row: bit = (value >= 0).
+    float32/float64/int8 rows are read in place (no float64 copy)."""
+    M = as_kernel_input(M)
     thr = np.zeros((M.shape[1], 1))
-    return _kernels.pack_threshold(M.astype(np.float64), thr, False)
+    return _kernels.pack_threshold(M, thr, False)
 
 
 def class_scores(activations, class_rows, n_bits, n_threads=1):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
+from ._engine import n_words
 
 F32 = np.float32
 PSI_FLOOR = 1e-5   # lowmem.md §10.14
@@ -163,32 +164,28 @@ class LatentLayer:
     def step(self, grad, as_bits, G_b, hp, t, grad_scale, n_threads):
         """One optimiser step of weights and bias; returns the sign flips."""
         s = self.s
-        lr = hp.lr
-        if hp.solver == "adam":
-            lr = lr * math.sqrt(1.0 - hp.beta_2 ** t) / (1.0 - hp.beta_1 ** t)
-        hyper = (lr, hp.beta_1, hp.beta_2, hp.epsilon, hp.momentum, hp.bop_threshold)
         flips = _kernels.optimizer_step(
             hp.solver, s["V"], s["m1"], s["m2"], grad if as_bits else None,
-            None if as_bits else grad, grad_scale, hyper, hp.clip_weights, s["packed"],
-            cancel=True, n_threads=n_threads)
+            None if as_bits else grad, grad_scale, _step_hyper(hp, hp.solver, hp.lr, t),
+            hp.clip_weights, s["packed"], cancel=True, n_threads=n_threads)
         if flips and self.real_input:
             self.packed_t = _kernels.transpose_bits(s["packed"], self.n_in)
-        # the bias: never cancelled; Bop's bias uses Adam (lowmem.md §7)
-        bias_solver = "adam" if hp.solver == "bop" else hp.solver
-        b_lr = hp.lr if hp.solver != "bop" else 1e-3
-        if bias_solver == "adam":
-            b_lr = b_lr * math.sqrt(1.0 - hp.beta_2 ** t) / (1.0 - hp.beta_1 ** t)
-        dummy = np.zeros((1, _words(self.n_out)), dtype=np.uint64)
+        # the bias: never cancelled; Bop's bias uses Adam at 1e-3 (lowmem.md §7)
+        bop = hp.solver == "bop"
+        bias_solver, bias_lr = ("adam", 1e-3) if bop else (hp.solver, hp.lr)
+        dummy = np.zeros((1, n_words(self.n_out)), dtype=np.uint64)
         _kernels.optimizer_step(
             bias_solver, s["bias"][None], s["bias_m1"][None], s["bias_m2"][None], None,
             np.ascontiguousarray(G_b, dtype=F32)[None], 1.0,
-            (b_lr, hp.beta_1, hp.beta_2, hp.epsilon, hp.momentum, hp.bop_threshold),
-            False, dummy, cancel=False)
+            _step_hyper(hp, bias_solver, bias_lr, t), False, dummy, cancel=False)
         return flips
 
 
-def _words(n):
-    return (n + 63) // 64
+def _step_hyper(hp, solver, lr, t):
+    """Kernel hyper-parameters of step ``t``; Adam's rate is bias-corrected."""
+    if solver == "adam":
+        lr = lr * math.sqrt(1.0 - hp.beta_2 ** t) / (1.0 - hp.beta_1 ** t)
+    return (lr, hp.beta_1, hp.beta_2, hp.epsilon, hp.momentum, hp.bop_threshold)
 
 
 def bn_backward(G, psi, bits, omega, A, bias, kind):
@@ -199,19 +196,14 @@ def bn_backward(G, psi, bits, omega, A, bias, kind):
     and ``omega``.
     """
     v = G / psi
-    v -= v.mean(axis=0, dtype=F32)  # the centring term; re-added below
-    v_mean_free = v
+    centred = v - v.mean(axis=0, dtype=F32)
     if kind == "l2":
         N = A - bias
-        corr = ((G / psi) * N).mean(axis=0, dtype=F32)
-        return v_mean_free - corr * N
+        return centred - (v * N).mean(axis=0, dtype=F32) * N
     if kind == "l1":
         s = np.where(A >= 0, F32(1), F32(-1))
-        corr = ((G / psi) * A).mean(axis=0, dtype=F32)
-        return v_mean_free - corr * s
-    s = bits
-    corr = ((G / psi) * s * omega).mean(axis=0, dtype=F32)
-    return v_mean_free - corr * s
+        return centred - (v * A).mean(axis=0, dtype=F32) * s
+    return centred - (v * bits * omega).mean(axis=0, dtype=F32) * bits
 
 
 def softmax_xent(logits, y):

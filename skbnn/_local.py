@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _kernels
 from ._base import (BaseBinaryClassifier, check_bool, check_layer_sizes, check_real,
-                    resolve_group_sizes)
+                    nearest_divisor, resolve_group_sizes)
 from ._engine import BinaryLayer, class_scores, pack_pm1_rows, reinforcement_probability
 
 # group sizes tuned by the paper for its widths (local.md §3.3)
@@ -23,8 +23,7 @@ def auto_group_size(width):
     ``width / 5`` (ties go to the smaller divisor)."""
     if width in _PAPER_GROUP_SIZES:
         return _PAPER_GROUP_SIZES[width]
-    divisors = [d for d in range(1, width + 1) if width % d == 0]
-    return min(divisors, key=lambda d: (abs(d - width / 5), d))
+    return nearest_divisor(width, width / 5)
 
 
 @dataclass

@@ -10,9 +10,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
 from . import _kernels
-from ._base import BaseBinaryClassifier, check_bool, check_int, check_layer_sizes, check_real
+from ._base import (BaseBinaryClassifier, check_bool, check_choice, check_int,
+                    check_layer_sizes, check_real)
+from ._engine import pack_pm1_rows
 from ._latent import (F32, INITS, Hyper, LatentLayer, bn_backward, pm1_from_bits,
                       quantize_pow2, round_half, softmax_xent)
 from ._memory_model import format_memory_table, memory_model, mlp_counts
@@ -202,14 +205,9 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         self.n_jobs = n_jobs
 
     # ------------------------------------------------------------ parameters
-    @staticmethod
-    def _choice(name, value, allowed):
-        if not isinstance(value, str) or value not in allowed:
-            raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
     def _validate_rule_params(self):
-        self._choice("training", self.training, ("low_memory", "standard"))
-        self._choice("solver", self.solver, _SOLVERS)
+        check_choice("training", self.training, ("low_memory", "standard"))
+        check_choice("solver", self.solver, _SOLVERS)
         if self.learning_rate_init is not None:
             check_real("learning_rate_init", self.learning_rate_init, 0.0, include_min=False)
         check_real("beta_1", self.beta_1, 0.0, 1.0)
@@ -219,16 +217,16 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         check_real("epsilon", self.epsilon, 0.0, include_min=False)
         check_real("momentum", self.momentum, 0.0, 1.0)
         check_real("bop_threshold", self.bop_threshold, 0.0)
-        self._choice("lr_schedule", self.lr_schedule, ("plateau", "constant"))
+        check_choice("lr_schedule", self.lr_schedule, ("plateau", "constant"))
         check_real("lr_decay", self.lr_decay, 0.0, 1.0, include_min=False)
         check_int("lr_patience", self.lr_patience, min_value=1)
         check_int("pow2_bias", self.pow2_bias, min_value=-64, max_value=64)
-        self._choice("grad_scale", self.grad_scale, ("fan_in", "n_weights", "none"))
-        self._choice("bn_stats", self.bn_stats, ("post_bias", "pre_bias"))
+        check_choice("grad_scale", self.grad_scale, ("fan_in", "n_weights", "none"))
+        check_choice("bn_stats", self.bn_stats, ("post_bias", "pre_bias"))
         if self.bn_backward is not None:
-            self._choice("bn_backward", self.bn_backward, ("proposed", "l1", "l2"))
-        self._choice("grad_format", self.grad_format, ("float16", "float32", "pow2"))
-        self._choice("init", self.init, tuple(INITS))
+            check_choice("bn_backward", self.bn_backward, ("proposed", "l1", "l2"))
+        check_choice("grad_format", self.grad_format, ("float16", "float32", "pow2"))
+        check_choice("init", self.init, tuple(INITS))
         check_bool("clip_weights", self.clip_weights)
         check_real("bn_momentum", self.bn_momentum, 0.0, 1.0)
 
@@ -257,7 +255,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         n_in = n_inputs
         for n_out in widths:
             V = np.ascontiguousarray(INITS[self.init](n_in, n_out, rng).T, dtype=dtype)
-            packed = _kernels.pack_threshold(V.astype(F32), np.zeros((n_in, 1)), False)
+            packed = pack_pm1_rows(V.astype(F32))
             bop = self.solver == "bop"
             state = {
                 "V": None if bop else V, "packed": packed,
@@ -340,15 +338,13 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         for i, layer in enumerate(layers):
             Z = layer.preactivations(a, n_threads)
             out, psi = layer.bn_train(Z, kind, self.bn_momentum)
-            n = layer.n_out
-            zero = np.zeros((n, 1))
-            bits = _kernels.pack_threshold(out, zero, False)          # sign(A), next input
+            bits = pack_pm1_rows(out)          # sign(A): the next layer's input
             mask, _ = _kernels.pack_binary((np.abs(out) <= 1).view(np.uint8))
             rec = {"input": a, "psi": psi, "bits": bits, "mask": mask}
             if kind == "proposed":
                 if self.bn_stats == "pre_bias":
                     pre = out - layer.s["bias"].astype(F32)
-                    rec["bn_bits"] = _kernels.pack_threshold(pre, zero, False)
+                    rec["bn_bits"] = pack_pm1_rows(pre)
                     rec["omega"] = np.abs(pre).mean(axis=0, dtype=F32)
                 else:
                     rec["bn_bits"] = bits
@@ -424,11 +420,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
             out = layer.bn_inference(layer.preactivations(a, n_threads))
             if i == len(layers) - 1:
                 return out
-            a = _kernels.pack_threshold(out, np.zeros((layer.n_out, 1)), False)
+            a = pack_pm1_rows(out)
         return None
-
-    def _indices_from_scores(self, scores):
-        return np.argmax(scores, axis=1)
 
     def decision_function(self, X):
         """Logits (the last BN output); binary problems: ``z_1 - z_0``."""
@@ -445,6 +438,5 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
             persistent/transient (``memory_model_``), and ``table``: the same
             as text.
         """
-        from sklearn.utils.validation import check_is_fitted
         check_is_fitted(self)
         return {"model": self.memory_model_, "table": format_memory_table(self.memory_model_)}

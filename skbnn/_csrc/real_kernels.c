@@ -341,11 +341,14 @@ static gemm_fn pick_gemm(void)
     return gemm_block_portable;
 }
 
-void skbnn_fsgemm(const float *A, size_t M, size_t K, const uint64_t *Bt, size_t N, float *C,
-                  uint64_t *S, const uint64_t *mask, int n_threads)
+/* Row blocks of MR rows x 64-column blocks, one thread per row block.  The
+ * right operand is packed signs (Bt != NULL) or floats (B). */
+static void run_blocks(const float *A, size_t M, size_t K, const uint64_t *Bt, const float *B,
+                       size_t N, float *C, uint64_t *S, const uint64_t *mask, int n_threads)
 {
     const size_t wn = WORDS(N), nblk = (M + MR - 1) / MR;
-    const ssum_fn block = pick_ssum();
+    const ssum_fn ssum = Bt ? pick_ssum() : NULL;
+    const gemm_fn gemm = Bt ? NULL : pick_gemm();
     n_threads = team((double)M * (double)K * (double)N, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (long bi = 0; bi < (long)nblk; bi++) {
@@ -353,28 +356,23 @@ void skbnn_fsgemm(const float *A, size_t M, size_t K, const uint64_t *Bt, size_t
         const int mr = (int)(M - m0 < MR ? M - m0 : MR);
         float acc[MR][64];
         for (size_t wb = 0; wb < wn; wb++) {
-            block(A + m0 * K, K, mr, K, Bt, wn, wb, acc);
+            if (ssum) ssum(A + m0 * K, K, mr, K, Bt, wn, wb, acc);
+            else gemm(A + m0 * K, K, mr, K, B, N, wb, acc);
             emit_block(acc, mr, m0, wb, N, C, S, mask);
         }
     }
 }
 
+void skbnn_fsgemm(const float *A, size_t M, size_t K, const uint64_t *Bt, size_t N, float *C,
+                  uint64_t *S, const uint64_t *mask, int n_threads)
+{
+    run_blocks(A, M, K, Bt, NULL, N, C, S, mask, n_threads);
+}
+
 void skbnn_fgemm(const float *A, size_t M, size_t K, const float *B, size_t N, float *C,
                  uint64_t *S, int n_threads)
 {
-    const size_t wn = WORDS(N), nblk = (M + MR - 1) / MR;
-    const gemm_fn block = pick_gemm();
-    n_threads = team((double)M * (double)K * (double)N, n_threads);
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-    for (long bi = 0; bi < (long)nblk; bi++) {
-        const size_t m0 = (size_t)bi * MR;
-        const int mr = (int)(M - m0 < MR ? M - m0 : MR);
-        float acc[MR][64];
-        for (size_t wb = 0; wb < wn; wb++) {
-            block(A + m0 * K, K, mr, K, B, N, wb, acc);
-            emit_block(acc, mr, m0, wb, N, C, S, NULL);
-        }
-    }
+    run_blocks(A, M, K, NULL, B, N, C, S, NULL, n_threads);
 }
 
 /* ------------------------------------------------------------------------ */
