@@ -69,7 +69,8 @@ if sanitize:
 extensions = [
     Extension(
         "skbnn._kernels",
-        sources=["skbnn/_kernels.pyx", "skbnn/_csrc/bnn_kernels.c", "skbnn/_csrc/real_kernels.c"],
+        sources=["skbnn/_kernels.pyx", "skbnn/_csrc/bnn_kernels.c", "skbnn/_csrc/real_kernels.c",
+                 "skbnn/_csrc/bn_kernels.c"],
         include_dirs=["skbnn/_csrc"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,

@@ -32,6 +32,11 @@ from .preprocessing import make_input_binarizer
 _PREDICT_CHUNK = 8192
 
 
+# loss_curve_ keeps the most recent epochs only, so that an endless stream of
+# partial_fit calls (one epoch each) does not grow memory
+LOSS_CURVE_LIMIT = 1000
+
+
 def check_int(name, value, min_value=None, max_value=None, allow_none=False):
     """Raise TypeError/ValueError unless ``value`` is an int in range."""
     if value is None and allow_none:
@@ -372,13 +377,18 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         bs = self._batch_size_for(n)
         correct = 0
         for start in range(0, n, bs):
-            idx = order[start:start + bs]
-            correct += self._train_batch(state, A[idx], y[idx], n_threads)
+            if n <= bs:  # one batch: its sample order does not matter, no gathered copy
+                correct += self._train_batch(state, A, y, n_threads)
+            else:
+                idx = order[start:start + bs]
+                correct += self._train_batch(state, A[idx], y[idx], n_threads)
             self._batches_seen += 1
         train_error = 1.0 - correct / n
         self.n_iter_ += 1
         self.t_ += n
         self.loss_curve_.append(self._epoch_loss(state, train_error))
+        if len(self.loss_curve_) > LOSS_CURVE_LIMIT:  # streaming: bounded memory
+            del self.loss_curve_[:-LOSS_CURVE_LIMIT]
         self._prev_train_error = train_error
         return train_error
 

@@ -197,7 +197,8 @@ class BEPClassifier(BaseBinaryClassifier):
     t_ : int
         Training samples seen.
     loss_curve_ : list of float
-        On-the-fly training error of every epoch.
+        On-the-fly training error of every epoch (the last 1000 epochs:
+        streaming with partial_fit keeps bounded memory).
     validation_scores_ : list of float
         Validation accuracy per epoch (when a hold-out is used).
     best_validation_score_ : float

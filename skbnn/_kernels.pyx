@@ -5,6 +5,7 @@ Every input is a ``const`` typed memoryview (read-only and memmapped arrays
 work), every call releases the GIL, and outputs are allocated here as NumPy
 arrays.  No NumPy C-API is used, so NumPy is a run-time dependency only.
 """
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 import numpy as np
@@ -70,10 +71,25 @@ cdef extern from "bnn_kernels.h" nogil:
     double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index)
     void skbnn_f16_to_f32(const uint16_t *inp, float *out, size_t n)
     void skbnn_f32_to_f16(const float *inp, uint16_t *out, size_t n)
-    void skbnn_fsgemm(const float *A, size_t M, size_t K, const uint64_t *Bt, size_t N,
-                      float *C, uint64_t *S, const uint64_t *mask, int n_threads)
-    void skbnn_fgemm(const float *A, size_t M, size_t K, const float *B, size_t N, float *C,
-                     uint64_t *S, int n_threads)
+    void skbnn_set_allocator(void *(*alloc)(size_t) noexcept nogil,
+                             void (*release)(void *) noexcept nogil)
+    ctypedef struct skbnn_fview:
+        const void *p
+        int half
+        size_t rs, ks
+    void skbnn_fsgemm(skbnn_fview A, size_t M, size_t K, const uint64_t *Bt, size_t N,
+                      void *C, int chalf, uint64_t *S, const uint64_t *mask, int n_threads)
+    void skbnn_fgemm(skbnn_fview A, size_t M, size_t K, const float *B, size_t N, void *C,
+                     int chalf, uint64_t *S, int n_threads)
+    void skbnn_fdot_bits(const float *X, size_t M, size_t K, const uint64_t *W, size_t N,
+                         float *C, int n_threads)
+    void skbnn_bn_forward(const void *Z, int z_int, size_t B, size_t n, const float *bias,
+                          int l2, float eps, float psi_floor, int round_half, float *mu,
+                          float *psi, uint64_t *bits, uint64_t *mask, uint64_t *pre_bits,
+                          float *omega, int omega_pre_bias, float *A_out, int n_threads)
+    void skbnn_bn_backward_bits(void *G, int half, size_t B, size_t n, const float *psi,
+                                const uint64_t *bits, const float *omega, float *G_b,
+                                int n_threads)
     int SKBNN_SOLVER_ADAM, SKBNN_SOLVER_SGD, SKBNN_SOLVER_BOP
     int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                                  const uint64_t *gbits, const float *gfloat, float gscale,
@@ -82,6 +98,9 @@ cdef extern from "bnn_kernels.h" nogil:
 
 
 ISA_NAMES = ("generic", "popcnt", "avx2", "avx512")
+
+# kernel scratch through Python's raw allocator: tracemalloc sees it
+skbnn_set_allocator(PyMem_RawMalloc, PyMem_RawFree)
 
 
 # ---------------------------------------------------------------- dispatch
@@ -285,22 +304,29 @@ cdef _check_operands(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssiz
 
 
 def bgemm(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits,
-          int n_threads=1):
-    """Integer pre-activations ``Z[m, j] = n_bits - 2 popcount(A[m] ^ B[j])``."""
+          int n_threads=1, out=None):
+    """Integer pre-activations ``Z[m, j] = n_bits - 2 popcount(A[m] ^ B[j])``
+    (written into ``out``, an int32 ``(M, N)`` array, when given)."""
     _check_operands(A, B, n_bits)
     cdef size_t M = A.shape[0], N = B.shape[0], nw = A.shape[1]
-    out = np.empty((M, N), dtype=np.int32)
-    cdef int32_t[:, ::1] Z = out
+    if out is None:
+        result = np.empty((M, N), dtype=np.int32)
+    elif (not isinstance(out, np.ndarray) or out.dtype != np.int32
+            or out.shape != (M, N) or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous int32 ({M}, {N}) array")
+    else:
+        result = out
+    cdef int32_t[:, ::1] Z = result
     cdef int rc = 0
     if M and N:
         if nw == 0:
-            out.fill(0)
-            return out
+            Z[:, :] = 0
+            return result
         with nogil:
             rc = skbnn_bgemm(&A[0, 0], M, &B[0, 0], N, nw, n_bits, &Z[0, 0], n_threads)
         if rc != 0:
             raise MemoryError("bgemm: out of memory")
-    return out
+    return result
 
 
 def bgemm_sign(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits,
@@ -530,15 +556,56 @@ def f32_to_f16(const float[::1] x):
     return out
 
 
-def fsgemm(const float[:, ::1] A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits,
-           const uint64_t[:, ::1] mask=None, bint sign=False, int n_threads=1):
+cdef const void *_data_ptr(object arr) except NULL:
+    """Address of a non-empty C-contiguous array (read-only allowed)."""
+    cdef const uint8_t[::1] raw = arr.reshape(-1).view(np.uint8)
+    return <const void *>&raw[0]
+
+
+cdef skbnn_fview _float_view(object A, bint transposed, str name) except *:
+    """Strided view of a 2-D C-contiguous float32/float16 array (or its transpose)."""
+    if not isinstance(A, np.ndarray) or A.ndim != 2 or A.dtype not in (np.float32, np.float16):
+        raise TypeError(f"{name} must be a 2-D float32 or float16 array")
+    if not A.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    cdef skbnn_fview v
+    v.half = A.dtype == np.float16
+    v.p = _data_ptr(A) if A.size else NULL
+    v.rs, v.ks = (1, A.shape[1]) if transposed else (A.shape[1], 1)
+    return v
+
+
+cdef object _float_out(object out, size_t M, size_t N, bint sign):
+    """The output array: packed signs, a new float32 matrix or the caller's
+    C-contiguous writable float32/float16 ``out``."""
+    if sign:
+        if out is not None:
+            raise ValueError("out cannot be combined with sign=True")
+        return np.zeros((M, _words(N)), dtype=np.uint64)
+    if out is None:
+        return np.zeros((M, N), dtype=np.float32)
+    if (not isinstance(out, np.ndarray) or out.shape != (M, N)
+            or out.dtype not in (np.float32, np.float16) or not out.flags.c_contiguous
+            or not out.flags.writeable):
+        raise ValueError(f"out must be a writable C-contiguous float32/float16 ({M}, {N}) array")
+    return out
+
+
+def fsgemm(A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits, const uint64_t[:, ::1] mask=None,
+           bint sign=False, out=None, bint transpose_a=False, int n_threads=1):
     """Float rows times packed signs: ``C[m, n] = sum_k A[m, k] s(Bt[k], n)``.
 
-    ``Bt`` holds one packed row per k (``(K, ceil(n_bits/64))``).  Returns the
-    float32 ``(M, n_bits)`` matrix (zero where ``mask`` has a 0 bit), or with
-    ``sign=True`` only its packed signs ``(M, ceil(n_bits/64))`` (``C >= 0``).
+    ``A``: float32 or float16 ``(M, K)``, or with ``transpose_a`` the
+    transpose of a ``(K, M)`` array (read in place).  ``Bt`` holds one packed
+    row per k (``(K, ceil(n_bits/64))``).  Returns the ``(M, n_bits)`` matrix
+    (float32, or written into ``out``, float32 or float16; zero where ``mask``
+    has a 0 bit), or with ``sign=True`` only its packed signs
+    ``(M, ceil(n_bits/64))`` (``C >= 0``).  Sums run in float32 in order k.
     """
-    cdef size_t M = A.shape[0], K = A.shape[1], N = n_bits
+    cdef skbnn_fview v = _float_view(A, transpose_a, "A")
+    cdef size_t M = A.shape[1] if transpose_a else A.shape[0]
+    cdef size_t K = A.shape[0] if transpose_a else A.shape[1]
+    cdef size_t N = n_bits
     if n_bits < 0:
         raise ValueError("n_bits must be >= 0")
     if <size_t>Bt.shape[0] != K or <size_t>Bt.shape[1] != _words(N):
@@ -546,52 +613,152 @@ def fsgemm(const float[:, ::1] A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits,
                          f"({Bt.shape[0]}, {Bt.shape[1]})")
     if mask is not None and (<size_t>mask.shape[0] != M or <size_t>mask.shape[1] != _words(N)):
         raise ValueError("mask must be packed (M, ceil(n_bits/64))")
-    cdef const uint64_t *mk = NULL
-    if mask is not None and M and N:
-        mk = &mask[0, 0]
+    result = _float_out(out, M, N, sign)
+    if M == 0 or N == 0:
+        return result
+    if K == 0:
+        if not sign:
+            result[...] = 0
+        else:
+            result[...] = pack_sign_int32(np.zeros((M, N), dtype=np.int32))
+        return result
+    cdef const uint64_t *mk = &mask[0, 0] if mask is not None else NULL
+    cdef void *C = NULL
+    cdef uint64_t *S = NULL
+    cdef int chalf = 0
+    cdef uint64_t[:, ::1] Sv
     if sign:
-        out = np.zeros((M, _words(N)), dtype=np.uint64)
+        Sv = result
+        S = &Sv[0, 0]
     else:
-        out = np.zeros((M, N), dtype=np.float32)
-    cdef uint64_t[:, ::1] S
-    cdef float[:, ::1] C
-    if M == 0 or N == 0 or K == 0:
-        return out
-    if sign:
-        S = out
-        with nogil:
-            skbnn_fsgemm(&A[0, 0], M, K, &Bt[0, 0], N, NULL, &S[0, 0], mk, n_threads)
-    else:
-        C = out
-        with nogil:
-            skbnn_fsgemm(&A[0, 0], M, K, &Bt[0, 0], N, &C[0, 0], NULL, mk, n_threads)
-    return out
+        C = <void *>_data_ptr(result)
+        chalf = result.dtype == np.float16
+    with nogil:
+        skbnn_fsgemm(v, M, K, &Bt[0, 0], N, C, chalf, S, mk, n_threads)
+    return result
 
 
-def fgemm(const float[:, ::1] A, const float[:, ::1] B, bint sign=False, int n_threads=1):
-    """Float product ``A @ B`` summed in order (no FMA), or its packed signs."""
-    cdef size_t M = A.shape[0], K = A.shape[1], N = B.shape[1]
+def fgemm(A, const float[:, ::1] B, bint sign=False, out=None, bint transpose_a=False,
+          int n_threads=1):
+    """Float product ``A @ B`` summed in float32 in order k (no FMA), or its
+    packed signs; ``A``, ``out`` and ``transpose_a`` as in :func:`fsgemm`."""
+    cdef skbnn_fview v = _float_view(A, transpose_a, "A")
+    cdef size_t M = A.shape[1] if transpose_a else A.shape[0]
+    cdef size_t K = A.shape[0] if transpose_a else A.shape[1]
+    cdef size_t N = B.shape[1]
     if <size_t>B.shape[0] != K:
         raise ValueError(f"inner dimensions differ: {K} and {B.shape[0]}")
+    result = _float_out(out, M, N, sign)
+    if M == 0 or N == 0:
+        return result
+    if K == 0:
+        if not sign:
+            result[...] = 0
+        else:  # empty sums are 0 -> sign +1
+            result[...] = pack_sign_int32(np.zeros((M, N), dtype=np.int32))
+        return result
+    cdef void *C = NULL
+    cdef uint64_t *S = NULL
+    cdef int chalf = 0
+    cdef uint64_t[:, ::1] Sv
     if sign:
-        out = np.zeros((M, _words(N)), dtype=np.uint64)
+        Sv = result
+        S = &Sv[0, 0]
     else:
-        out = np.zeros((M, N), dtype=np.float32)
-    cdef uint64_t[:, ::1] S
-    cdef float[:, ::1] C
-    if M == 0 or N == 0 or K == 0:
-        if sign and M and N:  # empty sums are 0 -> sign +1
-            return pack_sign_int32(np.zeros((M, N), dtype=np.int32))
-        return out
-    if sign:
-        S = out
-        with nogil:
-            skbnn_fgemm(&A[0, 0], M, K, &B[0, 0], N, NULL, &S[0, 0], n_threads)
+        C = <void *>_data_ptr(result)
+        chalf = result.dtype == np.float16
+    with nogil:
+        skbnn_fgemm(v, M, K, &B[0, 0], N, C, chalf, S, n_threads)
+    return result
+
+
+def fdot_bits(const float[:, ::1] X, const uint64_t[:, ::1] W, out=None, int n_threads=1):
+    """Float rows dotted with packed sign rows: ``C[m, j] = sum_k X[m, k]
+    s(W[j], k)`` (``W``: ``(N, ceil(K/64))``), float32 ``(M, N)``, written
+    into ``out`` when given.  Sixteen partial sums in a fixed order, so every
+    ISA path and thread count gives the same bits."""
+    cdef size_t M = X.shape[0], K = X.shape[1], N = W.shape[0]
+    if <size_t>W.shape[1] != _words(K):
+        raise ValueError(f"W must have {_words(K)} words per row, got {W.shape[1]}")
+    if out is None:
+        result = np.zeros((M, N), dtype=np.float32)
+    elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (M, N)
+            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(f"out must be a writable C-contiguous float32 ({M}, {N}) array")
     else:
-        C = out
-        with nogil:
-            skbnn_fgemm(&A[0, 0], M, K, &B[0, 0], N, &C[0, 0], NULL, n_threads)
-    return out
+        result = out
+    if M == 0 or N == 0:
+        return result
+    if K == 0:
+        result[...] = 0
+        return result
+    cdef float[:, ::1] C = result
+    with nogil:
+        skbnn_fdot_bits(&X[0, 0], M, K, &W[0, 0], N, &C[0, 0], n_threads)
+    return result
+
+
+def bn_forward(Z, const float[::1] bias, bint l2, float eps, float psi_floor, bint round_half,
+               float[::1] mu, float[::1] psi, uint64_t[:, ::1] bits, uint64_t[:, ::1] mask=None,
+               uint64_t[:, ::1] pre_bits=None, float[::1] omega=None, bint omega_pre_bias=False,
+               float[:, ::1] A_out=None, int n_threads=1):
+    """Training-time batch-norm epilogue over ``Z`` (``(B, n)`` int32 or
+    float32, C-contiguous): batch ``mu``, ``psi`` (l1 mean absolute deviation
+    floored at ``psi_floor``, or l2 ``sqrt(var + eps)``; float16-rounded with
+    ``round_half``) and the output ``A = (Z - mu) / psi + bias`` kept as
+    packed signs ``bits``, optionally with the packed STE mask ``|A| <= 1``,
+    the packed signs of ``A - bias`` (``pre_bits``), ``omega = mean |A|`` (of
+    ``A - bias`` with ``omega_pre_bias``) and ``A`` itself (``A_out``, which
+    may be ``Z`` when float32).  All outputs are written in place.
+    """
+    if (not isinstance(Z, np.ndarray) or Z.ndim != 2 or Z.dtype not in (np.int32, np.float32)
+            or not Z.flags.c_contiguous):
+        raise TypeError("Z must be a 2-D C-contiguous int32 or float32 array")
+    cdef size_t B = Z.shape[0], n = Z.shape[1], wn = _words(n)
+    if <size_t>bias.shape[0] != n or <size_t>mu.shape[0] != n or <size_t>psi.shape[0] != n:
+        raise ValueError("bias, mu and psi must have one entry per channel")
+    for name, arr in (("bits", bits), ("mask", mask), ("pre_bits", pre_bits)):
+        if arr is not None and (arr.shape[0] != B or arr.shape[1] != wn):
+            raise ValueError(f"{name} must have shape ({B}, {wn})")
+    if omega is not None and <size_t>omega.shape[0] != n:
+        raise ValueError("omega must have one entry per channel")
+    if A_out is not None and (<size_t>A_out.shape[0] != B or <size_t>A_out.shape[1] != n):
+        raise ValueError(f"A_out must have shape ({B}, {n})")
+    if B == 0 or n == 0:
+        return
+    cdef const void *pz = _data_ptr(Z)
+    cdef int z_int = Z.dtype == np.int32
+    cdef uint64_t *pm = &mask[0, 0] if mask is not None else NULL
+    cdef uint64_t *pp = &pre_bits[0, 0] if pre_bits is not None else NULL
+    cdef float *po = &omega[0] if omega is not None else NULL
+    cdef float *pa = &A_out[0, 0] if A_out is not None else NULL
+    with nogil:
+        skbnn_bn_forward(pz, z_int, B, n, &bias[0], l2, eps, psi_floor, round_half, &mu[0],
+                         &psi[0], &bits[0, 0], pm, pp, po, omega_pre_bias, pa, n_threads)
+
+
+def bn_backward_bits(G, const float[::1] psi, const uint64_t[:, ::1] bits,
+                     const float[::1] omega, float[::1] G_b, int n_threads=1):
+    """Batch-norm backward on bits, in place: ``G`` (``(B, n)`` float16 or
+    float32) holds dL/dA and receives dL/dZ = ``(v - mean v) - mean(v s omega) s``
+    with ``v = G / psi`` and ``s = +-1`` from ``bits``; ``G_b`` receives the
+    column sums of the incoming ``G`` (the bias gradient)."""
+    if (not isinstance(G, np.ndarray) or G.ndim != 2 or G.dtype not in (np.float16, np.float32)
+            or not G.flags.c_contiguous or not G.flags.writeable):
+        raise TypeError("G must be a writable 2-D C-contiguous float16 or float32 array")
+    cdef size_t B = G.shape[0], n = G.shape[1]
+    if (<size_t>psi.shape[0] != n or <size_t>omega.shape[0] != n
+            or <size_t>G_b.shape[0] != n):
+        raise ValueError("psi, omega and G_b must have one entry per channel")
+    if <size_t>bits.shape[0] != B or <size_t>bits.shape[1] != _words(n):
+        raise ValueError(f"bits must have shape ({B}, {_words(n)})")
+    if B == 0 or n == 0:
+        return
+    cdef void *pg = <void *>_data_ptr(G)
+    cdef int half = G.dtype == np.float16
+    with nogil:
+        skbnn_bn_backward_bits(pg, half, B, n, &psi[0], &bits[0, 0], &omega[0], &G_b[0],
+                               n_threads)
 
 
 SOLVERS = {"adam": 0, "sgd": 1, "bop": 2}

@@ -85,6 +85,53 @@ class Hyper:
     clip_weights: bool
 
 
+@dataclass
+class StepConfig:
+    """What one training step keeps and in which types (lowmem.md §5.2).
+
+    ``standard``: Algorithm 1's float32 records (the float BN output, the
+    float +/-1 layer inputs and float 0/1 STE masks) and float weight
+    gradients; otherwise Algorithm 2's bits.  ``half``: float16 storage of
+    the state and statistics.  ``grad_dtype``: storage of the activation
+    gradients in flight; ``pow2_bias`` (or None) quantises them to powers of
+    two.  ``kind``: the BN backward ('proposed', 'l1', 'l2').
+    """
+
+    standard: bool
+    half: bool
+    kind: str
+    pre_bias: bool
+    grad_dtype: type
+    pow2_bias: object
+    bn_momentum: float
+
+
+class Workspace:
+    """The one transient buffer of a step (lowmem.md §11, "Buffers"): the
+    pre-activations Z of the layer being computed in the forward pass, then
+    two ping-pong slots for dL/dA and dL/dZ in the backward pass.  Sized
+    ``batch x widest layer``; a NumPy array, so tracemalloc sees it."""
+
+    def __init__(self, batch, widths, grad_dtype):
+        self.batch, self.width = batch, max(widths)
+        self.grad_dtype = np.dtype(grad_dtype)
+        self.slot = batch * self.width * self.grad_dtype.itemsize
+        self.raw = np.empty(max(batch * self.width * 4, 2 * self.slot), dtype=np.uint8)
+
+    def fits(self, batch):
+        return batch <= self.batch
+
+    def z(self, rows, cols, dtype):
+        """Pre-activation buffer (int32 or float32)."""
+        return self.raw[:rows * cols * 4].view(dtype).reshape(rows, cols)
+
+    def grad(self, slot, rows, cols):
+        """Gradient slot 0 or 1."""
+        start = slot * self.slot
+        end = start + rows * cols * self.grad_dtype.itemsize
+        return self.raw[start:end].view(self.grad_dtype).reshape(rows, cols)
+
+
 class LatentLayer:
     """One binary dense layer + bias-only batch norm, trained by STE.
 
@@ -106,59 +153,82 @@ class LatentLayer:
         self.real_input = real_input
         self.n_out = state["packed"].shape[0]
         self.n_in = state["m1"].shape[1]
-        # the real-input product sums over inputs: it reads input-major bits
-        self.packed_t = (_kernels.transpose_bits(state["packed"], self.n_in)
-                         if real_input else None)
 
     # ------------------------------------------------------------ forward
-    def preactivations(self, inputs, n_threads):
-        """``Z = A sign(V)``: float inputs x bits, or popcount for packed bits."""
+    def preactivations(self, inputs, n_threads, out=None):
+        """``Z = A sign(V)``: float inputs x bits (float32), or popcount of
+        packed bits (int32); written into ``out`` when given."""
         if self.real_input:
-            return _kernels.fsgemm(inputs, self.packed_t, self.n_out, n_threads=n_threads)
-        return _kernels.bgemm(inputs, self.s["packed"], self.n_in, n_threads).astype(F32)
+            return _kernels.fdot_bits(inputs, self.s["packed"], out=out, n_threads=n_threads)
+        return _kernels.bgemm(inputs, self.s["packed"], self.n_in, n_threads, out=out)
 
-    def bn_train(self, Z, bn, momentum):
-        """Batch statistics, running-statistics update and the BN output
-        ``A = (Z - mu) / psi + b`` (in place of ``Z``); returns (A, psi, N-scale
-        helpers)."""
-        mu = self._stored(Z.mean(axis=0, dtype=F32))
-        Z -= mu
-        if bn == "l2":
-            psi = np.sqrt((Z * Z).mean(axis=0, dtype=F32) + F32(BN_EPS)).astype(F32)
-        else:
-            psi = np.maximum(np.abs(Z).mean(axis=0, dtype=F32), F32(PSI_FLOOR))
-        psi = self._stored(psi)
-        Z /= psi
-        Z += self.s["bias"].astype(F32)
-        keep = F32(momentum)
-        for name, batch in (("running_mean", mu), ("running_scale", psi)):
+    def forward_train(self, inputs, ws, cfg, last, n_threads):
+        """Forward of one layer in training: product into the workspace, then
+        the fused BN epilogue.  Returns the record the backward pass needs
+        (lowmem.md §3-4): ``bits`` (signs of the output: the next layer's
+        input), ``mask`` (packed STE mask, hidden layers), ``psi``, and
+        ``bn_bits`` + ``omega`` (the 'proposed' backward) or ``out`` (the
+        float BN output: l1/l2 backward, standard step, logits)."""
+        B, n, wn = inputs.shape[0], self.n_out, n_words(self.n_out)
+        Z = self.preactivations(
+            inputs, n_threads, out=ws.z(B, n, F32 if self.real_input else np.int32))
+        proposed = cfg.kind == "proposed"
+        rec = {
+            "input": inputs, "psi": np.empty(n, F32),
+            "bits": np.empty((B, wn), dtype=np.uint64),
+            "mask": None if last else np.empty((B, wn), dtype=np.uint64),
+            "omega": np.empty(n, F32) if proposed else None,
+            "out": np.empty((B, n), F32) if last or cfg.standard or not proposed else None,
+        }
+        pre_bits = np.empty((B, wn), dtype=np.uint64) if proposed and cfg.pre_bias else None
+        rec["bn_bits"] = pre_bits if pre_bits is not None else rec["bits"]
+        mu = np.empty(n, F32)
+        _kernels.bn_forward(Z, self.s["bias"].astype(F32), cfg.kind == "l2", BN_EPS,
+                            PSI_FLOOR, self.half, mu, rec["psi"], rec["bits"], rec["mask"],
+                            pre_bits, rec["omega"], cfg.pre_bias, rec["out"], n_threads)
+        keep = F32(cfg.bn_momentum)
+        for name, batch in (("running_mean", mu), ("running_scale", rec["psi"])):
             run = self.s[name]
             run[...] = keep * run.astype(F32) + (F32(1) - keep) * batch
-        return Z, psi
-
-    def _stored(self, x):
-        """Values as the state precision holds them (float16 rounds)."""
-        return round_half(x) if self.half else x
+        return rec
 
     def bn_inference(self, Z):
         """BN with the running statistics (no batch dependence)."""
+        Z = Z.astype(F32, copy=False)
         Z -= self.s["running_mean"].astype(F32)
         Z /= np.maximum(self.s["running_scale"].astype(F32), F32(PSI_FLOOR))
         Z += self.s["bias"].astype(F32)
         return Z
 
     # ------------------------------------------------------------ backward
-    def input_gradient(self, G_Z, input_mask, n_threads):
-        """``dA = dZ sign(V)^T``, zero outside the input's STE mask."""
-        return _kernels.fsgemm(G_Z, self.s["packed"], self.n_in, mask=input_mask,
+    def bn_gradient(self, G, rec, cfg, n_threads):
+        """dL/dZ from dL/dA, written over ``G``; returns the bias gradient."""
+        if cfg.kind == "proposed":
+            G_b = np.empty(self.n_out, F32)
+            _kernels.bn_backward_bits(G, rec["psi"], rec["bn_bits"], rec["omega"], G_b,
+                                      n_threads)
+        else:
+            G32 = G.astype(F32, copy=False)
+            G_b = G32.sum(axis=0, dtype=F32)
+            G[...] = bn_backward(G32, rec["psi"], None, None, rec["out"],
+                                 self.s["bias"].astype(F32), cfg.kind)
+        if cfg.pow2_bias is not None:
+            G[...] = quantize_pow2(G, cfg.pow2_bias)
+        return G_b
+
+    def input_gradient(self, G_Z, input_mask, out, n_threads):
+        """``dA = dZ sign(V)^T`` into ``out``, zero outside the input's packed
+        STE mask (None: no mask)."""
+        return _kernels.fsgemm(G_Z, self.s["packed"], self.n_in, mask=input_mask, out=out,
                                n_threads=n_threads)
 
     def weight_gradient(self, G_Z, inputs, as_bits, n_threads):
-        """``dV = A^T dZ`` neuron-major: packed signs (``as_bits``) or float."""
-        G_T = np.ascontiguousarray(G_Z.T)
-        if self.real_input:
-            return _kernels.fgemm(G_T, inputs, sign=as_bits, n_threads=n_threads)
-        return _kernels.fsgemm(G_T, inputs, self.n_in, sign=as_bits, n_threads=n_threads)
+        """``dV = A^T dZ`` neuron-major, reading dZ transposed in place: packed
+        signs (``as_bits``) or float32; ``inputs`` are packed bits or floats."""
+        if inputs.dtype == np.uint64:
+            return _kernels.fsgemm(G_Z, inputs, self.n_in, sign=as_bits, transpose_a=True,
+                                   n_threads=n_threads)
+        return _kernels.fgemm(G_Z, inputs, sign=as_bits, transpose_a=True, n_threads=n_threads)
 
     # ------------------------------------------------------------ update
     def step(self, grad, as_bits, G_b, hp, t, grad_scale, n_threads):
@@ -168,8 +238,6 @@ class LatentLayer:
             hp.solver, s["V"], s["m1"], s["m2"], grad if as_bits else None,
             None if as_bits else grad, grad_scale, _step_hyper(hp, hp.solver, hp.lr, t),
             hp.clip_weights, s["packed"], cancel=True, n_threads=n_threads)
-        if flips and self.real_input:
-            self.packed_t = _kernels.transpose_bits(s["packed"], self.n_in)
         # the bias: never cancelled; Bop's bias uses Adam at 1e-3 (lowmem.md §7)
         bop = hp.solver == "bop"
         bias_solver, bias_lr = ("adam", 1e-3) if bop else (hp.solver, hp.lr)

@@ -150,7 +150,8 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
     t_ : int
         Training samples seen.
     loss_curve_ : list of float
-        On-the-fly training error of every epoch (``1 - A``).
+        On-the-fly training error of every epoch (``1 - A``; the last 1000
+        epochs: streaming with partial_fit keeps bounded memory).
     validation_scores_ : list of float
         Validation accuracy per epoch (with ``early_stopping``).
     best_validation_score_ : float

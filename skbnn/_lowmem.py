@@ -6,6 +6,7 @@ arXiv 2102.04270 (spec: lowmem.md).  ``training='standard'`` is the
 Courbariaux & Bengio step (Algorithm 1), ``'low_memory'`` the paper's
 proposed step (Algorithm 2).
 """
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -16,9 +17,10 @@ from . import _kernels
 from ._base import (BaseBinaryClassifier, check_bool, check_choice, check_int,
                     check_layer_sizes, check_real)
 from ._engine import pack_pm1_rows
-from ._latent import (F32, INITS, Hyper, LatentLayer, bn_backward, pm1_from_bits,
-                      quantize_pow2, round_half, softmax_xent)
-from ._memory_model import format_memory_table, memory_model, mlp_counts
+from ._latent import (F32, INITS, Hyper, LatentLayer, StepConfig, Workspace, quantize_pow2,
+                      softmax_xent)
+from ._memory_model import MIB, format_memory_table, memory_model, mlp_counts
+from ._memory_probe import traced_call
 from .preprocessing import RealInput, make_input_binarizer
 
 _SOLVERS = ("adam", "sgd", "bop")
@@ -30,6 +32,8 @@ class _LowMemState:
 
     layers: list
     hyper: Hyper
+    config: StepConfig
+    workspace: Workspace = None
     loss_sum: float = 0.0
     n_seen: int = 0
 
@@ -126,6 +130,10 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         Minimum improvement for ``n_iter_no_change``.
     n_jobs : int or None, default=None
         Kernel threads (None = 1); results do not depend on it.
+    measure_memory : bool, default=False
+        Run ``fit`` / ``partial_fit`` under ``tracemalloc`` (started and
+        stopped here if not already running; its peak is reset) and record
+        :attr:`memory_measured_`.  Slows training a little.
 
     Attributes
     ----------
@@ -144,8 +152,15 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     memory_model_ : dict
         The paper's memory accounting for this model and batch size
         (lowmem.md §6.2); see :meth:`memory_report`.
+    memory_measured_ : dict
+        With ``measure_memory=True``: the last call's ``peak_bytes`` (state
+        held before the call + ``transient_peak_bytes``, the traced peak
+        above the memory at the call's start), ``retained_bytes`` and
+        ``persistent_before_bytes``.  Input conversions (e.g. float64 to
+        float32) happen inside the call and are counted.
     n_iter_, t_, loss_curve_, validation_scores_ : as scikit-learn's MLP
-        ``loss_curve_`` holds the mean training cross-entropy per epoch.
+        ``loss_curve_`` holds the mean training cross-entropy per epoch (the
+        last 1000: streaming keeps bounded memory).
 
     Examples
     --------
@@ -169,7 +184,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                  clip_weights=False, binarize_input=None, n_thermometer_bits=32,
                  bn_momentum=0.9, batch_size="auto", max_iter=100, shuffle=True,
                  random_state=None, verbose=0, warm_start=False, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, n_jobs=None):
+                 validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, n_jobs=None,
+                 measure_memory=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.training = training
         self.solver = solver
@@ -203,6 +219,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.n_jobs = n_jobs
+        self.measure_memory = measure_memory
 
     # ------------------------------------------------------------ parameters
     def _validate_rule_params(self):
@@ -229,6 +246,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         check_choice("init", self.init, tuple(INITS))
         check_bool("clip_weights", self.clip_weights)
         check_real("bn_momentum", self.bn_momentum, 0.0, 1.0)
+        check_bool("measure_memory", self.measure_memory)
 
     @property
     def _auto_batch_size(self):
@@ -288,7 +306,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         layers = [LatentLayer(s, half, real and i == 0) for i, s in enumerate(self.layers_)]
         hyper = Hyper(self.solver, self.learning_rate_, self.beta_1, self.beta_2, self.epsilon,
                       self.momentum, self.bop_threshold, self.clip_weights)
-        return _LowMemState(layers=layers, hyper=hyper)
+        return _LowMemState(layers=layers, hyper=hyper, config=self._step_config())
 
     # ------------------------------------------------------------ fitted views
     @property
@@ -324,62 +342,112 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         return [s["running_scale"] for s in self.layers_]
 
     # ------------------------------------------------------------ training
-    def _grad_round(self, G):
-        if self.training == "standard" or self.grad_format == "float32":
-            return G
-        if self.grad_format == "pow2":
-            return quantize_pow2(G, self.pow2_bias)
-        return round_half(G)
+    def _step_config(self):
+        low = self.training == "low_memory"
+        pow2 = low and self.grad_format == "pow2"
+        return StepConfig(
+            standard=not low, half=low, kind=self._bn_kind,
+            pre_bias=self.bn_stats == "pre_bias" and self._bn_kind == "proposed",
+            grad_dtype=np.float16 if low and self.grad_format == "float16" else F32,
+            pow2_bias=self.pow2_bias if pow2 else None, bn_momentum=self.bn_momentum)
 
     def _train_batch(self, state, A, y, n_threads):
-        layers, kind = state.layers, self._bn_kind
-        low = self.training == "low_memory"
-        saved, a = [], A
-        for i, layer in enumerate(layers):
-            Z = layer.preactivations(a, n_threads)
-            out, psi = layer.bn_train(Z, kind, self.bn_momentum)
-            bits = pack_pm1_rows(out)          # sign(A): the next layer's input
-            mask, _ = _kernels.pack_binary((np.abs(out) <= 1).view(np.uint8))
-            rec = {"input": a, "psi": psi, "bits": bits, "mask": mask}
-            if kind == "proposed":
-                if self.bn_stats == "pre_bias":
-                    pre = out - layer.s["bias"].astype(F32)
-                    rec["bn_bits"] = pack_pm1_rows(pre)
-                    rec["omega"] = np.abs(pre).mean(axis=0, dtype=F32)
-                else:
-                    rec["bn_bits"] = bits
-                    rec["omega"] = np.abs(out).mean(axis=0, dtype=F32)
-                if low:
-                    rec["omega"] = round_half(rec["omega"])
-            if kind != "proposed" or i == len(layers) - 1:
-                rec["out"] = out   # float output: l1/l2 backward, and the logits
-            saved.append(rec)
-            a = bits
-        logits = saved[-1]["out"]
+        """One step: forward (records), then backward and update layer by
+        layer from the last.  Every gradient uses pre-update weights, as in
+        the paper's separate update loop, so the result is the same either
+        way; the low-memory step applies each layer's update as soon as its
+        gradient bits exist and frees each layer's record once used, the
+        standard step keeps Algorithm 1's lifetimes (float records and float
+        gradients of all layers until the update loop: the paper's baseline,
+        Table 2)."""
+        B = A.shape[0]
+        if state.workspace is None or not state.workspace.fits(B):
+            state.workspace = Workspace(B, [layer.n_out for layer in state.layers] + [1],
+                                        state.config.grad_dtype)
+        records = self._forward_train(state, A, n_threads)
+        logits = records[-1]["out"]
         n_correct = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         if not np.isfinite(logits).all():
             raise FloatingPointError(
                 "LowMemBNNClassifier: training diverged (non-finite logits at step "
                 f"{self.optimizer_state_['t'] + 1}); lower learning_rate_init")
         loss_sum, G = softmax_xent(logits, y)
+        del logits
         state.loss_sum += loss_sum
         state.n_seen += len(y)
-        G = self._grad_round(G)
         self.optimizer_state_["t"] += 1
         t = self.optimizer_state_["t"]
-        for i in range(len(layers) - 1, -1, -1):
-            layer, rec = layers[i], saved[i]
-            bits = (pm1_from_bits(rec["bn_bits"], layer.n_out) if kind == "proposed" else None)
-            G_Z = bn_backward(G, rec["psi"], bits, rec.get("omega"), rec.get("out"),
-                              layer.s["bias"].astype(F32), kind)
-            G_Z = self._grad_round(np.ascontiguousarray(G_Z, dtype=F32))
-            G_b = G.sum(axis=0, dtype=F32)
-            if i > 0:  # before the step: dA uses the pre-update weights
-                G = self._grad_round(layer.input_gradient(G_Z, saved[i - 1]["mask"], n_threads))
-            grad = layer.weight_gradient(G_Z, rec["input"], low, n_threads)
-            layer.step(grad, low, G_b, state.hyper, t, self._weight_grad_scale(layer),
-                       n_threads)
+        as_bits = not state.config.standard
+        pending = []
+        # the low-memory backward releases each layer's record once used
+        grads, records, G = self._backward(state, records, G, n_threads), None, None
+        for layer, grad, G_b in grads:
+            if as_bits:
+                layer.step(grad, True, G_b, state.hyper, t, self._weight_grad_scale(layer),
+                           n_threads)
+            else:
+                pending.append((layer, grad, G_b))
+        for layer, grad, G_b in pending[::-1]:
+            layer.step(grad, False, G_b, state.hyper, t, 1.0, n_threads)
         return n_correct
+
+    def _forward_train(self, state, A, n_threads):
+        cfg, layers = state.config, state.layers
+        records, a = [], A
+        for i, layer in enumerate(layers):
+            last = i == len(layers) - 1
+            rec = layer.forward_train(a, state.workspace, cfg, last, n_threads)
+            if cfg.standard and not last:
+                # Algorithm 1's float32 records: 0/1 STE mask and +/-1 next input
+                out = rec["out"]
+                rec["mask_f"] = (np.abs(out) <= 1).astype(F32)
+                rec["sign_f"] = np.where(out >= 0, F32(1), F32(-1))
+            records.append(rec)
+            a = rec["bits"]
+        return records
+
+    def _backward(self, state, records, G_logits, n_threads):
+        """Yield ``(layer, weight gradient, bias gradient)`` from the last
+        layer to the first.  The caller may update a yielded layer at once:
+        the gradient below it is computed before the yield.
+
+        The incoming dL/dA of a layer comes from :meth:`_feedback` (back-
+        propagation through the next layer's binary weights); another
+        feedback path (DFA, DRTP: lowmem.md §13) replaces that one method.
+        """
+        cfg, layers, ws = state.config, state.layers, state.workspace
+        B, slot = G_logits.shape[0], 0
+        G = ws.grad(slot, B, G_logits.shape[1])
+        G[...] = G_logits
+        del G_logits
+        if cfg.pow2_bias is not None:
+            G[...] = quantize_pow2(G, cfg.pow2_bias)
+        for i in range(len(layers) - 1, -1, -1):
+            layer, rec = layers[i], records[i]
+            G_b = layer.bn_gradient(G, rec, cfg, n_threads)   # G now holds dL/dZ
+            G_next = None
+            if i > 0:
+                G_next = self._feedback(state, i, G, records, ws.grad(1 - slot, B, layer.n_in),
+                                        n_threads)
+            inputs = records[i - 1]["sign_f"] if cfg.standard and i > 0 else rec["input"]
+            grad = layer.weight_gradient(G, inputs, not cfg.standard, n_threads)
+            if not cfg.standard:  # Algorithm 1 keeps every record until the update
+                records[i] = rec = inputs = None
+            yield layer, grad, G_b
+            G, slot = G_next, 1 - slot
+
+    def _feedback(self, state, i, G_Z, records, out, n_threads):
+        """dL/dA of layer ``i``'s input: ``G_Z sign(V_i)^T`` times the STE
+        mask of that input (float 0/1 in the standard step, bits otherwise)."""
+        layer, below = state.layers[i], records[i - 1]
+        if state.config.standard:
+            G = layer.input_gradient(G_Z, None, out, n_threads)
+            G *= below["mask_f"]
+        else:
+            G = layer.input_gradient(G_Z, below["mask"], out, n_threads)
+        if state.config.pow2_bias is not None:
+            G[...] = quantize_pow2(G, state.config.pow2_bias)
+        return G
 
     def _weight_grad_scale(self, layer):
         if self.training == "standard" or self.grad_scale == "none":
@@ -428,15 +496,113 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         return super().decision_function(X)
 
     # ------------------------------------------------------------ memory
+    def fit(self, X, y):
+        """Train from scratch (or from the current model with ``warm_start``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        with self._memory_probe():
+            return super().fit(X, y)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``(X, y)`` in mini-batches (for data streams).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of training data (float32 C-contiguous avoids a converted
+            copy, which ``measure_memory`` would count).
+        y : array-like of shape (n_samples,)
+            Its labels; need not contain every class.
+        classes : array-like of shape (n_classes,), default=None
+            All classes of the stream; required on the first call.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        with self._memory_probe():
+            return super().partial_fit(X, y, classes)
+
+    @contextlib.contextmanager
+    def _memory_probe(self):
+        if not self.measure_memory:
+            yield
+            return
+        with traced_call(self._state_bytes()) as measured:
+            yield
+        self.memory_measured_ = measured
+
+    def _state_bytes(self):
+        """Bytes of every array the estimator keeps between calls."""
+        total = 0
+        for s in getattr(self, "layers_", []):
+            total += sum(a.nbytes for a in s.values() if isinstance(a, np.ndarray))
+        return total
+
     def memory_report(self):
-        """The paper's memory accounting for this model (lowmem.md §6.2).
+        """Training memory of this model: the paper's accounting, the arrays
+        actually held, and the measured peak of the last call.
 
         Returns
         -------
         report : dict
-            ``model``: per variable dtype, bits, elements, bytes and
-            persistent/transient (``memory_model_``), and ``table``: the same
-            as text.
+            ``model``: the paper's per-variable accounting (``memory_model_``:
+            dtype, bits, elements, bytes, persistent or per-batch);
+            ``state``: per variable the arrays this estimator holds between
+            calls (dtype, bits per element, bytes, summed over layers);
+            ``measured``: with ``measure_memory=True``, the tracemalloc
+            figures of the last ``fit`` / ``partial_fit`` call
+            (``peak_bytes`` = state held before the call + the call's peak
+            transient allocation; see :attr:`memory_measured_`), else None;
+            ``table``: all of it as text.
         """
         check_is_fitted(self)
-        return {"model": self.memory_model_, "table": format_memory_table(self.memory_model_)}
+        state = self._state_table()
+        measured = getattr(self, "memory_measured_", None)
+        lines = ["Modelled (paper's accounting, lowmem.md §6.2):",
+                 format_memory_table(self.memory_model_), "",
+                 "Held between calls (this estimator's arrays):"]
+        for name, row in state.items():
+            lines.append(f"  {name:<22s} {row['dtype']:<8s} {row['bits']:>2d} bits "
+                         f"{row['bytes']:>12,d} B  {row['bytes'] / MIB:8.3f} MiB")
+        total = sum(r["bytes"] for r in state.values())
+        lines.append(f"  {'total':<22s} {'':<8s} {'':>7s} {total:>12,d} B  "
+                     f"{total / MIB:8.3f} MiB")
+        if measured is not None:
+            lines += ["", "Measured (tracemalloc, last call): peak "
+                      f"{measured['peak_bytes'] / MIB:.3f} MiB = state "
+                      f"{measured['persistent_before_bytes'] / MIB:.3f} MiB + transient "
+                      f"{measured['transient_peak_bytes'] / MIB:.3f} MiB"]
+        return {"model": self.memory_model_, "state": state, "measured": measured,
+                "table": "\n".join(lines)}
+
+    _STATE_NAMES = {"V": "latent weights", "packed": "binary weights (packed)",
+                    "m1": "first moment", "m2": "second moment", "bias": "BN bias",
+                    "bias_m1": "BN bias moment 1", "bias_m2": "BN bias moment 2",
+                    "running_mean": "BN running mean", "running_scale": "BN running scale"}
+
+    def _state_table(self):
+        table = {}
+        for s in self.layers_:
+            for key, label in self._STATE_NAMES.items():
+                a = s.get(key)
+                if not isinstance(a, np.ndarray):
+                    continue
+                row = table.setdefault(label, {"dtype": str(a.dtype),
+                                               "bits": a.dtype.itemsize * 8, "bytes": 0})
+                row["bytes"] += int(a.nbytes)
+        if "binary weights (packed)" in table:
+            table["binary weights (packed)"]["bits"] = 1
+        return table

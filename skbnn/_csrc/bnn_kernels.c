@@ -410,12 +410,34 @@ uint64_t skbnn_popcount(const uint64_t *a, size_t nw) { return g_popcount(a, nw)
 /* ------------------------------------------------------------------------ */
 /* Interleave B (N x nw) into panels of 8 neurons: Bp[p][k][l] = B[8p + l][k],
  * zero for the padding neurons of the last panel. */
-static uint64_t *make_panels(const uint64_t *B, size_t N, size_t nw, size_t *np_out)
+/* Scratch outside parallel regions goes through a settable allocator: the
+ * extension installs PyMem_RawMalloc/PyMem_RawFree so tracemalloc sees it. */
+static void *(*g_alloc)(size_t) = malloc;
+static void (*g_free)(void *) = free;
+
+void skbnn_set_allocator(void *(*alloc)(size_t), void (*release)(void *))
+{
+    g_alloc = alloc ? alloc : malloc;
+    g_free = release ? release : free;
+}
+
+/* 64-byte aligned block; *base is what to release with g_free */
+static void *aligned_scratch(size_t bytes, void **base)
+{
+    uint8_t *p = (uint8_t *)g_alloc(bytes + 64);
+    *base = p;
+    if (!p) return NULL;
+    return p + (64 - ((uintptr_t)p & 63u)) % 64;
+}
+
+/* Interleave B (N x nw) into panels of 8 neurons: Bp[p][k][l] = B[8p + l][k],
+ * zero for the padding neurons of the last panel. */
+static uint64_t *make_panels(const uint64_t *B, size_t N, size_t nw, size_t *np_out,
+                             void **base)
 {
     const size_t np = (N + PANEL - 1) / PANEL;
-    size_t bytes = np * nw * PANEL * sizeof(uint64_t);
-    bytes = (bytes + 63) / 64 * 64;
-    uint64_t *Bp = (uint64_t *)aligned_alloc(64, bytes ? bytes : 64);
+    const size_t bytes = np * nw * PANEL * sizeof(uint64_t);
+    uint64_t *Bp = (uint64_t *)aligned_scratch(bytes ? bytes : 64, base);
     if (!Bp) return NULL;
     memset(Bp, 0, bytes);
     for (size_t j = 0; j < N; j++) {
@@ -435,7 +457,8 @@ static int bgemm_run(const uint64_t *A, const uint64_t *G, const int64_t *Krow, 
 {
     if (M == 0 || N == 0) return 0;
     size_t np;
-    uint64_t *Bp = make_panels(B, N, nw, &np);
+    void *base;
+    uint64_t *Bp = make_panels(B, N, nw, &np, &base);
     if (!Bp) return -1;
     const rowblock_fn kernel = g_rowblock;
     const long nblocks = (long)((M + ROW_BLOCK - 1) / ROW_BLOCK);
@@ -447,7 +470,7 @@ static int bgemm_run(const uint64_t *A, const uint64_t *G, const int64_t *Krow, 
         kernel(A + m0 * nw, G ? G + m0 * nw : NULL, nw, mr, Bp, np, nw, K,
                Krow ? Krow + m0 : NULL, mode, out + m0 * ldo, ldo, N);
     }
-    free(Bp);
+    g_free(base);
     return 0;
 }
 

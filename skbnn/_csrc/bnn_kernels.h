@@ -125,24 +125,65 @@ int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
 /* counter-based uniform in [0, 1) for tests of the stream */
 double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index);
 
+/* Allocator of the kernels' scratch outside parallel regions (default
+ * malloc/free); the extension installs PyMem_RawMalloc/PyMem_RawFree. */
+void skbnn_set_allocator(void *(*alloc)(size_t), void (*release)(void *));
+
 /* ---- real-valued kernels (real_kernels.c): latent-weight training -------- */
 /* float16 storage is IEEE binary16 held in uint16; conversions round to
  * nearest even (F16C on the AVX2/AVX-512 paths, portable code otherwise). */
 void skbnn_f16_to_f32(const uint16_t *in, float *out, size_t n);
 void skbnn_f32_to_f16(const float *in, uint16_t *out, size_t n);
 
+/* A strided float32 or float16 (half != 0, IEEE binary16 in uint16) matrix:
+ * element (m, k) at p[m * rs + k * ks]; a transpose is a swap of strides. */
+typedef struct {
+    const void *p;
+    int half;
+    size_t rs, ks;
+} skbnn_fview;
+
 /* Float rows times packed signs: C[m, n] = sum_k A[m, k] * s(Bt[k] bit n),
- * s = +1 for bit 1, -1 for bit 0; A: M x K floats, Bt: K x WORDS(N).
- * Writes C (M x N floats; entries whose bit in mask (M x WORDS(N)) is 0 are
- * written as 0; mask may be NULL) or, when S != NULL, only the packed signs
- * S (M x WORDS(N), C >= 0 -> 1) without a float matrix.  Every entry sums
- * k = 0..K-1 in order, so all paths and thread counts agree bit for bit. */
-void skbnn_fsgemm(const float *A, size_t M, size_t K, const uint64_t *Bt, size_t N, float *C,
-                  uint64_t *S, const uint64_t *mask, int n_threads);
-/* Float product C = A B (A: M x K, B: K x N, row-major), multiply then add
- * in order k (no FMA); C or packed signs S as for skbnn_fsgemm. */
-void skbnn_fgemm(const float *A, size_t M, size_t K, const float *B, size_t N, float *C,
-                 uint64_t *S, int n_threads);
+ * s = +1 for bit 1, -1 for bit 0; A: M x K view, Bt: K x WORDS(N).
+ * Writes C (M x N, float32 or float16 when chalf; entries whose bit in mask
+ * (M x WORDS(N)) is 0 are written as 0; mask may be NULL) or, when S != NULL,
+ * only the packed signs S (M x WORDS(N), C >= 0 -> 1) without a float
+ * matrix.  Every entry sums k = 0..K-1 in order in float32, so all paths and
+ * thread counts agree bit for bit. */
+void skbnn_fsgemm(skbnn_fview A, size_t M, size_t K, const uint64_t *Bt, size_t N, void *C,
+                  int chalf, uint64_t *S, const uint64_t *mask, int n_threads);
+/* Float product C = A B (A: M x K view, B: K x N float32 row-major), multiply
+ * then add in order k (no FMA); C or packed signs S as for skbnn_fsgemm. */
+void skbnn_fgemm(skbnn_fview A, size_t M, size_t K, const float *B, size_t N, void *C,
+                 int chalf, uint64_t *S, int n_threads);
+
+/* Dot form with the weights' own packed rows: C[m, j] = sum_k X[m, k] *
+ * s(W[j] bit k); X: M x K float32, W: N x WORDS(K).  16 partial sums in a
+ * fixed order and a fixed reduction tree on every path (deterministic). */
+void skbnn_fdot_bits(const float *X, size_t M, size_t K, const uint64_t *W, size_t N, float *C,
+                     int n_threads);
+
+/* ---- batch-norm kernels of latent-weight training (bn_kernels.c) -------- */
+/* Training-time BN epilogue over the transient Z (B x n; int32 when z_int,
+ * else float32), channel m: mu = sum_b Z / B, psi = max(sum_b |Z - mu| / B,
+ * psi_floor) (l2: sqrt(sum_b (Z - mu)^2 / B + eps)), both rounded to float16
+ * when round_half; A = (Z - mu) / psi + bias.  Writes mu, psi; the packed
+ * signs of A (bits, B x WORDS(n)); optionally the packed STE mask |A| <= 1,
+ * the packed signs of the pre-bias value (pre_bits), omega = mean |A| (or of
+ * the pre-bias value when omega_pre_bias; rounded to float16 when
+ * round_half) and A itself as float32 (A_out, may alias a float Z).  Sums
+ * run over b in order; threads own 64-channel columns: deterministic. */
+void skbnn_bn_forward(const void *Z, int z_int, size_t B, size_t n, const float *bias, int l2,
+                      float eps, float psi_floor, int round_half, float *mu, float *psi,
+                      uint64_t *bits, uint64_t *mask, uint64_t *pre_bits, float *omega,
+                      int omega_pre_bias, float *A_out, int n_threads);
+/* BN backward on bits (paper Algorithm 2, lines 11-13), in place: G (B x n,
+ * float16 when half, else float32) holds dL/dA on entry and dL/dZ on exit:
+ * v = G / psi; dZ = (v - mean(v)) - mean(v s omega) s with s = +-1 from bits;
+ * G_b = sum_b G (the bias gradient, before the transform). */
+void skbnn_bn_backward_bits(void *G, int half, size_t B, size_t n, const float *psi,
+                            const uint64_t *bits, const float *omega, float *G_b,
+                            int n_threads);
 
 enum { SKBNN_SOLVER_ADAM = 0, SKBNN_SOLVER_SGD = 1, SKBNN_SOLVER_BOP = 2 };
 enum { SKBNN_STEP_CLIP = 1, SKBNN_STEP_CANCEL = 2 };

@@ -160,12 +160,21 @@ void skbnn_f32_to_f16(const float *in, uint16_t *out, size_t n) { pick_f2h()(in,
 /*   bits operand ("signed sum"): C[m, n] = sum_k A[m, k] * s(Bt[k] bit n)    */
 /*   float operand ("gemm")     : C[m, n] = sum_k A[m, k] * B[k, n]           */
 /* A row block of MR rows times one 64-column block: acc[MR][64] floats.     */
+/* The left operand is a strided float32 or float16 view (skbnn_fview), so   */
+/* the backward pass reads dZ (float16 in flight) and its transpose in place. */
 /* ------------------------------------------------------------------------ */
 #define MR 4
 
-/* epilogue: floats (masked to 0 where mask bit is 0) or packed signs */
+static int g_f16c = -1; /* F16C present (scalar half loads on the SIMD paths) */
+
+static inline float load_a_soft(const skbnn_fview *A, size_t idx)
+{
+    return A->half ? h2f_soft(((const uint16_t *)A->p)[idx]) : ((const float *)A->p)[idx];
+}
+
+/* epilogue: floats or halves (0 where the mask bit is 0), or packed signs */
 static inline void emit_block(float acc[MR][64], int mr, size_t m0, size_t wb, size_t N,
-                              float *C, uint64_t *S, const uint64_t *mask)
+                              void *C, int chalf, uint64_t *S, const uint64_t *mask)
 {
     const size_t wn = WORDS(N), n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
     for (int r = 0; r < mr; r++) {
@@ -174,15 +183,17 @@ static inline void emit_block(float acc[MR][64], int mr, size_t m0, size_t wb, s
             uint64_t w = 0;
             for (size_t l = 0; l < nc; l++) w |= (uint64_t)(acc[r][l] >= 0.0f) << l;
             S[m * wn + wb] = w;
-        } else {
-            const uint64_t keep = mask ? mask[m * wn + wb] : ~0ULL;
-            float *c = C + m * N + n0;
-            for (size_t l = 0; l < nc; l++) c[l] = ((keep >> l) & 1u) ? acc[r][l] : 0.0f;
+            continue;
         }
+        const uint64_t keep = mask ? mask[m * wn + wb] : ~0ULL;
+        float row[64];
+        for (size_t l = 0; l < nc; l++) row[l] = ((keep >> l) & 1u) ? acc[r][l] : 0.0f;
+        if (chalf) pick_f2h()(row, (uint16_t *)C + m * N + n0, nc);
+        else memcpy((float *)C + m * N + n0, row, nc * sizeof(float));
     }
 }
 
-static void ssum_block_portable(const float *A, size_t lda, int mr, size_t K,
+static void ssum_block_portable(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                 const uint64_t *Bt, size_t wn, size_t wb, float acc[MR][64])
 {
     for (int r = 0; r < mr; r++)
@@ -190,14 +201,14 @@ static void ssum_block_portable(const float *A, size_t lda, int mr, size_t K,
     for (size_t k = 0; k < K; k++) {
         const uint64_t w = Bt[k * wn + wb];
         for (int r = 0; r < mr; r++) {
-            const float a = A[(size_t)r * lda + k], na = -a;
+            const float a = load_a_soft(A, (m0 + (size_t)r) * A->rs + k * A->ks), na = -a;
             for (int l = 0; l < 64; l++) acc[r][l] += ((w >> l) & 1u) ? a : na;
         }
     }
 }
 
-static void gemm_block_portable(const float *A, size_t lda, int mr, size_t K, const float *B,
-                                size_t N, size_t wb, float acc[MR][64])
+static void gemm_block_portable(const skbnn_fview *A, size_t m0, int mr, size_t K,
+                                const float *B, size_t N, size_t wb, float acc[MR][64])
 {
     const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
     for (int r = 0; r < mr; r++)
@@ -205,15 +216,21 @@ static void gemm_block_portable(const float *A, size_t lda, int mr, size_t K, co
     for (size_t k = 0; k < K; k++) {
         const float *b = B + k * N + n0;
         for (int r = 0; r < mr; r++) {
-            const float a = A[(size_t)r * lda + k];
+            const float a = load_a_soft(A, (m0 + (size_t)r) * A->rs + k * A->ks);
             for (size_t l = 0; l < nc; l++) acc[r][l] += a * b[l];
         }
     }
 }
 
 #if SKBNN_X86
-#define T_AVX2F __attribute__((target("avx2")))
-T_AVX2F static void ssum_block_avx2(const float *A, size_t lda, int mr, size_t K,
+#define T_AVX2F __attribute__((target("avx2,f16c")))
+#define T_AVX512F __attribute__((target("avx512f,f16c")))
+#define LOAD_A_F16C(A, idx)                                                                 \
+    ((A)->half ? (g_f16c ? _cvtsh_ss(((const uint16_t *)(A)->p)[idx])                       \
+                         : h2f_soft(((const uint16_t *)(A)->p)[idx]))                       \
+               : ((const float *)(A)->p)[idx])
+
+T_AVX2F static void ssum_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                     const uint64_t *Bt, size_t wn, size_t wb,
                                     float acc[MR][64])
 {
@@ -230,7 +247,7 @@ T_AVX2F static void ssum_block_avx2(const float *A, size_t lda, int mr, size_t K
                 _mm256_cmpeq_epi32(_mm256_and_si256(byte, bitsel), bitsel));
         }
         for (int r = 0; r < mr; r++) {
-            const __m256 a = _mm256_set1_ps(A[(size_t)r * lda + k]);
+            const __m256 a = _mm256_set1_ps(LOAD_A_F16C(A, (m0 + (size_t)r) * A->rs + k * A->ks));
             const __m256 na = _mm256_sub_ps(_mm256_setzero_ps(), a);
             for (int q = 0; q < 8; q++)
                 v[r][q] = _mm256_add_ps(v[r][q], _mm256_blendv_ps(na, a, sel[q]));
@@ -240,12 +257,12 @@ T_AVX2F static void ssum_block_avx2(const float *A, size_t lda, int mr, size_t K
         for (int q = 0; q < 8; q++) _mm256_storeu_ps(&acc[r][8 * q], v[r][q]);
 }
 
-T_AVX2F static void gemm_block_avx2(const float *A, size_t lda, int mr, size_t K,
+T_AVX2F static void gemm_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                     const float *B, size_t N, size_t wb, float acc[MR][64])
 {
     const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
     if (nc < 64) { /* ragged last block: the portable loop (same operations) */
-        gemm_block_portable(A, lda, mr, K, B, N, wb, acc);
+        gemm_block_portable(A, m0, mr, K, B, N, wb, acc);
         return;
     }
     __m256 v[MR][8];
@@ -256,7 +273,7 @@ T_AVX2F static void gemm_block_avx2(const float *A, size_t lda, int mr, size_t K
         __m256 bv[8];
         for (int q = 0; q < 8; q++) bv[q] = _mm256_loadu_ps(b + 8 * q);
         for (int r = 0; r < mr; r++) {
-            const __m256 a = _mm256_set1_ps(A[(size_t)r * lda + k]);
+            const __m256 a = _mm256_set1_ps(LOAD_A_F16C(A, (m0 + (size_t)r) * A->rs + k * A->ks));
             for (int q = 0; q < 8; q++)
                 v[r][q] = _mm256_add_ps(v[r][q], _mm256_mul_ps(a, bv[q]));
         }
@@ -265,8 +282,7 @@ T_AVX2F static void gemm_block_avx2(const float *A, size_t lda, int mr, size_t K
         for (int q = 0; q < 8; q++) _mm256_storeu_ps(&acc[r][8 * q], v[r][q]);
 }
 
-#define T_AVX512F __attribute__((target("avx512f")))
-T_AVX512F static void ssum_block_avx512(const float *A, size_t lda, int mr, size_t K,
+T_AVX512F static void ssum_block_avx512(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                         const uint64_t *Bt, size_t wn, size_t wb,
                                         float acc[MR][64])
 {
@@ -275,12 +291,13 @@ T_AVX512F static void ssum_block_avx512(const float *A, size_t lda, int mr, size
         for (int q = 0; q < 4; q++) v[r][q] = _mm512_setzero_ps();
     for (size_t k = 0; k < K; k++) {
         const uint64_t w = Bt[k * wn + wb];
-        const __mmask16 m0 = (__mmask16)w, m1 = (__mmask16)(w >> 16), m2 = (__mmask16)(w >> 32),
-                        m3 = (__mmask16)(w >> 48);
+        const __mmask16 m0_ = (__mmask16)w, m1 = (__mmask16)(w >> 16),
+                        m2 = (__mmask16)(w >> 32), m3 = (__mmask16)(w >> 48);
         for (int r = 0; r < mr; r++) {
-            const __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
+            const __m512 a =
+                _mm512_set1_ps(LOAD_A_F16C(A, (m0 + (size_t)r) * A->rs + k * A->ks));
             const __m512 na = _mm512_sub_ps(_mm512_setzero_ps(), a);
-            v[r][0] = _mm512_add_ps(v[r][0], _mm512_mask_blend_ps(m0, na, a));
+            v[r][0] = _mm512_add_ps(v[r][0], _mm512_mask_blend_ps(m0_, na, a));
             v[r][1] = _mm512_add_ps(v[r][1], _mm512_mask_blend_ps(m1, na, a));
             v[r][2] = _mm512_add_ps(v[r][2], _mm512_mask_blend_ps(m2, na, a));
             v[r][3] = _mm512_add_ps(v[r][3], _mm512_mask_blend_ps(m3, na, a));
@@ -290,7 +307,7 @@ T_AVX512F static void ssum_block_avx512(const float *A, size_t lda, int mr, size
         for (int q = 0; q < 4; q++) _mm512_storeu_ps(&acc[r][16 * q], v[r][q]);
 }
 
-T_AVX512F static void gemm_block_avx512(const float *A, size_t lda, int mr, size_t K,
+T_AVX512F static void gemm_block_avx512(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                         const float *B, size_t N, size_t wb, float acc[MR][64])
 {
     const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
@@ -308,7 +325,8 @@ T_AVX512F static void gemm_block_avx512(const float *A, size_t lda, int mr, size
         __m512 bv[4];
         for (int q = 0; q < 4; q++) bv[q] = _mm512_maskz_loadu_ps(lm[q], b + 16 * q);
         for (int r = 0; r < mr; r++) {
-            const __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
+            const __m512 a =
+                _mm512_set1_ps(LOAD_A_F16C(A, (m0 + (size_t)r) * A->rs + k * A->ks));
             for (int q = 0; q < 4; q++)
                 v[r][q] = _mm512_add_ps(v[r][q], _mm512_mul_ps(a, bv[q]));
         }
@@ -318,14 +336,15 @@ T_AVX512F static void gemm_block_avx512(const float *A, size_t lda, int mr, size
 }
 #endif
 
-typedef void (*ssum_fn)(const float *, size_t, int, size_t, const uint64_t *, size_t, size_t,
-                        float[MR][64]);
-typedef void (*gemm_fn)(const float *, size_t, int, size_t, const float *, size_t, size_t,
-                        float[MR][64]);
+typedef void (*ssum_fn)(const skbnn_fview *, size_t, int, size_t, const uint64_t *, size_t,
+                        size_t, float[MR][64]);
+typedef void (*gemm_fn)(const skbnn_fview *, size_t, int, size_t, const float *, size_t,
+                        size_t, float[MR][64]);
 
 static ssum_fn pick_ssum(void)
 {
 #if SKBNN_X86
+    if (g_f16c < 0) g_f16c = cpu_has_f16c();
     if (skbnn_get_isa() == SKBNN_ISA_AVX512) return ssum_block_avx512;
     if (skbnn_get_isa() == SKBNN_ISA_AVX2) return ssum_block_avx2;
 #endif
@@ -335,6 +354,7 @@ static ssum_fn pick_ssum(void)
 static gemm_fn pick_gemm(void)
 {
 #if SKBNN_X86
+    if (g_f16c < 0) g_f16c = cpu_has_f16c();
     if (skbnn_get_isa() == SKBNN_ISA_AVX512) return gemm_block_avx512;
     if (skbnn_get_isa() == SKBNN_ISA_AVX2) return gemm_block_avx2;
 #endif
@@ -343,12 +363,14 @@ static gemm_fn pick_gemm(void)
 
 /* Row blocks of MR rows x 64-column blocks, one thread per row block.  The
  * right operand is packed signs (Bt != NULL) or floats (B). */
-static void run_blocks(const float *A, size_t M, size_t K, const uint64_t *Bt, const float *B,
-                       size_t N, float *C, uint64_t *S, const uint64_t *mask, int n_threads)
+static void run_blocks(skbnn_fview A, size_t M, size_t K, const uint64_t *Bt, const float *B,
+                       size_t N, void *C, int chalf, uint64_t *S, const uint64_t *mask,
+                       int n_threads)
 {
     const size_t wn = WORDS(N), nblk = (M + MR - 1) / MR;
     const ssum_fn ssum = Bt ? pick_ssum() : NULL;
     const gemm_fn gemm = Bt ? NULL : pick_gemm();
+    (void)pick_f2h(); /* settle the converter before the threads start */
     n_threads = team((double)M * (double)K * (double)N, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (long bi = 0; bi < (long)nblk; bi++) {
@@ -356,23 +378,114 @@ static void run_blocks(const float *A, size_t M, size_t K, const uint64_t *Bt, c
         const int mr = (int)(M - m0 < MR ? M - m0 : MR);
         float acc[MR][64];
         for (size_t wb = 0; wb < wn; wb++) {
-            if (ssum) ssum(A + m0 * K, K, mr, K, Bt, wn, wb, acc);
-            else gemm(A + m0 * K, K, mr, K, B, N, wb, acc);
-            emit_block(acc, mr, m0, wb, N, C, S, mask);
+            if (ssum) ssum(&A, m0, mr, K, Bt, wn, wb, acc);
+            else gemm(&A, m0, mr, K, B, N, wb, acc);
+            emit_block(acc, mr, m0, wb, N, C, chalf, S, mask);
         }
     }
 }
 
-void skbnn_fsgemm(const float *A, size_t M, size_t K, const uint64_t *Bt, size_t N, float *C,
-                  uint64_t *S, const uint64_t *mask, int n_threads)
+void skbnn_fsgemm(skbnn_fview A, size_t M, size_t K, const uint64_t *Bt, size_t N, void *C,
+                  int chalf, uint64_t *S, const uint64_t *mask, int n_threads)
 {
-    run_blocks(A, M, K, Bt, NULL, N, C, S, mask, n_threads);
+    run_blocks(A, M, K, Bt, NULL, N, C, chalf, S, mask, n_threads);
 }
 
-void skbnn_fgemm(const float *A, size_t M, size_t K, const float *B, size_t N, float *C,
-                 uint64_t *S, int n_threads)
+void skbnn_fgemm(skbnn_fview A, size_t M, size_t K, const float *B, size_t N, void *C,
+                 int chalf, uint64_t *S, int n_threads)
 {
-    run_blocks(A, M, K, NULL, B, N, C, S, NULL, n_threads);
+    run_blocks(A, M, K, NULL, B, N, C, chalf, S, NULL, n_threads);
+}
+
+/* ------------------------------------------------------------------------ */
+/* dot form: C[m, j] = sum_k X[m, k] * s(W[j] bit k), W neuron-major packed  */
+/* (the real-input forward reads the layer's own bits, no transposed copy). */
+/* Fixed order on every path: 16 partial sums (lane l takes k = 16c + l, in  */
+/* order c, padding lanes add -0.0f), then the tree ((l, l+8), (l, l+4),     */
+/* (l, l+2), (0, 1)).                                                        */
+/* ------------------------------------------------------------------------ */
+static inline float reduce16(float p[16])
+{
+    for (int h = 8; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) p[l] = p[l] + p[l + h];
+    return p[0];
+}
+
+static float dot_bits_portable(const float *x, const uint64_t *w, size_t K)
+{
+    float p[16] = {0};
+    for (size_t c = 0; c * 16 < K; c++) {
+        const uint64_t bits = w[c / 4] >> (16 * (c % 4));
+        for (int l = 0; l < 16; l++) {
+            const size_t k = c * 16 + (size_t)l;
+            const float v = k < K ? x[k] : 0.0f;
+            p[l] += ((bits >> l) & 1u) ? v : -v;
+        }
+    }
+    return reduce16(p);
+}
+
+#if SKBNN_X86
+T_AVX2F static float dot_bits_avx2(const float *x, const uint64_t *w, size_t K)
+{
+    const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (size_t c = 0; c * 16 < K; c++) {
+        const uint64_t bits = w[c / 4] >> (16 * (c % 4));
+        float buf[16];
+        const float *src = x + c * 16;
+        if (c * 16 + 16 > K) {
+            for (int l = 0; l < 16; l++) buf[l] = c * 16 + (size_t)l < K ? src[l] : 0.0f;
+            src = buf;
+        }
+        const __m256 a0 = _mm256_loadu_ps(src), a1 = _mm256_loadu_ps(src + 8);
+        const __m256 s0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+            _mm256_and_si256(_mm256_set1_epi32((int)(bits & 0xffu)), bitsel), bitsel));
+        const __m256 s1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+            _mm256_and_si256(_mm256_set1_epi32((int)((bits >> 8) & 0xffu)), bitsel), bitsel));
+        const __m256 z = _mm256_setzero_ps();
+        lo = _mm256_add_ps(lo, _mm256_blendv_ps(_mm256_sub_ps(z, a0), a0, s0));
+        hi = _mm256_add_ps(hi, _mm256_blendv_ps(_mm256_sub_ps(z, a1), a1, s1));
+    }
+    float p[16];
+    _mm256_storeu_ps(p, lo);
+    _mm256_storeu_ps(p + 8, hi);
+    return reduce16(p);
+}
+
+T_AVX512F static float dot_bits_avx512(const float *x, const uint64_t *w, size_t K)
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t c = 0; c * 16 < K; c++) {
+        const __mmask16 bits = (__mmask16)(w[c / 4] >> (16 * (c % 4)));
+        const size_t left = K - c * 16;
+        const __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        const __m512 a = _mm512_maskz_loadu_ps(live, x + c * 16);
+        acc = _mm512_add_ps(acc, _mm512_mask_blend_ps(bits, _mm512_sub_ps(_mm512_setzero_ps(), a), a));
+    }
+    float p[16];
+    _mm512_storeu_ps(p, acc);
+    return reduce16(p);
+}
+#endif
+
+typedef float (*dot_fn)(const float *, const uint64_t *, size_t);
+
+void skbnn_fdot_bits(const float *X, size_t M, size_t K, const uint64_t *W, size_t N, float *C,
+                     int n_threads)
+{
+    dot_fn dot = dot_bits_portable;
+#if SKBNN_X86
+    if (skbnn_get_isa() == SKBNN_ISA_AVX512) dot = dot_bits_avx512;
+    else if (skbnn_get_isa() == SKBNN_ISA_AVX2) dot = dot_bits_avx2;
+#endif
+    const size_t wk = WORDS(K);
+    n_threads = team((double)M * (double)K * (double)N, n_threads);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (long mm = 0; mm < (long)M; mm++) {
+        const size_t m = (size_t)mm;
+        for (size_t j = 0; j < N; j++) C[m * N + j] = dot(X + m * K, W + j * wk, K);
+    }
 }
 
 /* ------------------------------------------------------------------------ */

@@ -1,0 +1,165 @@
+/* skbnn batch-norm kernels of latent-weight training (LowMemBNNClassifier).
+ *
+ * The forward epilogue turns the transient pre-activations Z of a batch into
+ * what the low-memory step keeps (lowmem.md §11): packed output signs (the
+ * next layer's input bits), packed STE masks and per-channel float16
+ * statistics; the float BN output is written only when a caller asks for it
+ * (standard step, l1/l2 backward, logits).  The backward works on bits and
+ * per-channel scalars in place of dL/dA.
+ *
+ * Determinism: a thread owns a column of 64 channels; every per-channel sum
+ * runs over the batch in order, with separate IEEE operations (no FMA:
+ * -ffp-contract=off), so thread counts and ISA paths agree bit for bit.
+ */
+#include "bnn_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define WORDS(bits) (((bits) + 63) / 64)
+#define MIN_PARALLEL_WORK 65536.0
+
+static inline int team(double work, int n_threads)
+{
+    return work >= MIN_PARALLEL_WORK ? n_threads : 1;
+}
+
+/* x rounded to float16 precision and back (round to nearest even) */
+static inline void round_half_inplace(float *x, size_t n)
+{
+    uint16_t h[64];
+    for (size_t i = 0; i < n; i += 64) {
+        const size_t c = n - i < 64 ? n - i : 64;
+        skbnn_f32_to_f16(x + i, h, c);
+        skbnn_f16_to_f32(h, x + i, c);
+    }
+}
+
+/* one row of a 64-channel column of Z as float32 */
+static inline void load_z(const void *Z, int z_int, size_t off, size_t c, float *out)
+{
+    if (z_int) {
+        const int32_t *z = (const int32_t *)Z + off;
+        for (size_t l = 0; l < c; l++) out[l] = (float)z[l];
+    } else {
+        memcpy(out, (const float *)Z + off, c * sizeof(float));
+    }
+}
+
+void skbnn_bn_forward(const void *Z, int z_int, size_t B, size_t n, const float *bias, int l2,
+                      float eps, float psi_floor, int round_half, float *mu, float *psi,
+                      uint64_t *bits, uint64_t *mask, uint64_t *pre_bits, float *omega,
+                      int omega_pre_bias, float *A_out, int n_threads)
+{
+    const size_t wn = WORDS(n);
+    const float fb = (float)B;
+    n_threads = team((double)B * (double)n * 8.0, n_threads);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (long ww = 0; ww < (long)wn; ww++) {
+        const size_t w = (size_t)ww, c0 = w * 64, c = n - c0 < 64 ? n - c0 : 64;
+        float z[64], s[64], m[64], p[64], om[64];
+        for (size_t l = 0; l < c; l++) s[l] = 0.0f;
+        for (size_t b = 0; b < B; b++) {
+            load_z(Z, z_int, b * n + c0, c, z);
+            for (size_t l = 0; l < c; l++) s[l] += z[l];
+        }
+        for (size_t l = 0; l < c; l++) m[l] = s[l] / fb;
+        if (round_half) round_half_inplace(m, c);
+        for (size_t l = 0; l < c; l++) s[l] = 0.0f;
+        for (size_t b = 0; b < B; b++) {
+            load_z(Z, z_int, b * n + c0, c, z);
+            for (size_t l = 0; l < c; l++) {
+                const float d = z[l] - m[l];
+                s[l] += l2 ? d * d : fabsf(d);
+            }
+        }
+        for (size_t l = 0; l < c; l++) {
+            const float q = s[l] / fb;
+            p[l] = l2 ? sqrtf(q + eps) : (q > psi_floor ? q : psi_floor);
+        }
+        if (round_half) round_half_inplace(p, c);
+        for (size_t l = 0; l < c; l++) om[l] = 0.0f;
+        for (size_t b = 0; b < B; b++) {
+            load_z(Z, z_int, b * n + c0, c, z);
+            uint64_t sb = 0, mb = 0, pb = 0;
+            for (size_t l = 0; l < c; l++) {
+                const float pre = (z[l] - m[l]) / p[l];
+                const float a = pre + bias[c0 + l];
+                sb |= (uint64_t)(a >= 0.0f) << l;
+                mb |= (uint64_t)(fabsf(a) <= 1.0f) << l;
+                pb |= (uint64_t)(pre >= 0.0f) << l;
+                om[l] += omega_pre_bias ? fabsf(pre) : fabsf(a);
+                z[l] = a;
+            }
+            bits[b * wn + w] = sb;
+            if (mask) mask[b * wn + w] = mb;
+            if (pre_bits) pre_bits[b * wn + w] = pb;
+            if (A_out) memcpy(A_out + b * n + c0, z, c * sizeof(float));
+        }
+        for (size_t l = 0; l < c; l++) {
+            mu[c0 + l] = m[l];
+            psi[c0 + l] = p[l];
+            om[l] = om[l] / fb;
+        }
+        if (omega) {
+            if (round_half) round_half_inplace(om, c);
+            memcpy(omega + c0, om, c * sizeof(float));
+        }
+    }
+}
+
+/* one row of a 64-channel column of G as float32, and back */
+static inline void load_g(const void *G, int half, size_t off, size_t c, float *out)
+{
+    if (half) skbnn_f16_to_f32((const uint16_t *)G + off, out, c);
+    else memcpy(out, (const float *)G + off, c * sizeof(float));
+}
+
+static inline void store_g(void *G, int half, size_t off, size_t c, const float *in)
+{
+    if (half) skbnn_f32_to_f16(in, (uint16_t *)G + off, c);
+    else memcpy((float *)G + off, in, c * sizeof(float));
+}
+
+void skbnn_bn_backward_bits(void *G, int half, size_t B, size_t n, const float *psi,
+                            const uint64_t *bits, const float *omega, float *G_b,
+                            int n_threads)
+{
+    const size_t wn = WORDS(n);
+    const float fb = (float)B;
+    n_threads = team((double)B * (double)n * 8.0, n_threads);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (long ww = 0; ww < (long)wn; ww++) {
+        const size_t w = (size_t)ww, c0 = w * 64, c = n - c0 < 64 ? n - c0 : 64;
+        float g[64], gb[64], sv[64], svs[64];
+        for (size_t l = 0; l < c; l++) gb[l] = sv[l] = svs[l] = 0.0f;
+        for (size_t b = 0; b < B; b++) {
+            load_g(G, half, b * n + c0, c, g);
+            const uint64_t sb = bits[b * wn + w];
+            for (size_t l = 0; l < c; l++) {
+                const float v = g[l] / psi[c0 + l];
+                gb[l] += g[l];
+                sv[l] += v;
+                svs[l] += (((sb >> l) & 1u) ? v : -v) * omega[c0 + l];
+            }
+        }
+        for (size_t l = 0; l < c; l++) {
+            sv[l] = sv[l] / fb;
+            svs[l] = svs[l] / fb;
+            G_b[c0 + l] = gb[l];
+        }
+        for (size_t b = 0; b < B; b++) {
+            load_g(G, half, b * n + c0, c, g);
+            const uint64_t sb = bits[b * wn + w];
+            for (size_t l = 0; l < c; l++) {
+                const float centred = g[l] / psi[c0 + l] - sv[l];
+                g[l] = ((sb >> l) & 1u) ? centred - svs[l] : centred + svs[l];
+            }
+            store_g(G, half, b * n + c0, c, g);
+        }
+    }
+}
