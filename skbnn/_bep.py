@@ -83,15 +83,19 @@ class BEPClassifier(BaseBinaryClassifier):
     robustness : float, default=0.5
         Trigger margin ``r``: a sample updates the network when its correct
         logit minus the best other logit is below ``r * K_L``.
-    gate_threshold : float, default=0.05
+    gate_threshold : float, default=0.25
         Gate ``nu``: the error signal passes backward only through neurons
-        with ``|z| <= nu * fan_in``; 1.0 disables gating.
-    strict_ties : bool, default=False
-        False (best reading, bep.md §8.7): a coordinate whose gated
-        back-projection ``W^T (g * a*)`` is exactly 0 carries no signal, so
-        that neuron keeps its activation as target (it is never selected)
-        and its gate stays closed for the layer below.  True keeps the
-        letter of the paper: ties give +1.
+        with ``|z| <= nu * fan_in``; 1.0 disables gating.  The default is
+        the value with the smallest mean loss over the validation tuning of
+        all 21 Fig. 2 configurations (benchmarks/results/bep_tuning.md; the
+        spec's 0.05 starves narrow layers of signal).
+    strict_ties : bool, default=True
+        True keeps the letter of the paper: a tie in the gated
+        back-projection ``W^T (g * a*)`` gives +1 (better on the validation
+        tuning of both data sets).  False (bep.md §8.7's reading): such a
+        coordinate carries no signal, so that neuron keeps its activation
+        as target (it is never selected) and its gate stays closed for the
+        layer below.
     reinforcement_prob : float, default=0.5
         Base reinforcement probability ``p_r``.
     reinforcement_norm : {'fan_in', 'width'}, default='fan_in'
@@ -249,8 +253,8 @@ class BEPClassifier(BaseBinaryClassifier):
 
     _model_attributes = ("hidden_weights_", "packed_weights_", "group_sizes_")
 
-    def __init__(self, hidden_layer_sizes=(525, 525), robustness=0.5, gate_threshold=0.05,
-                 strict_ties=False, reinforcement_prob=0.5, reinforcement_norm="fan_in", group_size=15,
+    def __init__(self, hidden_layer_sizes=(525, 525), robustness=0.5, gate_threshold=0.25,
+                 strict_ties=True, reinforcement_prob=0.5, reinforcement_norm="fan_in", group_size=15,
                  group_schedule="validation", group_patience=5, validation_fraction=0.1,
                  weight_clip=None, init_std=64.0, odd_init=True, prototypes="bef",
                  bef_alpha=1.0, bef_max_iter=None, binarize_input="auto",

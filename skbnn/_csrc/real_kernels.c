@@ -515,23 +515,221 @@ static inline uint64_t stored_sign(const void *V, int half, size_t idx, float v)
     return v >= 0.0f;
 }
 
+/* Step constants, computed once so every path uses the same float values. */
+typedef struct {
+    int solver, half, cancel, clip;
+    float lr, b1, b2, c1, c2, eps, mom, tau, one_m_lr;
+} step_consts;
+
+/* One block of n <= 64 weights at offset off, scalar (the reference order of
+ * operations every SIMD path reproduces lane by lane). */
+static uint64_t step_block_portable(const step_consts *c, void *V, void *M1, void *M2,
+                                    size_t off, size_t n, const float *g, uint64_t old,
+                                    h2f_fn h2f, f2h_fn f2h)
+{
+    float v[64], m1[64], m2[64];
+    uint64_t bits = 0;
+    load_chunk(M1, c->half, off, n, m1, h2f);
+    if (c->solver == SKBNN_SOLVER_BOP) { /* binary weights are the bits themselves */
+        for (size_t l = 0; l < n; l++) {
+            m1[l] = c->one_m_lr * m1[l] + c->lr * g[l];
+            const uint64_t w_pos = (old >> l) & 1u;
+            const uint64_t flip = fabsf(m1[l]) > c->tau && ((m1[l] >= 0.0f) == (w_pos != 0));
+            bits |= (w_pos ^ flip) << l;
+        }
+    } else {
+        load_chunk(V, c->half, off, n, v, h2f);
+        if (c->solver == SKBNN_SOLVER_ADAM) load_chunk(M2, c->half, off, n, m2, h2f);
+        for (size_t l = 0; l < n; l++) {
+            /* gradient cancellation: no push beyond |V| >= 1 */
+            const float gl = c->cancel && fabsf(v[l]) >= 1.0f ? 0.0f : g[l];
+            if (c->solver == SKBNN_SOLVER_ADAM) {
+                m1[l] = c->b1 * m1[l] + c->c1 * gl;
+                m2[l] = c->b2 * m2[l] + c->c2 * (gl * gl);
+                v[l] = v[l] - c->lr * m1[l] / (sqrtf(m2[l]) + c->eps);
+            } else { /* SGD with momentum */
+                m1[l] = c->mom * m1[l] - c->lr * gl;
+                v[l] = v[l] + m1[l];
+            }
+            if (c->clip) v[l] = v[l] > 1.0f ? 1.0f : (v[l] < -1.0f ? -1.0f : v[l]);
+        }
+        store_chunk(V, c->half, off, n, v, f2h);
+        if (c->solver == SKBNN_SOLVER_ADAM) store_chunk(M2, c->half, off, n, m2, f2h);
+        for (size_t l = 0; l < n; l++) bits |= stored_sign(V, c->half, off + l, v[l]) << l;
+    }
+    store_chunk(M1, c->half, off, n, m1, f2h);
+    return bits;
+}
+
+#if SKBNN_X86
+/* 16 lanes; the same IEEE operations as the scalar block, in the same order */
+T_AVX512F static inline __m512 ld16(const void *p, int half, size_t off)
+{
+    if (half) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + off)));
+    return _mm512_loadu_ps((const float *)p + off);
+}
+
+/* store; returns the stored value as float (rounded when half) */
+T_AVX512F static inline __m512 st16(void *p, int half, size_t off, __m512 x)
+{
+    if (!half) {
+        _mm512_storeu_ps((float *)p + off, x);
+        return x;
+    }
+    const __m256i h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_si256((__m256i *)((uint16_t *)p + off), h);
+    return _mm512_cvtph_ps(h);
+}
+
+T_AVX512F static uint64_t step_block64_avx512(const step_consts *c, void *V, void *M1, void *M2,
+                                              size_t off, const float *g, uint64_t old)
+{
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f),
+                 mone = _mm512_set1_ps(-1.0f);
+    const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
+    uint64_t bits = 0;
+    for (int q = 0; q < 4; q++) {
+        const size_t o = off + 16 * (size_t)q;
+        __m512 gv = _mm512_loadu_ps(g + 16 * q);
+        __m512 m1 = ld16(M1, c->half, o);
+        if (c->solver == SKBNN_SOLVER_BOP) {
+            m1 = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(c->one_m_lr), m1),
+                               _mm512_mul_ps(_mm512_set1_ps(c->lr), gv));
+            const __mmask16 w = (__mmask16)(old >> (16 * q));
+            const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(m1), absmask));
+            const __mmask16 big = _mm512_cmp_ps_mask(a, _mm512_set1_ps(c->tau), _CMP_GT_OQ);
+            const __mmask16 pos = _mm512_cmp_ps_mask(m1, zero, _CMP_GE_OQ);
+            const __mmask16 flip = (__mmask16)(big & (__mmask16)~(pos ^ w));
+            bits |= (uint64_t)(uint16_t)(w ^ flip) << (16 * q);
+        } else {
+            __m512 v = ld16(V, c->half, o);
+            if (c->cancel) {
+                const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), absmask));
+                gv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, one, _CMP_LT_OQ), gv);
+            }
+            if (c->solver == SKBNN_SOLVER_ADAM) {
+                __m512 m2 = ld16(M2, c->half, o);
+                m1 = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(c->b1), m1),
+                                   _mm512_mul_ps(_mm512_set1_ps(c->c1), gv));
+                m2 = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(c->b2), m2),
+                                   _mm512_mul_ps(_mm512_set1_ps(c->c2), _mm512_mul_ps(gv, gv)));
+                const __m512 den = _mm512_add_ps(_mm512_sqrt_ps(m2), _mm512_set1_ps(c->eps));
+                v = _mm512_sub_ps(v, _mm512_div_ps(_mm512_mul_ps(_mm512_set1_ps(c->lr), m1), den));
+                st16(M2, c->half, o, m2);
+            } else {
+                m1 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(c->mom), m1),
+                                   _mm512_mul_ps(_mm512_set1_ps(c->lr), gv));
+                v = _mm512_add_ps(v, m1);
+            }
+            if (c->clip) v = _mm512_min_ps(_mm512_max_ps(v, mone), one);
+            const __m512 vs = st16(V, c->half, o, v);
+            bits |= (uint64_t)_mm512_cmp_ps_mask(vs, zero, _CMP_GE_OQ) << (16 * q);
+        }
+        st16(M1, c->half, o, m1);
+    }
+    return bits;
+}
+
+/* 8 lanes */
+T_AVX2F static inline __m256 ld8(const void *p, int half, size_t off)
+{
+    if (half) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + off)));
+    return _mm256_loadu_ps((const float *)p + off);
+}
+
+T_AVX2F static inline __m256 st8(void *p, int half, size_t off, __m256 x)
+{
+    if (!half) {
+        _mm256_storeu_ps((float *)p + off, x);
+        return x;
+    }
+    const __m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128((__m128i *)((uint16_t *)p + off), h);
+    return _mm256_cvtph_ps(h);
+}
+
+T_AVX2F static uint64_t step_block64_avx2(const step_consts *c, void *V, void *M1, void *M2,
+                                          size_t off, const float *g, uint64_t old)
+{
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f),
+                 mone = _mm256_set1_ps(-1.0f);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    uint64_t bits = 0;
+    for (int q = 0; q < 8; q++) {
+        const size_t o = off + 8 * (size_t)q;
+        __m256 gv = _mm256_loadu_ps(g + 8 * q);
+        __m256 m1 = ld8(M1, c->half, o);
+        if (c->solver == SKBNN_SOLVER_BOP) {
+            m1 = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(c->one_m_lr), m1),
+                               _mm256_mul_ps(_mm256_set1_ps(c->lr), gv));
+            const unsigned w = (unsigned)(old >> (8 * q)) & 0xffu;
+            const __m256 wv = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+                _mm256_and_si256(_mm256_set1_epi32((int)w), bitsel), bitsel));
+            const __m256 big = _mm256_cmp_ps(_mm256_and_ps(m1, absmask), _mm256_set1_ps(c->tau),
+                                             _CMP_GT_OQ);
+            const __m256 pos = _mm256_cmp_ps(m1, zero, _CMP_GE_OQ);
+            const __m256 flip = _mm256_andnot_ps(_mm256_xor_ps(pos, wv), big);
+            bits |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_xor_ps(wv, flip)) << (8 * q);
+        } else {
+            __m256 v = ld8(V, c->half, o);
+            if (c->cancel)
+                gv = _mm256_and_ps(gv, _mm256_cmp_ps(_mm256_and_ps(v, absmask), one, _CMP_LT_OQ));
+            if (c->solver == SKBNN_SOLVER_ADAM) {
+                __m256 m2 = ld8(M2, c->half, o);
+                m1 = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(c->b1), m1),
+                                   _mm256_mul_ps(_mm256_set1_ps(c->c1), gv));
+                m2 = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(c->b2), m2),
+                                   _mm256_mul_ps(_mm256_set1_ps(c->c2), _mm256_mul_ps(gv, gv)));
+                const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(m2), _mm256_set1_ps(c->eps));
+                v = _mm256_sub_ps(v, _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(c->lr), m1), den));
+                st8(M2, c->half, o, m2);
+            } else {
+                m1 = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(c->mom), m1),
+                                   _mm256_mul_ps(_mm256_set1_ps(c->lr), gv));
+                v = _mm256_add_ps(v, m1);
+            }
+            if (c->clip) v = _mm256_min_ps(_mm256_max_ps(v, mone), one);
+            const __m256 vs = st8(V, c->half, o, v);
+            bits |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(vs, zero, _CMP_GE_OQ))
+                    << (8 * q);
+        }
+        st8(M1, c->half, o, m1);
+    }
+    return bits;
+}
+#endif
+
+typedef uint64_t (*block64_fn)(const step_consts *, void *, void *, void *, size_t,
+                               const float *, uint64_t);
+
 int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                              const uint64_t *gbits, const float *gfloat, float gscale,
                              size_t n_out, size_t n_in, const float *hp, int flags,
                              uint64_t *Wp, int n_threads)
 {
-    const int clip_weights = flags & SKBNN_STEP_CLIP, cancel = flags & SKBNN_STEP_CANCEL;
     const size_t wn = WORDS(n_in);
-    const float lr = hp[0], b1 = hp[1], b2 = hp[2], eps = hp[3], mom = hp[4], tau = hp[5];
+    const step_consts c = {
+        .solver = solver, .half = half, .cancel = (flags & SKBNN_STEP_CANCEL) != 0,
+        .clip = (flags & SKBNN_STEP_CLIP) != 0, .lr = hp[0], .b1 = hp[1], .b2 = hp[2],
+        .c1 = 1.0f - hp[1], .c2 = 1.0f - hp[2], .eps = hp[3], .mom = hp[4], .tau = hp[5],
+        .one_m_lr = 1.0f - hp[0]};
     const h2f_fn h2f = pick_h2f();
     const f2h_fn f2h = pick_f2h();
+    block64_fn block64 = NULL; /* SIMD for full 64-weight blocks (F16C when half) */
+#if SKBNN_X86
+    if (!half || use_f16c()) {
+        if (skbnn_get_isa() == SKBNN_ISA_AVX512) block64 = step_block64_avx512;
+        else if (skbnn_get_isa() == SKBNN_ISA_AVX2) block64 = step_block64_avx2;
+    }
+#endif
     int64_t flips = 0;
     n_threads = team((double)n_out * (double)n_in * 8.0, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) \
     reduction(+ : flips)
     for (long jj = 0; jj < (long)n_out; jj++) {
         const size_t j = (size_t)jj;
-        float v[64], m1[64], m2[64], g[64];
+        float g[64];
         for (size_t wb = 0; wb < wn; wb++) {
             const size_t off = j * n_in + wb * 64;
             const size_t n = n_in - wb * 64 < 64 ? n_in - wb * 64 : 64;
@@ -542,36 +740,9 @@ int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
             } else {
                 for (size_t l = 0; l < n; l++) g[l] = gfloat[off + l] * gscale;
             }
-            load_chunk(M1, half, off, n, m1, h2f);
-            uint64_t bits = 0;
-            if (solver == SKBNN_SOLVER_BOP) { /* binary weights are the bits themselves */
-                for (size_t l = 0; l < n; l++) {
-                    m1[l] = (1.0f - lr) * m1[l] + lr * g[l];
-                    const uint64_t w_pos = (old >> l) & 1u;
-                    const uint64_t flip = fabsf(m1[l]) > tau && ((m1[l] >= 0.0f) == (w_pos != 0));
-                    bits |= (w_pos ^ flip) << l;
-                }
-            } else {
-                load_chunk(V, half, off, n, v, h2f);
-                if (solver == SKBNN_SOLVER_ADAM) load_chunk(M2, half, off, n, m2, h2f);
-                for (size_t l = 0; l < n; l++) {
-                    /* gradient cancellation: no push beyond |V| >= 1 */
-                    const float gl = cancel && fabsf(v[l]) >= 1.0f ? 0.0f : g[l];
-                    if (solver == SKBNN_SOLVER_ADAM) {
-                        m1[l] = b1 * m1[l] + (1.0f - b1) * gl;
-                        m2[l] = b2 * m2[l] + (1.0f - b2) * (gl * gl);
-                        v[l] = v[l] - lr * m1[l] / (sqrtf(m2[l]) + eps);
-                    } else { /* SGD with momentum */
-                        m1[l] = mom * m1[l] - lr * gl;
-                        v[l] = v[l] + m1[l];
-                    }
-                    if (clip_weights) v[l] = v[l] > 1.0f ? 1.0f : (v[l] < -1.0f ? -1.0f : v[l]);
-                }
-                store_chunk(V, half, off, n, v, f2h);
-                if (solver == SKBNN_SOLVER_ADAM) store_chunk(M2, half, off, n, m2, f2h);
-                for (size_t l = 0; l < n; l++) bits |= stored_sign(V, half, off + l, v[l]) << l;
-            }
-            store_chunk(M1, half, off, n, m1, f2h);
+            uint64_t bits = block64 && n == 64
+                                ? block64(&c, V, M1, M2, off, g, old)
+                                : step_block_portable(&c, V, M1, M2, off, n, g, old, h2f, f2h);
             bits &= tail_mask(n);
             flips += (int64_t)__builtin_popcountll(bits ^ old);
             Wp[j * wn + wb] = bits;
