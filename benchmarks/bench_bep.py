@@ -7,15 +7,25 @@ plus the official test set) and Random Prototypes as in the BEP paper
 trains in the same run, single-threaded:
 
 - ``BEPClassifier(hidden_layer_sizes=(K,) * L)`` with its defaults
-  (group size 15, or the divisor of K nearest 15 when 15 does not divide K);
+  (``BEPClassifier().get_params()``: r = 0.5, gate nu = 0.25, strict ties,
+  p_r = 0.5, init_std 64, group size 15, or the divisor of K nearest 15 when
+  15 does not divide K);
+- ``BEPClassifier`` with the hyper-parameters ``benchmarks/tune_bep.py``
+  selected for that (data set, L, K) on a validation split of the training
+  data (``best.params`` of ``--tuning``, default
+  ``benchmarks/results/bep_tuning.json``; group size mapped to a divisor of K
+  as tune_bep.py does), otherwise the same run settings (``--no-tuned`` skips
+  it; configurations without an entry show "—");
 - ``LocalBinaryClassifier`` with the same layers (paper group sizes);
 - ``sklearn.neural_network.MLPClassifier`` with the same hidden layers,
   batch 100, same epochs (float inputs, one BLAS thread);
 
-and, on Fashion-MNIST, the depth experiment L = 5, K = 255 with the gate
-(``gate_threshold=0.05``) and without it (``gate_threshold=1.0``).  It
-reports held-out accuracy (the paper's "test"), seconds per epoch, the
-acceptance targets and draws test accuracy against the number of hidden
+and, on Fashion-MNIST, the depth experiment L = 5, K = 255 with the default
+gate (``BEPClassifier().gate_threshold``), with the tuned parameters of
+``fmnist:5:255`` when the tuning file has them, and without the gate
+(``gate_threshold=1.0``).  It reports held-out accuracy (the paper's
+"test"), seconds per epoch, the acceptance targets for the defaults and for
+the tuned parameters, and draws test accuracy against the number of hidden
 weights ``K0*K + (L-1)*K^2`` like the paper's Fig. 2.
 
     python3 benchmarks/bench_bep.py            # full: 50 epochs, widths 35..525, L = 2, 3
@@ -28,6 +38,7 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -55,11 +66,42 @@ TARGETS = {("fmnist", 2, 525): 86.0, ("fmnist", 3, 525): 85.8, ("fmnist", 2, 35)
            ("prototypes_bep", 2, 525): 77.0, ("prototypes_bep", 3, 35): 58.4}
 TARGET_DEPTH_GATED = 85.0
 TARGET_S_PER_EPOCH = 0.5
+METHODS = ("bep", "bep_tuned", "local", "mlp")
+TUNED_NOTE = ("validation-selected per configuration, as the paper tuned per configuration: "
+              "`best.params` of `bep_tuning.json` (tune_bep.py, 10 % validation split of the "
+              "training split), trained on the whole training split")
+
+
+DEFAULT_TUNING = _common.DEFAULT_OUT / "bep_tuning.json"
+BEP_DEFAULTS = BEPClassifier().get_params()
 
 
 def bep_group_size(width):
-    """15 (the BEP default) when it divides the width, else the nearest divisor."""
-    return nearest_divisor(width, 15)
+    """The BEP default group size (15) when it divides the width, else the
+    nearest divisor."""
+    return nearest_divisor(width, BEP_DEFAULTS["group_size"])
+
+
+def load_tuning(path):
+    """``{(dataset, L, K): best.params}`` of a tune_bep.py file ({} when absent)."""
+    if not path or not os.path.exists(path):
+        print(f"no tuning file {path}: no tuned BEP runs", file=sys.stderr)
+        return {}
+    with open(path) as f:
+        entries = json.load(f).get("entries", {})
+    out = {}
+    for key, entry in entries.items():
+        name, depth, width = key.split(":")
+        out[(name, int(depth), int(width))] = dict(entry["best"]["params"])
+    return out
+
+
+def tuned_params(best, width):
+    """``best.params`` with the group size mapped to a divisor of K exactly as
+    tune_bep.py's ``draw_configs`` does (``nearest_divisor(K, group_size)``)."""
+    params = dict(best)
+    params["group_size"] = nearest_divisor(width, params["group_size"])
+    return params
 
 
 def n_hidden_weights(name, width, depth):
@@ -78,7 +120,7 @@ def fit_and_score(est, data, name):
     return score
 
 
-def run_config(name, depth, width, seed, args, cache, methods, gate=None):
+def run_config(name, depth, width, seed, args, cache, methods, gate=None, tuned=None):
     data = _common.load_dataset(name, seed, cache)
     if data is None:
         return None
@@ -98,6 +140,12 @@ def run_config(name, depth, width, seed, args, cache, methods, gate=None):
         est = BEPClassifier(**params)
         rec["bep"] = dict(fit_and_score(est, data, name), params=params,
                           final_group_sizes=list(est.group_sizes_))
+    if "bep_tuned" in methods and tuned is not None:
+        params = dict(hidden_layer_sizes=layers, binarize_input=binarize,
+                      max_iter=args.epochs, random_state=seed, **tuned_params(tuned, width))
+        est = BEPClassifier(**params)
+        rec["bep_tuned"] = dict(fit_and_score(est, data, name), params=params,
+                                final_group_sizes=list(est.group_sizes_))
     if "local" in methods:
         params = dict(hidden_layer_sizes=layers, group_size=auto_group_size(width),
                       binarize_input=binarize, max_iter=args.epochs, random_state=seed)
@@ -113,7 +161,7 @@ def run_config(name, depth, width, seed, args, cache, methods, gate=None):
             rec["mlp"] = fit_and_score(mlp, mdata, name)
     msg = ", ".join(f"{m} {100 * rec[m]['heldout_accuracy']:.2f} % "
                     f"({rec[m]['s_per_epoch']:.3f} s/epoch)"
-                    for m in ("bep", "local", "mlp") if m in rec)
+                    for m in METHODS if m in rec)
     print(f"[{name} L={depth} K={width} seed={seed}"
           f"{'' if gate is None else f' gate={gate}'}] {msg}", file=sys.stderr, flush=True)
     return rec
@@ -138,7 +186,9 @@ def plot(res, path):
     fig, axes = plt.subplots(len(names), len(depths), figsize=(5.2 * len(depths),
                                                                 3.8 * len(names)),
                              squeeze=False)
-    styles = {"bep": ("BEP (skbnn)", "o-", "C0"), "local": ("Local rule (skbnn)", "s-", "C1"),
+    styles = {"bep": ("BEP defaults (skbnn)", "o-", "C0"),
+              "bep_tuned": ("BEP tuned (skbnn)", "D--", "C3"),
+              "local": ("Local rule (skbnn)", "s-", "C1"),
               "mlp": ("MLPClassifier (float)", "^-", "C2")}
     for i, name in enumerate(names):
         for j, depth in enumerate(depths):
@@ -170,21 +220,35 @@ def plot(res, path):
     return str(path)
 
 
+def describe_defaults(p=BEP_DEFAULTS):
+    """The BEP defaults as the markdown describes them (read from get_params)."""
+    ties = "strict ties" if p["strict_ties"] else "ties count as correct"
+    return (f"r = {p['robustness']:g}, ν = {p['gate_threshold']:g}, {ties}, "
+            f"p_r = {p['reinforcement_prob']:g}, init_std = {p['init_std']:g}, "
+            f"γ0 = {p['group_size']} or the divisor of K nearest {p['group_size']}, "
+            f"{p['group_schedule']}-driven γ schedule (patience {p['group_patience']}) on a "
+            f"{100 * p['validation_fraction']:g} % hold-out of the training split")
+
+
 def render_markdown(res):
+    tuned = ("" if res["args"].get("no_tuned") else
+             f"BEP tuned: per configuration the `best.params` of "
+             f"`{os.path.basename(res['args'].get('tuning') or '')}` (chosen by tune_bep.py on a "
+             "10 % validation split of the training split only, group size mapped to a divisor "
+             "of K as there), trained on the whole training split with the same epochs, input "
+             "binarisation and seed; \"—\" = no tuning entry; ")
     lines = [f"# BEPClassifier benchmark{' (quick run)' if res['quick'] else ''}", "",
              _common.machine_summary_md(res["machine"]), "",
              "Held-out accuracy % (the paper's test split), one thread, "
              f"{res['args']['epochs']} epochs (MLP {res['args']['mlp_epochs']}), seeds "
-             f"{res['seeds']} (mean ± std when several). BEP: defaults (r = 0.5, ν = 0.05, "
-             "p_r = 0.5, γ0 = 15 or the divisor of K nearest 15, validation-driven γ schedule "
-             "on a 10 % hold-out of the training split); Local: paper group sizes; MLP: adam, "
-             "batch 100, float inputs.", ""]
+             f"{res['seeds']} (mean ± std when several). BEP: defaults ({res['bep_defaults']}); "
+             f"{tuned}Local: paper group sizes; MLP: adam, batch 100, float inputs.", ""]
     rows = []
     for (name, depth, width), runs in sorted(res["groups"].items()):
         paper = PAPER.get((name, depth))
         pk = PAPER_WIDTHS.index(width) if width in PAPER_WIDTHS else None
         row = [DATASETS[name], depth, width, runs[0]["n_train"]]
-        for m in ("bep", "local", "mlp"):
+        for m in METHODS:
             st = mean_of(runs, m)
             row.append(_fmt(st))
         row += [f"{paper[0][pk]:.1f} / {paper[1][pk]:.1f}" if paper and pk is not None else "—"]
@@ -196,10 +260,14 @@ def render_markdown(res):
         row.append(_fmt(st))
         rows.append(row)
     lines.append(_common.markdown_table(
-        ["data set", "L", "K", "train n", "BEP %", "Local %", "MLP %", "paper BEP / Local",
-         "BEP s/epoch", "MLP s/epoch", "BEP official test %"], rows, align="llrrrrrrrrr"))
+        ["data set", "L", "K", "train n", "BEP %", "BEP tuned %", "Local %", "MLP %",
+         "paper BEP / Local", "BEP s/epoch", "MLP s/epoch", "BEP official test %"], rows,
+        align="llrrrrrrrrrr"))
     lines += ["", "## Targets", "", _common.markdown_table(
         ["check", "measured", "target", "status"], res["targets"], align="lrrl")]
+    if tuned:
+        lines += ["", f"\"defaults\": the `BEPClassifier()` defaults above; \"tuned\": "
+                  f"{TUNED_NOTE}."]
     if res.get("plot"):
         lines += ["", f"![accuracy vs hidden weights]({os.path.basename(res['plot'])})"]
     return "\n".join(lines) + "\n"
@@ -215,39 +283,67 @@ def check_targets(res, args):
     full = not args.train_subset and args.epochs == 50
     rows = []
     status = (lambda ok: ("PASS" if ok else "FAIL") if full else "n/a (not the paper setting)")
+    variants = (("bep", "defaults"), ("bep_tuned", "tuned"))
     for (name, depth, width), tgt in TARGETS.items():
-        st = mean_of(res["groups"].get((name, depth, width), []), "bep")
-        if st:
-            rows.append([f"BEP {DATASETS[name]} L={depth} K={width}", f"{100 * st['mean']:.2f} %",
-                         f"≥ {tgt} %", status(100 * st["mean"] >= tgt)])
+        for m, label in variants:
+            st = mean_of(res["groups"].get((name, depth, width), []), m)
+            if st:
+                rows.append([f"BEP {DATASETS[name]} L={depth} K={width}, {label}",
+                             f"{100 * st['mean']:.2f} %", f"≥ {tgt} %",
+                             status(100 * st["mean"] >= tgt)])
     for name in DATASETS:
-        bep = mean_of(res["groups"].get((name, 2, 35), []), "bep")
         loc = mean_of(res["groups"].get((name, 2, 35), []), "local")
-        if bep and loc:
-            gap = 100 * (bep["mean"] - loc["mean"])
-            rows.append([f"BEP − Local, {DATASETS[name]} L=2 K=35", f"{gap:+.2f} points",
-                         "> 0 (paper +1.2 FMNIST, +5.8 RP)", status(gap > 0)])
-    depth = {g: r for g, r in res["depth"].items()}
-    if depth:
-        gated, open_ = depth.get("0.05"), depth.get("1.0")
-        if gated:
-            rows.append(["BEP FMNIST L=5 K=255, gate 0.05",
-                         f"{100 * gated['bep']['heldout_accuracy']:.2f} %",
-                         f"≥ {TARGET_DEPTH_GATED} %",
-                         status(100 * gated["bep"]["heldout_accuracy"] >= TARGET_DEPTH_GATED)])
-        if gated and open_:
-            drop = 100 * (gated["bep"]["heldout_accuracy"] - open_["bep"]["heldout_accuracy"])
-            rows.append(["BEP FMNIST L=5 K=255, no gate (ν = 1)",
-                         f"{100 * open_['bep']['heldout_accuracy']:.2f} % ({-drop:+.2f})",
-                         "degrades", status(drop > 0)])
+        for m, label in variants:
+            bep = mean_of(res["groups"].get((name, 2, 35), []), m)
+            if bep and loc:
+                gap = 100 * (bep["mean"] - loc["mean"])
+                rows.append([f"BEP − Local, {DATASETS[name]} L=2 K=35, {label}",
+                             f"{gap:+.2f} points", "> 0 (paper +1.2 FMNIST, +5.8 RP)",
+                             status(gap > 0)])
+    depth = res["depth"]
+    gated = depth.get("default")
+    for key, label in (("default", "defaults"), ("tuned", "tuned")):
+        rec = depth.get(key)
+        if rec:
+            acc = 100 * rec[rec["method"]]["heldout_accuracy"]
+            rows.append([f"BEP FMNIST L=5 K=255, {label} (gate ν = {rec['gate']:g})",
+                         f"{acc:.2f} %", f"≥ {TARGET_DEPTH_GATED} %",
+                         status(acc >= TARGET_DEPTH_GATED)])
+    open_ = depth.get("no_gate")
+    if gated and open_:
+        g_acc = 100 * gated[gated["method"]]["heldout_accuracy"]
+        o_acc = 100 * open_[open_["method"]]["heldout_accuracy"]
+        rows.append(["BEP FMNIST L=5 K=255, no gate (ν = 1, other defaults)",
+                     f"{o_acc:.2f} % ({o_acc - g_acc:+.2f} vs defaults)",
+                     f"degrades vs defaults (ν = {gated['gate']:g})", status(o_acc < g_acc)])
     st = mean_of(res["groups"].get(("fmnist", 2, 525), []), "bep", "s_per_epoch")
     mlp = mean_of(res["groups"].get(("fmnist", 2, 525), []), "mlp", "s_per_epoch")
     if st:
-        rows.append(["BEP s/epoch FMNIST 784-525-525, 1 thread", f"{st['mean']:.3f} s"
+        rows.append(["BEP s/epoch FMNIST 784-525-525, 1 thread, defaults", f"{st['mean']:.3f} s"
                      + (f" (MLP {mlp['mean']:.2f} s, {mlp['mean'] / st['mean']:.1f}×)"
                         if mlp else ""), f"≤ {TARGET_S_PER_EPOCH} s",
                      status(st["mean"] <= TARGET_S_PER_EPOCH)])
     return rows
+
+
+def run_depth(args, cache, seed, tuning):
+    """FMNIST L = 5, K = 255 with the default gate, the tuned parameters and no gate."""
+    out = {}
+    variants = [("default", "bep", None, None)]
+    best = None if args.no_tuned else tuning.get(("fmnist", 5, 255))
+    if best is not None:
+        variants.append(("tuned", "bep_tuned", None, best))
+    variants.append(("no_gate", "bep", 1.0, None))
+    for key, method, gate, tuned in variants:
+        rec = run_config("fmnist", 5, 255, seed, args, cache, {method}, gate=gate, tuned=tuned)
+        if rec and method in rec:
+            rec["kind"] = "depth"
+            rec["variant"] = key
+            rec["gate"] = float(rec[method]["params"].get("gate_threshold",
+                                                          BEP_DEFAULTS["gate_threshold"]))
+            rec["method"] = method
+            out[key] = rec
+    return out
 
 
 def main(argv=None):
@@ -263,6 +359,11 @@ def main(argv=None):
     parser.add_argument("--mlp-depths", default="2,3", help="depths with an MLP baseline")
     parser.add_argument("--no-depth", action="store_true", help="skip the L=5 experiment")
     parser.add_argument("--train-subset", type=int, default=None)
+    parser.add_argument("--no-tuned", action="store_true",
+                        help="skip the BEP runs with the validation-tuned parameters")
+    parser.add_argument("--tuning", default=str(DEFAULT_TUNING),
+                        help="tune_bep.py result file with the tuned parameters "
+                             "(default: benchmarks/results/bep_tuning.json)")
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = 3 if args.quick else 50
@@ -277,8 +378,12 @@ def main(argv=None):
     seeds = _common.parse_list(args.seeds, int)
     names = _common.parse_list(args.datasets)
 
+    tuning = {} if args.no_tuned else load_tuning(args.tuning)
     res = {"machine": _common.machine_info(), "quick": args.quick, "args": vars(args),
-           "seeds": seeds, "runs": [], "depth": {}}
+           "seeds": seeds, "runs": [], "depth": {},
+           "bep_default_params": {k: v for k, v in BEP_DEFAULTS.items()
+                                  if k != "hidden_layer_sizes"},
+           "bep_defaults": describe_defaults()}
     cache = {}
     t0 = time.perf_counter()
     for name in names:
@@ -286,16 +391,16 @@ def main(argv=None):
             for width in widths:
                 for seed in seeds:
                     methods = {"bep", "local"} | ({"mlp"} if depth in mlp_depths else set())
-                    rec = run_config(name, depth, width, seed, args, cache, methods)
+                    best = tuning.get((name, depth, width))
+                    if best is not None:
+                        methods.add("bep_tuned")
+                    rec = run_config(name, depth, width, seed, args, cache, methods,
+                                     tuned=best)
                     if rec:
                         rec["kind"] = "sweep"
                         res["runs"].append(rec)
     if "fmnist" in names and not args.no_depth:
-        for gate in (0.05, 1.0):
-            rec = run_config("fmnist", 5, 255, seeds[0], args, cache, {"bep"}, gate=gate)
-            if rec:
-                rec["kind"] = "depth"
-                res["depth"][str(gate)] = rec
+        res["depth"] = run_depth(args, cache, seeds[0], tuning)
     res["groups"] = {}
     for r in res["runs"]:
         res["groups"].setdefault((r["dataset"], r["depth"], r["width"]), []).append(r)
@@ -310,7 +415,7 @@ def main(argv=None):
     md = render_markdown(res)
     groups = res.pop("groups")
     res["summary"] = [{"dataset": k[0], "depth": k[1], "width": k[2],
-                       **{m: mean_of(v, m) for m in ("bep", "local", "mlp")}}
+                       **{m: mean_of(v, m) for m in METHODS}}
                       for k, v in sorted(groups.items())]
     _common.write_json(os.path.join(args.out, "bep.json"), res)
     _common.write_markdown(os.path.join(args.out, "bep.md"), md)

@@ -41,6 +41,15 @@ def ordered_sum(terms):
     return np.cumsum(terms, axis=1, dtype=F32)[:, -1, :]
 
 
+def signed_sum(A, S):
+    """The kernels' signed sum ``sum_k A[m, k] S[k, n]`` (S = +-1): ``2 P - T``
+    with P the ordered float32 sum of A over the k where S = +1 and T the
+    ordered sum of all of A."""
+    P = ordered_sum(A[:, :, None] * (S[None] > 0).astype(F32))
+    T = np.cumsum(A, axis=1, dtype=F32)[:, -1][:, None]
+    return (P + P) - T
+
+
 SHAPES = [(1, 1, 1), (5, 63, 64), (7, 64, 65), (3, 100, 130), (9, 17, 257), (4, 1, 3)]
 
 
@@ -51,7 +60,7 @@ def test_fsgemm_matches_ordered_reference(M, K, N, isa):
     S = rng.choice([-1, 1], size=(K, N))
     Bt = pack(S)
     Bt.setflags(write=False)
-    want = ordered_sum(A[:, :, None] * S[None].astype(F32))
+    want = signed_sum(A, S)
     got = _kernels.fsgemm(A, Bt, N)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(unpack(_kernels.fsgemm(A, Bt, N, sign=True), N),

@@ -20,6 +20,46 @@
 #include <omp.h>
 #endif
 
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__FLT16_MAX__)
+#define SKBNN_X86_F16 1
+#else
+#define SKBNN_X86_F16 0
+#endif
+
+/* float16 <-> float32 one value at a time, written so that the vectoriser
+ * turns loops of them into F16C conversions inside the ISA wrappers (and a
+ * correctly rounded software conversion elsewhere). */
+#if defined(__FLT16_MAX__)
+static inline float skbnn_h2f_inline(uint16_t h)
+{
+    _Float16 x;
+    memcpy(&x, &h, sizeof x);
+    return (float)x;
+}
+
+static inline uint16_t skbnn_f2h_inline(float f)
+{
+    const _Float16 x = (_Float16)f;
+    uint16_t h;
+    memcpy(&h, &x, sizeof h);
+    return h;
+}
+#else
+static inline float skbnn_h2f_inline(uint16_t h)
+{
+    float f;
+    skbnn_f16_to_f32(&h, &f, 1);
+    return f;
+}
+
+static inline uint16_t skbnn_f2h_inline(float f)
+{
+    uint16_t h;
+    skbnn_f32_to_f16(&f, &h, 1);
+    return h;
+}
+#endif
+
 #define WORDS(bits) (((bits) + 63) / 64)
 #define MIN_PARALLEL_WORK 65536.0
 
@@ -112,54 +152,118 @@ void skbnn_bn_forward(const void *Z, int z_int, size_t B, size_t n, const float 
     }
 }
 
-/* one row of a 64-channel column of G as float32, and back */
-static inline void load_g(const void *G, int half, size_t off, size_t c, float *out)
+/* The backward body works on one 64-channel column; it is inlined into one
+ * wrapper per ISA (target attributes) so the element loops vectorise there.
+ * Every loop is element-wise over channels, sums run over b per channel:
+ * the same operations in the same order on every path. */
+static inline __attribute__((always_inline)) void
+bn_backward_column(void *G, int half, size_t B, size_t n, size_t w, const float *psi,
+                   const uint64_t *bits, const float *omega, float *G_b)
 {
-    if (half) skbnn_f16_to_f32((const uint16_t *)G + off, out, c);
-    else memcpy(out, (const float *)G + off, c * sizeof(float));
+    const size_t wn = WORDS(n), c0 = w * 64, c = n - c0 < 64 ? n - c0 : 64;
+    const float fb = (float)B;
+    float g[64], s[64], gb[64], sv[64], svs[64], ps[64], om[64];
+    uint16_t h[64];
+    for (size_t l = 0; l < 64; l++) {
+        gb[l] = sv[l] = svs[l] = 0.0f;
+        ps[l] = l < c ? psi[c0 + l] : 1.0f;
+        om[l] = l < c ? omega[c0 + l] : 0.0f;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t b = 0; b < B; b++) {
+            const size_t off = b * n + c0;
+            if (half) {
+                const uint16_t *src = (const uint16_t *)G + off;
+                if (c < 64) { /* ragged last column: zero-padded copy */
+                    memcpy(h, src, c * sizeof(uint16_t));
+                    for (size_t l = c; l < 64; l++) h[l] = 0;
+                    src = h;
+                }
+                for (size_t l = 0; l < 64; l++) g[l] = skbnn_h2f_inline(src[l]);
+            } else {
+                const float *src = (const float *)G + off;
+                if (c < 64) {
+                    memcpy(g, src, c * sizeof(float));
+                    for (size_t l = c; l < 64; l++) g[l] = 0.0f;
+                } else {
+                    for (size_t l = 0; l < 64; l++) g[l] = src[l];
+                }
+            }
+            const uint64_t sb = bits[b * wn + w];
+            for (size_t l = 0; l < 64; l++) s[l] = (float)(int)((sb >> l) & 1u) * 2.0f - 1.0f;
+            if (pass == 0) {
+                for (size_t l = 0; l < 64; l++) {
+                    const float v = g[l] / ps[l];
+                    gb[l] += g[l];
+                    sv[l] += v;
+                    svs[l] += (v * s[l]) * om[l];
+                }
+            } else {
+                for (size_t l = 0; l < 64; l++) g[l] = (g[l] / ps[l] - sv[l]) - svs[l] * s[l];
+                if (half && c == 64) {
+                    uint16_t *dst = (uint16_t *)G + off;
+                    for (size_t l = 0; l < 64; l++) dst[l] = skbnn_f2h_inline(g[l]);
+                } else if (half) {
+                    for (size_t l = 0; l < 64; l++) h[l] = skbnn_f2h_inline(g[l]);
+                    memcpy((uint16_t *)G + off, h, c * sizeof(uint16_t));
+                } else {
+                    memcpy((float *)G + off, g, c * sizeof(float));
+                }
+            }
+        }
+        if (pass == 0)
+            for (size_t l = 0; l < 64; l++) {
+                sv[l] = sv[l] / fb;
+                svs[l] = svs[l] / fb;
+            }
+    }
+    for (size_t l = 0; l < c; l++) G_b[c0 + l] = gb[l];
+}
+#define BN_BACKWARD_LOOP                                                                    \
+    const size_t wn = WORDS(n);                                                             \
+    n_threads = team((double)B * (double)n * 8.0, n_threads);                               \
+    _Pragma("omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)")  \
+    for (long ww = 0; ww < (long)wn; ww++)                                                  \
+        bn_backward_column(G, half, B, n, (size_t)ww, psi, bits, omega, G_b);
+
+static void bn_backward_portable(void *G, int half, size_t B, size_t n, const float *psi,
+                                 const uint64_t *bits, const float *omega, float *G_b,
+                                 int n_threads)
+{
+    BN_BACKWARD_LOOP
 }
 
-static inline void store_g(void *G, int half, size_t off, size_t c, const float *in)
+#if SKBNN_X86_F16
+__attribute__((target("avx2,f16c"))) static void
+bn_backward_avx2(void *G, int half, size_t B, size_t n, const float *psi, const uint64_t *bits,
+                 const float *omega, float *G_b, int n_threads)
 {
-    if (half) skbnn_f32_to_f16(in, (uint16_t *)G + off, c);
-    else memcpy((float *)G + off, in, c * sizeof(float));
+    BN_BACKWARD_LOOP
 }
+
+__attribute__((target("avx512f,f16c"))) static void
+bn_backward_avx512(void *G, int half, size_t B, size_t n, const float *psi,
+                   const uint64_t *bits, const float *omega, float *G_b, int n_threads)
+{
+    BN_BACKWARD_LOOP
+}
+#endif
 
 void skbnn_bn_backward_bits(void *G, int half, size_t B, size_t n, const float *psi,
                             const uint64_t *bits, const float *omega, float *G_b,
                             int n_threads)
 {
-    const size_t wn = WORDS(n);
-    const float fb = (float)B;
-    n_threads = team((double)B * (double)n * 8.0, n_threads);
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-    for (long ww = 0; ww < (long)wn; ww++) {
-        const size_t w = (size_t)ww, c0 = w * 64, c = n - c0 < 64 ? n - c0 : 64;
-        float g[64], gb[64], sv[64], svs[64];
-        for (size_t l = 0; l < c; l++) gb[l] = sv[l] = svs[l] = 0.0f;
-        for (size_t b = 0; b < B; b++) {
-            load_g(G, half, b * n + c0, c, g);
-            const uint64_t sb = bits[b * wn + w];
-            for (size_t l = 0; l < c; l++) {
-                const float v = g[l] / psi[c0 + l];
-                gb[l] += g[l];
-                sv[l] += v;
-                svs[l] += (((sb >> l) & 1u) ? v : -v) * omega[c0 + l];
-            }
+#if SKBNN_X86_F16
+    if (skbnn_use_f16c()) {
+        if (skbnn_get_isa() == SKBNN_ISA_AVX512) {
+            bn_backward_avx512(G, half, B, n, psi, bits, omega, G_b, n_threads);
+            return;
         }
-        for (size_t l = 0; l < c; l++) {
-            sv[l] = sv[l] / fb;
-            svs[l] = svs[l] / fb;
-            G_b[c0 + l] = gb[l];
-        }
-        for (size_t b = 0; b < B; b++) {
-            load_g(G, half, b * n + c0, c, g);
-            const uint64_t sb = bits[b * wn + w];
-            for (size_t l = 0; l < c; l++) {
-                const float centred = g[l] / psi[c0 + l] - sv[l];
-                g[l] = ((sb >> l) & 1u) ? centred - svs[l] : centred + svs[l];
-            }
-            store_g(G, half, b * n + c0, c, g);
+        if (skbnn_get_isa() == SKBNN_ISA_AVX2) {
+            bn_backward_avx2(G, half, B, n, psi, bits, omega, G_b, n_threads);
+            return;
         }
     }
+#endif
+    bn_backward_portable(G, half, B, n, psi, bits, omega, G_b, n_threads);
 }

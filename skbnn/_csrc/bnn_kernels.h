@@ -134,6 +134,8 @@ void skbnn_set_allocator(void *(*alloc)(size_t), void (*release)(void *));
  * nearest even (F16C on the AVX2/AVX-512 paths, portable code otherwise). */
 void skbnn_f16_to_f32(const uint16_t *in, float *out, size_t n);
 void skbnn_f32_to_f16(const float *in, uint16_t *out, size_t n);
+/* nonzero when the F16C conversions are in use (AVX2/AVX-512 paths) */
+int skbnn_use_f16c(void);
 
 /* A strided float32 or float16 (half != 0, IEEE binary16 in uint16) matrix:
  * element (m, k) at p[m * rs + k * ks]; a transpose is a swap of strides. */

@@ -153,6 +153,7 @@ static f2h_fn pick_f2h(void)
 }
 
 void skbnn_f16_to_f32(const uint16_t *in, float *out, size_t n) { pick_h2f()(in, out, n); }
+int skbnn_use_f16c(void) { return use_f16c(); }
 void skbnn_f32_to_f16(const float *in, uint16_t *out, size_t n) { pick_f2h()(in, out, n); }
 
 /* ------------------------------------------------------------------------ */
@@ -186,25 +187,40 @@ static inline void emit_block(float acc[MR][64], int mr, size_t m0, size_t wb, s
             continue;
         }
         const uint64_t keep = mask ? mask[m * wn + wb] : ~0ULL;
-        float row[64];
-        for (size_t l = 0; l < nc; l++) row[l] = ((keep >> l) & 1u) ? acc[r][l] : 0.0f;
-        if (chalf) pick_f2h()(row, (uint16_t *)C + m * N + n0, nc);
-        else memcpy((float *)C + m * N + n0, row, nc * sizeof(float));
+        /* convert or copy first, then zero what the mask drops (no scalar
+         * stores read back by vector loads: those stall store forwarding) */
+        if (chalf) {
+            uint16_t *h = (uint16_t *)C + m * N + n0;
+            pick_f2h()(acc[r], h, nc);
+            if (~keep) for (size_t l = 0; l < nc; l++) if (!((keep >> l) & 1u)) h[l] = 0;
+        } else {
+            float *c = (float *)C + m * N + n0;
+            memcpy(c, acc[r], nc * sizeof(float));
+            if (~keep) for (size_t l = 0; l < nc; l++) if (!((keep >> l) & 1u)) c[l] = 0.0f;
+        }
     }
 }
 
+/* Signed sums as 2 P - T: P = sum of A[m, k] over the k whose bit is 1, T =
+ * sum of all A[m, k], both in order k (one masked add per lane instead of a
+ * sign select and an add); every path computes exactly this. */
 static void ssum_block_portable(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                 const uint64_t *Bt, size_t wn, size_t wb, float acc[MR][64])
 {
+    float T[MR] = {0};
     for (int r = 0; r < mr; r++)
         for (int l = 0; l < 64; l++) acc[r][l] = 0.0f;
     for (size_t k = 0; k < K; k++) {
         const uint64_t w = Bt[k * wn + wb];
         for (int r = 0; r < mr; r++) {
-            const float a = load_a_soft(A, (m0 + (size_t)r) * A->rs + k * A->ks), na = -a;
-            for (int l = 0; l < 64; l++) acc[r][l] += ((w >> l) & 1u) ? a : na;
+            const float a = load_a_soft(A, (m0 + (size_t)r) * A->rs + k * A->ks);
+            T[r] += a;
+            for (int l = 0; l < 64; l++)
+                if ((w >> l) & 1u) acc[r][l] += a;
         }
     }
+    for (int r = 0; r < mr; r++)
+        for (int l = 0; l < 64; l++) acc[r][l] = (acc[r][l] + acc[r][l]) - T[r];
 }
 
 static void gemm_block_portable(const skbnn_fview *A, size_t m0, int mr, size_t K,
@@ -225,16 +241,27 @@ static void gemm_block_portable(const skbnn_fview *A, size_t m0, int mr, size_t 
 #if SKBNN_X86
 #define T_AVX2F __attribute__((target("avx2,f16c")))
 #define T_AVX512F __attribute__((target("avx512f,f16c")))
-#define LOAD_A_F16C(A, idx)                                                                 \
-    ((A)->half ? (g_f16c ? _cvtsh_ss(((const uint16_t *)(A)->p)[idx])                       \
-                         : h2f_soft(((const uint16_t *)(A)->p)[idx]))                       \
-               : ((const float *)(A)->p)[idx])
+/* The left-operand element (row m0 + r, column k), with the view's fields
+ * held in locals (the compiler cannot keep them in registers through the
+ * struct pointer: the build allows aliasing). */
+#define A_LOCALS(A)                                                                         \
+    const int a_half = (A)->half;                                                           \
+    const float *const a_f = (const float *)(A)->p;                                         \
+    const uint16_t *const a_h = (const uint16_t *)(A)->p;                                   \
+    const size_t a_rs = (A)->rs, a_ks = (A)->ks;                                            \
+    const int a_f16c = g_f16c
+#define A_AT(m, k)                                                                          \
+    (a_half ? (a_f16c ? _cvtsh_ss(a_h[(m) * a_rs + (k) * a_ks])                             \
+                      : h2f_soft(a_h[(m) * a_rs + (k) * a_ks]))                             \
+            : a_f[(m) * a_rs + (k) * a_ks])
 
 T_AVX2F static void ssum_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                     const uint64_t *Bt, size_t wn, size_t wb,
                                     float acc[MR][64])
 {
+    A_LOCALS(A);
     __m256 v[MR][8];
+    float T[MR] = {0};
     const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     for (int r = 0; r < mr; r++)
         for (int q = 0; q < 8; q++) v[r][q] = _mm256_setzero_ps();
@@ -247,19 +274,24 @@ T_AVX2F static void ssum_block_avx2(const skbnn_fview *A, size_t m0, int mr, siz
                 _mm256_cmpeq_epi32(_mm256_and_si256(byte, bitsel), bitsel));
         }
         for (int r = 0; r < mr; r++) {
-            const __m256 a = _mm256_set1_ps(LOAD_A_F16C(A, (m0 + (size_t)r) * A->rs + k * A->ks));
-            const __m256 na = _mm256_sub_ps(_mm256_setzero_ps(), a);
-            for (int q = 0; q < 8; q++)
-                v[r][q] = _mm256_add_ps(v[r][q], _mm256_blendv_ps(na, a, sel[q]));
+            const float as = A_AT(m0 + (size_t)r, k);
+            const __m256 a = _mm256_set1_ps(as);
+            T[r] += as;
+            for (int q = 0; q < 8; q++)  /* adding +0.0 where the bit is 0 */
+                v[r][q] = _mm256_add_ps(v[r][q], _mm256_and_ps(a, sel[q]));
         }
     }
-    for (int r = 0; r < mr; r++)
-        for (int q = 0; q < 8; q++) _mm256_storeu_ps(&acc[r][8 * q], v[r][q]);
+    for (int r = 0; r < mr; r++) {
+        const __m256 t = _mm256_set1_ps(T[r]);
+        for (int q = 0; q < 8; q++)
+            _mm256_storeu_ps(&acc[r][8 * q], _mm256_sub_ps(_mm256_add_ps(v[r][q], v[r][q]), t));
+    }
 }
 
 T_AVX2F static void gemm_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                     const float *B, size_t N, size_t wb, float acc[MR][64])
 {
+    A_LOCALS(A);
     const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
     if (nc < 64) { /* ragged last block: the portable loop (same operations) */
         gemm_block_portable(A, m0, mr, K, B, N, wb, acc);
@@ -273,7 +305,7 @@ T_AVX2F static void gemm_block_avx2(const skbnn_fview *A, size_t m0, int mr, siz
         __m256 bv[8];
         for (int q = 0; q < 8; q++) bv[q] = _mm256_loadu_ps(b + 8 * q);
         for (int r = 0; r < mr; r++) {
-            const __m256 a = _mm256_set1_ps(LOAD_A_F16C(A, (m0 + (size_t)r) * A->rs + k * A->ks));
+            const __m256 a = _mm256_set1_ps(A_AT(m0 + (size_t)r, k));
             for (int q = 0; q < 8; q++)
                 v[r][q] = _mm256_add_ps(v[r][q], _mm256_mul_ps(a, bv[q]));
         }
@@ -286,7 +318,9 @@ T_AVX512F static void ssum_block_avx512(const skbnn_fview *A, size_t m0, int mr,
                                         const uint64_t *Bt, size_t wn, size_t wb,
                                         float acc[MR][64])
 {
+    A_LOCALS(A);
     __m512 v[MR][4];
+    float T[MR] = {0};
     for (int r = 0; r < mr; r++)
         for (int q = 0; q < 4; q++) v[r][q] = _mm512_setzero_ps();
     for (size_t k = 0; k < K; k++) {
@@ -294,22 +328,26 @@ T_AVX512F static void ssum_block_avx512(const skbnn_fview *A, size_t m0, int mr,
         const __mmask16 m0_ = (__mmask16)w, m1 = (__mmask16)(w >> 16),
                         m2 = (__mmask16)(w >> 32), m3 = (__mmask16)(w >> 48);
         for (int r = 0; r < mr; r++) {
-            const __m512 a =
-                _mm512_set1_ps(LOAD_A_F16C(A, (m0 + (size_t)r) * A->rs + k * A->ks));
-            const __m512 na = _mm512_sub_ps(_mm512_setzero_ps(), a);
-            v[r][0] = _mm512_add_ps(v[r][0], _mm512_mask_blend_ps(m0_, na, a));
-            v[r][1] = _mm512_add_ps(v[r][1], _mm512_mask_blend_ps(m1, na, a));
-            v[r][2] = _mm512_add_ps(v[r][2], _mm512_mask_blend_ps(m2, na, a));
-            v[r][3] = _mm512_add_ps(v[r][3], _mm512_mask_blend_ps(m3, na, a));
+            const float as = A_AT(m0 + (size_t)r, k);
+            const __m512 a = _mm512_set1_ps(as);
+            T[r] += as;
+            v[r][0] = _mm512_mask_add_ps(v[r][0], m0_, v[r][0], a);
+            v[r][1] = _mm512_mask_add_ps(v[r][1], m1, v[r][1], a);
+            v[r][2] = _mm512_mask_add_ps(v[r][2], m2, v[r][2], a);
+            v[r][3] = _mm512_mask_add_ps(v[r][3], m3, v[r][3], a);
         }
     }
-    for (int r = 0; r < mr; r++)
-        for (int q = 0; q < 4; q++) _mm512_storeu_ps(&acc[r][16 * q], v[r][q]);
+    for (int r = 0; r < mr; r++) {
+        const __m512 t = _mm512_set1_ps(T[r]);
+        for (int q = 0; q < 4; q++)
+            _mm512_storeu_ps(&acc[r][16 * q], _mm512_sub_ps(_mm512_add_ps(v[r][q], v[r][q]), t));
+    }
 }
 
 T_AVX512F static void gemm_block_avx512(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                         const float *B, size_t N, size_t wb, float acc[MR][64])
 {
+    A_LOCALS(A);
     const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
     __mmask16 lm[4];
     for (int q = 0; q < 4; q++) {
@@ -326,7 +364,7 @@ T_AVX512F static void gemm_block_avx512(const skbnn_fview *A, size_t m0, int mr,
         for (int q = 0; q < 4; q++) bv[q] = _mm512_maskz_loadu_ps(lm[q], b + 16 * q);
         for (int r = 0; r < mr; r++) {
             const __m512 a =
-                _mm512_set1_ps(LOAD_A_F16C(A, (m0 + (size_t)r) * A->rs + k * A->ks));
+                _mm512_set1_ps(A_AT(m0 + (size_t)r, k));
             for (int q = 0; q < 4; q++)
                 v[r][q] = _mm512_add_ps(v[r][q], _mm512_mul_ps(a, bv[q]));
         }
@@ -425,66 +463,113 @@ static float dot_bits_portable(const float *x, const uint64_t *w, size_t K)
     return reduce16(p);
 }
 
-#if SKBNN_X86
-T_AVX2F static float dot_bits_avx2(const float *x, const uint64_t *w, size_t K)
+/* Tiles of TM samples x TN neurons share the loads: independent chains. */
+static void dot_tile_portable(const float *X, size_t K, size_t m0, int mr, const uint64_t *W,
+                              size_t wk, size_t j0, int nr, float *C, size_t N)
 {
-    const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-    for (size_t c = 0; c * 16 < K; c++) {
-        const uint64_t bits = w[c / 4] >> (16 * (c % 4));
-        float buf[16];
-        const float *src = x + c * 16;
-        if (c * 16 + 16 > K) {
-            for (int l = 0; l < 16; l++) buf[l] = c * 16 + (size_t)l < K ? src[l] : 0.0f;
-            src = buf;
-        }
-        const __m256 a0 = _mm256_loadu_ps(src), a1 = _mm256_loadu_ps(src + 8);
-        const __m256 s0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
-            _mm256_and_si256(_mm256_set1_epi32((int)(bits & 0xffu)), bitsel), bitsel));
-        const __m256 s1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
-            _mm256_and_si256(_mm256_set1_epi32((int)((bits >> 8) & 0xffu)), bitsel), bitsel));
-        const __m256 z = _mm256_setzero_ps();
-        lo = _mm256_add_ps(lo, _mm256_blendv_ps(_mm256_sub_ps(z, a0), a0, s0));
-        hi = _mm256_add_ps(hi, _mm256_blendv_ps(_mm256_sub_ps(z, a1), a1, s1));
-    }
-    float p[16];
-    _mm256_storeu_ps(p, lo);
-    _mm256_storeu_ps(p + 8, hi);
-    return reduce16(p);
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < nr; q++)
+            C[(m0 + (size_t)r) * N + j0 + (size_t)q] =
+                dot_bits_portable(X + (m0 + (size_t)r) * K, W + (j0 + (size_t)q) * wk, K);
 }
 
-T_AVX512F static float dot_bits_avx512(const float *x, const uint64_t *w, size_t K)
+#if SKBNN_X86
+#define TM2 2
+#define TN2 2
+T_AVX2F static void dot_tile_avx2(const float *X, size_t K, size_t m0, int mr,
+                                  const uint64_t *W, size_t wk, size_t j0, int nr, float *C,
+                                  size_t N)
 {
-    __m512 acc = _mm512_setzero_ps();
+    if (mr < TM2 || nr < TN2 || K % 16) {
+        dot_tile_portable(X, K, m0, mr, W, wk, j0, nr, C, N);
+        return;
+    }
+    const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256 z = _mm256_setzero_ps();
+    __m256 lo[TM2][TN2], hi[TM2][TN2];
+    for (int r = 0; r < TM2; r++)
+        for (int q = 0; q < TN2; q++) lo[r][q] = hi[r][q] = z;
     for (size_t c = 0; c * 16 < K; c++) {
-        const __mmask16 bits = (__mmask16)(w[c / 4] >> (16 * (c % 4)));
+        __m256 s0[TN2], s1[TN2];
+        for (int q = 0; q < TN2; q++) {
+            const uint64_t bits = W[(j0 + (size_t)q) * wk + c / 4] >> (16 * (c % 4));
+            s0[q] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+                _mm256_and_si256(_mm256_set1_epi32((int)(bits & 0xffu)), bitsel), bitsel));
+            s1[q] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+                _mm256_and_si256(_mm256_set1_epi32((int)((bits >> 8) & 0xffu)), bitsel), bitsel));
+        }
+        for (int r = 0; r < TM2; r++) {
+            const float *x = X + (m0 + (size_t)r) * K + c * 16;
+            const __m256 a0 = _mm256_loadu_ps(x), a1 = _mm256_loadu_ps(x + 8);
+            const __m256 n0 = _mm256_sub_ps(z, a0), n1 = _mm256_sub_ps(z, a1);
+            for (int q = 0; q < TN2; q++) {
+                lo[r][q] = _mm256_add_ps(lo[r][q], _mm256_blendv_ps(n0, a0, s0[q]));
+                hi[r][q] = _mm256_add_ps(hi[r][q], _mm256_blendv_ps(n1, a1, s1[q]));
+            }
+        }
+    }
+    for (int r = 0; r < TM2; r++)
+        for (int q = 0; q < TN2; q++) {
+            float p[16];
+            _mm256_storeu_ps(p, lo[r][q]);
+            _mm256_storeu_ps(p + 8, hi[r][q]);
+            C[(m0 + (size_t)r) * N + j0 + (size_t)q] = reduce16(p);
+        }
+}
+
+#define TM5 4
+#define TN5 4
+T_AVX512F static void dot_tile_avx512(const float *X, size_t K, size_t m0, int mr,
+                                      const uint64_t *W, size_t wk, size_t j0, int nr, float *C,
+                                      size_t N)
+{
+    __m512 acc[TM5][TN5];
+    for (int r = 0; r < TM5; r++)
+        for (int q = 0; q < TN5; q++) acc[r][q] = _mm512_setzero_ps();
+    for (size_t c = 0; c * 16 < K; c++) {
         const size_t left = K - c * 16;
         const __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
-        const __m512 a = _mm512_maskz_loadu_ps(live, x + c * 16);
-        acc = _mm512_add_ps(acc, _mm512_mask_blend_ps(bits, _mm512_sub_ps(_mm512_setzero_ps(), a), a));
+        __mmask16 bits[TN5];
+        for (int q = 0; q < TN5; q++)
+            bits[q] = q < nr ? (__mmask16)(W[(j0 + (size_t)q) * wk + c / 4] >> (16 * (c % 4)))
+                             : (__mmask16)0;
+        for (int r = 0; r < TM5; r++) {
+            if (r >= mr) break;
+            const __m512 a = _mm512_maskz_loadu_ps(live, X + (m0 + (size_t)r) * K + c * 16);
+            const __m512 na = _mm512_sub_ps(_mm512_setzero_ps(), a);
+            for (int q = 0; q < TN5; q++)
+                acc[r][q] = _mm512_add_ps(acc[r][q], _mm512_mask_blend_ps(bits[q], na, a));
+        }
     }
-    float p[16];
-    _mm512_storeu_ps(p, acc);
-    return reduce16(p);
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < nr; q++) {
+            float p[16];
+            _mm512_storeu_ps(p, acc[r][q]);
+            C[(m0 + (size_t)r) * N + j0 + (size_t)q] = reduce16(p);
+        }
 }
 #endif
 
-typedef float (*dot_fn)(const float *, const uint64_t *, size_t);
+typedef void (*dot_tile_fn)(const float *, size_t, size_t, int, const uint64_t *, size_t, size_t,
+                            int, float *, size_t);
 
 void skbnn_fdot_bits(const float *X, size_t M, size_t K, const uint64_t *W, size_t N, float *C,
                      int n_threads)
 {
-    dot_fn dot = dot_bits_portable;
+    dot_tile_fn tile = dot_tile_portable;
+    size_t tm = 4, tn = 4;
 #if SKBNN_X86
-    if (skbnn_get_isa() == SKBNN_ISA_AVX512) dot = dot_bits_avx512;
-    else if (skbnn_get_isa() == SKBNN_ISA_AVX2) dot = dot_bits_avx2;
+    if (skbnn_get_isa() == SKBNN_ISA_AVX512) tile = dot_tile_avx512;
+    else if (skbnn_get_isa() == SKBNN_ISA_AVX2) { tile = dot_tile_avx2; tm = TM2; tn = TN2; }
 #endif
-    const size_t wk = WORDS(K);
+    const size_t wk = WORDS(K), nbm = (M + tm - 1) / tm;
     n_threads = team((double)M * (double)K * (double)N, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-    for (long mm = 0; mm < (long)M; mm++) {
-        const size_t m = (size_t)mm;
-        for (size_t j = 0; j < N; j++) C[m * N + j] = dot(X + m * K, W + j * wk, K);
+    for (long bm = 0; bm < (long)nbm; bm++) {
+        const size_t m0 = (size_t)bm * tm;
+        const int mr = (int)(M - m0 < tm ? M - m0 : tm);
+        for (size_t j0 = 0; j0 < N; j0 += tn)
+            tile(X, K, m0, mr, W, wk, j0, (int)(N - j0 < tn ? N - j0 : tn), C, N);
     }
 }
 
@@ -582,15 +667,19 @@ T_AVX512F static inline __m512 st16(void *p, int half, size_t off, __m512 x)
 }
 
 T_AVX512F static uint64_t step_block64_avx512(const step_consts *c, void *V, void *M1, void *M2,
-                                              size_t off, const float *g, uint64_t old)
+                                              size_t off, uint64_t gw, const float *gf,
+                                              float gscale, uint64_t old)
 {
+    const __m512 gs = _mm512_set1_ps(gscale), ngs = _mm512_set1_ps(-gscale);
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f),
                  mone = _mm512_set1_ps(-1.0f);
     const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
     uint64_t bits = 0;
     for (int q = 0; q < 4; q++) {
         const size_t o = off + 16 * (size_t)q;
-        __m512 gv = _mm512_loadu_ps(g + 16 * q);
+        /* the gradient straight from its bits or floats (no staging array) */
+        __m512 gv = gf ? _mm512_mul_ps(_mm512_loadu_ps(gf + 16 * q), gs)
+                       : _mm512_mask_blend_ps((__mmask16)(gw >> (16 * q)), ngs, gs);
         __m512 m1 = ld16(M1, c->half, o);
         if (c->solver == SKBNN_SOLVER_BOP) {
             m1 = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(c->one_m_lr), m1),
@@ -649,8 +738,10 @@ T_AVX2F static inline __m256 st8(void *p, int half, size_t off, __m256 x)
 }
 
 T_AVX2F static uint64_t step_block64_avx2(const step_consts *c, void *V, void *M1, void *M2,
-                                          size_t off, const float *g, uint64_t old)
+                                          size_t off, uint64_t gw, const float *gf, float gscale,
+                                          uint64_t old)
 {
+    const __m256 gs = _mm256_set1_ps(gscale), ngs = _mm256_set1_ps(-gscale);
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f),
                  mone = _mm256_set1_ps(-1.0f);
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -658,7 +749,15 @@ T_AVX2F static uint64_t step_block64_avx2(const step_consts *c, void *V, void *M
     uint64_t bits = 0;
     for (int q = 0; q < 8; q++) {
         const size_t o = off + 8 * (size_t)q;
-        __m256 gv = _mm256_loadu_ps(g + 8 * q);
+        __m256 gv;
+        if (gf) {
+            gv = _mm256_mul_ps(_mm256_loadu_ps(gf + 8 * q), gs);
+        } else {
+            const __m256 sel = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+                _mm256_and_si256(_mm256_set1_epi32((int)((gw >> (8 * q)) & 0xffu)), bitsel),
+                bitsel));
+            gv = _mm256_blendv_ps(ngs, gs, sel);
+        }
         __m256 m1 = ld8(M1, c->half, o);
         if (c->solver == SKBNN_SOLVER_BOP) {
             m1 = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(c->one_m_lr), m1),
@@ -700,8 +799,8 @@ T_AVX2F static uint64_t step_block64_avx2(const step_consts *c, void *V, void *M
 }
 #endif
 
-typedef uint64_t (*block64_fn)(const step_consts *, void *, void *, void *, size_t,
-                               const float *, uint64_t);
+typedef uint64_t (*block64_fn)(const step_consts *, void *, void *, void *, size_t, uint64_t,
+                               const float *, float, uint64_t);
 
 int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                              const uint64_t *gbits, const float *gfloat, float gscale,
@@ -734,15 +833,19 @@ int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
             const size_t off = j * n_in + wb * 64;
             const size_t n = n_in - wb * 64 < 64 ? n_in - wb * 64 : 64;
             const uint64_t old = Wp[j * wn + wb];
-            if (gbits) {
-                const uint64_t gw = gbits[j * wn + wb];
-                for (size_t l = 0; l < n; l++) g[l] = ((gw >> l) & 1u) ? gscale : -gscale;
+            uint64_t bits;
+            if (block64 && n == 64) {
+                bits = block64(&c, V, M1, M2, off, gbits ? gbits[j * wn + wb] : 0,
+                               gbits ? NULL : gfloat + off, gscale, old);
             } else {
-                for (size_t l = 0; l < n; l++) g[l] = gfloat[off + l] * gscale;
+                if (gbits) {
+                    const uint64_t gw = gbits[j * wn + wb];
+                    for (size_t l = 0; l < n; l++) g[l] = ((gw >> l) & 1u) ? gscale : -gscale;
+                } else {
+                    for (size_t l = 0; l < n; l++) g[l] = gfloat[off + l] * gscale;
+                }
+                bits = step_block_portable(&c, V, M1, M2, off, n, g, old, h2f, f2h);
             }
-            uint64_t bits = block64 && n == 64
-                                ? block64(&c, V, M1, M2, off, g, old)
-                                : step_block_portable(&c, V, M1, M2, off, n, g, old, h2f, f2h);
             bits &= tail_mask(n);
             flips += (int64_t)__builtin_popcountll(bits ^ old);
             Wp[j * wn + wb] = bits;
