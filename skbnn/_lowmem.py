@@ -301,6 +301,10 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         return 0.1 if self.solver == "sgd" else 1e-3
 
     def _training_state(self):
+        for s in self.layers_:  # e.g. unpickled from read-only memory: train on copies
+            for key, a in s.items():
+                if isinstance(a, np.ndarray) and not (a.flags.writeable and a.flags.c_contiguous):
+                    s[key] = np.array(a, order="C", copy=True)
         half = self.training == "low_memory"
         real = self.binarize_input is None
         layers = [LatentLayer(s, half, real and i == 0) for i, s in enumerate(self.layers_)]

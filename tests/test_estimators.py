@@ -1,7 +1,9 @@
 """Behaviour every skbnn classifier shares (the estimator base and the
-engine): determinism across SIMD paths and threads, scikit-learn
+engines): determinism across SIMD paths and threads, scikit-learn
 integration, streaming, warm starts, stopping rules and bad input.  Each test
-runs for LocalBinaryClassifier and BEPClassifier."""
+runs for LocalBinaryClassifier, BEPClassifier and LowMemBNNClassifier; the
+tests of CP+R-only parameters (group sizes, hidden-weight clipping, strictly
+binary input without binarisation) run for the first two."""
 import pickle
 
 import numpy as np
@@ -13,19 +15,26 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from skbnn import BEPClassifier, LocalBinaryClassifier, _kernels
+from skbnn import BEPClassifier, LocalBinaryClassifier, LowMemBNNClassifier, _kernels
 from skbnn._local import auto_group_size
+
+
+CPR_ONLY = ("group_size", "weight_clip", "robustness", "odd_init")
 
 
 class _Factory:
     """Builds one estimator class; BEP keeps its default group size when it
-    divides every width, else gets a divisor (15 suits only some widths)."""
+    divides every width, else gets a divisor (15 suits only some widths);
+    LowMemBNNClassifier drops the CP+R-only parameters."""
 
     def __init__(self, cls):
         self.cls = cls
         self.step = cls.__name__.lower()
+        self.is_cpr = cls is not LowMemBNNClassifier
 
     def __call__(self, **kw):
+        if not self.is_cpr:
+            return self.cls(**{k: v for k, v in kw.items() if k not in CPR_ONLY})
         if self.cls is BEPClassifier and "group_size" not in kw:
             sizes = kw.get("hidden_layer_sizes", (525, 525))
             sizes = (sizes,) if isinstance(sizes, int) else sizes
@@ -33,12 +42,34 @@ class _Factory:
                 kw["group_size"] = tuple(auto_group_size(k) for k in sizes)
         return self.cls(**kw)
 
+    def grid(self, step, sizes):
+        """A GridSearchCV grid over hidden widths (with group sizes for CP+R)."""
+        if not self.is_cpr:
+            return {f"{step}__hidden_layer_sizes": [(k,) for k, _ in sizes]}
+        return [{f"{step}__hidden_layer_sizes": [(k,)], f"{step}__group_size": [g]}
+                for k, g in sizes]
+
     def __repr__(self):
         return self.cls.__name__
 
 
-@pytest.fixture(params=[LocalBinaryClassifier, BEPClassifier], ids=lambda c: c.__name__)
+def model_arrays(clf):
+    """Every array that defines a fitted model."""
+    if hasattr(clf, "hidden_weights_"):
+        return list(clf.hidden_weights_)
+    return [a for s in clf.layers_ for _, a in sorted(s.items()) if a is not None]
+
+
+ESTIMATORS = [LocalBinaryClassifier, BEPClassifier, LowMemBNNClassifier]
+
+
+@pytest.fixture(params=ESTIMATORS, ids=lambda c: c.__name__)
 def make(request):
+    return _Factory(request.param)
+
+
+@pytest.fixture(params=ESTIMATORS[:2], ids=lambda c: c.__name__)
+def make_cpr(request):
     return _Factory(request.param)
 
 
@@ -58,13 +89,15 @@ def test_digits_accuracy_and_proba(make, digits):
     np.testing.assert_allclose(proba.sum(axis=1), 1)
     np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(X_te))
     dec = clf.decision_function(X_te)
-    assert dec.shape == (len(X_te), 10) and np.issubdtype(dec.dtype, np.integer)
+    # CP+R logits are integer scores; LowMem's are the last batch norm's floats
+    kind = np.integer if make.is_cpr else np.floating
+    assert dec.shape == (len(X_te), 10) and np.issubdtype(dec.dtype, kind)
     np.testing.assert_allclose(np.log(proba), clf.predict_log_proba(X_te))
 
 
-def test_weight_clip_bounds(make, digits):
+def test_weight_clip_bounds(make_cpr, digits):
     X_tr, _, y_tr, _ = digits
-    clf = make(weight_clip=9, max_iter=2, random_state=0).fit(X_tr, y_tr)
+    clf = make_cpr(weight_clip=9, max_iter=2, random_state=0).fit(X_tr, y_tr)
     assert all(np.abs(h).max() <= 9 for h in clf.hidden_weights_)
 
 
@@ -79,7 +112,7 @@ def test_bit_identical_on_every_isa_and_thread_count(make, digits):
             _kernels.set_isa(isa)
             for n_jobs in (1, 2):
                 clf = make(n_jobs=n_jobs, **base).fit(X_tr, y_tr)
-                results.append((isa, n_jobs, clf.hidden_weights_, clf.loss_curve_))
+                results.append((isa, n_jobs, model_arrays(clf), clf.loss_curve_))
     finally:
         _kernels.set_isa(previous)
     _, _, h0, curve0 = results[0]
@@ -93,14 +126,13 @@ def test_random_state_changes_model(make, digits):
     X_tr, _, y_tr, _ = digits
     a = make(max_iter=1, random_state=0).fit(X_tr, y_tr)
     b = make(max_iter=1, random_state=1).fit(X_tr, y_tr)
-    assert not np.array_equal(a.hidden_weights_[0], b.hidden_weights_[0])
+    assert not np.array_equal(model_arrays(a)[0], model_arrays(b)[0])
 
 
 def test_pipeline_gridsearch_clone_pickle(make, digits):
     X_tr, X_te, y_tr, y_te = digits
     pipe = make_pipeline(MinMaxScaler(), make(max_iter=10, random_state=0))
-    grid = [{f"{make.step}__hidden_layer_sizes": [(k,)], f"{make.step}__group_size": [g]}
-            for k, g in ((35, 7), (255, 51))]
+    grid = make.grid(make.step, ((35, 7), (255, 51)))
     search = GridSearchCV(pipe, grid, cv=2, n_jobs=2).fit(X_tr, y_tr)
     assert search.best_score_ > 0.8
     best = search.best_estimator_
@@ -115,17 +147,19 @@ def test_partial_fit_after_unpickle_with_readonly_state(make, digits):
     X_tr, X_te, y_tr, y_te = digits
     clf = make(max_iter=2, random_state=0).fit(X_tr, y_tr)
     restored = pickle.loads(pickle.dumps(clf))
-    for h in restored.hidden_weights_:
+    for h in model_arrays(restored):
         h.setflags(write=False)
     restored.partial_fit(X_tr, y_tr)
     clf.partial_fit(X_tr, y_tr)
-    for a, b in zip(clf.hidden_weights_, restored.hidden_weights_):
+    for a, b in zip(model_arrays(clf), model_arrays(restored)):
         np.testing.assert_array_equal(a, b)
 
 
 def test_partial_fit_streaming_learns(make, prototypes):
     X_tr, X_te, y_tr, y_te = prototypes
-    clf = make(hidden_layer_sizes=(135,), binarize_input=None, random_state=0)
+    # LowMem takes Adam steps (lr 1e-3): smaller batches give it 45 steps, not 9
+    small = {} if make.is_cpr else {"batch_size": 20}
+    clf = make(hidden_layer_sizes=(135,), binarize_input=None, random_state=0, **small)
     scores = []
     classes = np.unique(y_tr)
     for i, start in enumerate(range(0, 900, 100)):
@@ -142,14 +176,14 @@ def test_partial_fit_label_rules(make, prototypes):
     with pytest.raises(ValueError, match="classes must be passed"):
         clf.partial_fit(X_tr[:50], y_tr[:50])
     clf.partial_fit(X_tr[:50], y_tr[:50], classes=[0, 1, 2, 3])
-    before = [h.copy() for h in clf.hidden_weights_]
+    before = [h.copy() for h in model_arrays(clf)]
     with pytest.raises(ValueError, match="not in classes_"):
         clf.partial_fit(X_tr[:50], np.full(50, 7))
     with pytest.raises(ValueError, match="differs"):
         clf.partial_fit(X_tr[:50], y_tr[:50], classes=[0, 1, 2])
     with pytest.raises(ValueError, match="features"):
         clf.partial_fit(X_tr[:50, :10], y_tr[:50])
-    for a, b in zip(before, clf.hidden_weights_):
+    for a, b in zip(before, model_arrays(clf)):
         np.testing.assert_array_equal(a, b)
     clf.partial_fit(X_tr[:10], np.zeros(10, dtype=int))  # one class per chunk is fine
     with pytest.raises(ValueError, match="early_stopping"):
@@ -162,7 +196,7 @@ def test_warm_start_continues(make, digits):
     a.set_params(warm_start=True, max_iter=1).fit(X_tr, y_tr)
     b = make(max_iter=3, random_state=0, shuffle=False).fit(X_tr, y_tr)
     assert a.n_iter_ == 3
-    for h1, h2 in zip(a.hidden_weights_, b.hidden_weights_):
+    for h1, h2 in zip(model_arrays(a), model_arrays(b)):
         np.testing.assert_array_equal(h1, h2)
 
 
@@ -234,7 +268,8 @@ def test_bad_inputs_leave_fitted_model_unchanged(make, digits):
     np.testing.assert_array_equal(clf.predict(X_te), pred)
 
 
-def test_prebinarized_input_refuses_other_values(make):
+def test_prebinarized_input_refuses_other_values(make_cpr):
+    make = make_cpr
     X = np.array([[0.5, 1.0], [1.0, -1.0]])
     with pytest.raises(ValueError, match="binarize_input=None"):
         make(binarize_input=None, hidden_layer_sizes=(5,)).fit(X, [0, 1])
@@ -250,36 +285,50 @@ def test_prebinarized_input_refuses_other_values(make):
 def test_small_two_feature_blobs_learn(make):
     X, y = make_blobs(n_samples=300, centers=3, n_features=2, random_state=0)
     clf = make(random_state=0, max_iter=20).fit(X, y)
-    assert clf.binarizer_thresholds_.shape == (2, 32)
+    # CP+R: 'auto' thermometer bits; LowMem reads the real values (no thresholds)
+    assert clf.binarizer_thresholds_.shape == ((2, 32) if make.is_cpr else (2, 0))
     assert clf.score(X, y) > 0.85
 
 
-# parameters every classifier validates the same way (rule-specific ones: test_bep.py)
+# parameters every classifier validates the same way (rule-specific ones:
+# test_bep.py, test_lowmem.py)
 BAD_PARAMS = [
-    (dict(group_size=4), ValueError, "divide"),
-    (dict(group_size=(5, 7)), ValueError, "entries"),
     (dict(hidden_layer_sizes=(-3,)), ValueError, "hidden_layer_sizes"),
     (dict(hidden_layer_sizes=()), ValueError, "at least one"),
     (dict(hidden_layer_sizes="big"), TypeError, "hidden_layer_sizes"),
-    (dict(robustness=-1), ValueError, "robustness"),
     (dict(batch_size=0), ValueError, "batch_size"),
     (dict(batch_size="big"), TypeError, "batch_size"),
     (dict(max_iter=0), ValueError, "max_iter"),
-    (dict(weight_clip=0), ValueError, "weight_clip"),
-    (dict(weight_clip=70000), ValueError, "weight_clip"),
     (dict(binarize_input="magic"), ValueError, "binarize_input"),
     (dict(validation_fraction=1.5), ValueError, "validation_fraction"),
     (dict(n_jobs=0), ValueError, "n_jobs"),
     (dict(n_jobs=1.5), TypeError, "n_jobs"),
+    (dict(shuffle="yes"), TypeError, "shuffle"),
+]
+CPR_BAD_PARAMS = [
+    (dict(group_size=4), ValueError, "divide"),
+    (dict(group_size=(5, 7)), ValueError, "entries"),
+    (dict(robustness=-1), ValueError, "robustness"),
+    (dict(weight_clip=0), ValueError, "weight_clip"),
+    (dict(weight_clip=70000), ValueError, "weight_clip"),
     (dict(odd_init="yes"), TypeError, "odd_init"),
     (dict(odd_init=1), TypeError, "odd_init"),
 ]
 
 
+def _fit_with(make, params, digits):
+    X_tr, _, y_tr, _ = digits
+    make(**{"hidden_layer_sizes": (35,), "group_size": 7, "max_iter": 1, **params}).fit(
+        X_tr, y_tr)
+
+
 @pytest.mark.parametrize("params,error,match", BAD_PARAMS)
 def test_bad_parameters(make, params, error, match, digits):
-    X_tr, _, y_tr, _ = digits
     with pytest.raises(error, match=match):
-        make(**{"hidden_layer_sizes": (35,), "group_size": 7, "max_iter": 1, **params}).fit(
-            X_tr, y_tr)
+        _fit_with(make, params, digits)
 
+
+@pytest.mark.parametrize("params,error,match", CPR_BAD_PARAMS)
+def test_bad_cpr_parameters(make_cpr, params, error, match, digits):
+    with pytest.raises(error, match=match):
+        _fit_with(make_cpr, params, digits)

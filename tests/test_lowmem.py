@@ -1,5 +1,9 @@
 """LowMemBNNClassifier: training steps against the plain-NumPy reference of
-lowmem.md (tests/reference_lowmem.py), learning, options, memory model."""
+lowmem.md (tests/reference_lowmem.py), learning, options, memory model and
+measured memory."""
+import gc
+import tracemalloc
+
 import numpy as np
 import pytest
 from reference_lowmem import train_step
@@ -114,6 +118,7 @@ def test_memory_model_attached():
     ("training", "fast"), ("solver", "rmsprop"), ("grad_scale", 2), ("bn_stats", "x"),
     ("bn_backward", "l3"), ("grad_format", "int8"), ("init", "zeros"), ("lr_decay", 0.0),
     ("lr_patience", 0), ("learning_rate_init", -1.0), ("beta_1", 1.0), ("clip_weights", 1),
+    ("measure_memory", "yes"),
 ])
 def test_bad_parameters(param, value):
     X, y = _data()
@@ -126,3 +131,78 @@ def test_divergence_is_reported():
     with pytest.raises(FloatingPointError, match="diverged"):
         LowMemBNNClassifier((8,), solver="sgd", learning_rate_init=1e6, max_iter=50,
                             random_state=0).fit(X * 1e4, y)
+
+
+# ------------------------------------------------------------------ measured memory
+def _stream(clf, X, y, calls):
+    for i in range(calls):
+        clf.partial_fit(X, y, classes=np.unique(y) if i == 0 else None)
+    return clf
+
+
+@pytest.mark.parametrize("training,solver", [("low_memory", "adam"), ("low_memory", "bop"),
+                                             ("standard", "adam")])
+def test_measured_memory_of_a_streaming_call(training, solver):
+    """State + transient of one-batch calls: the state is what the layers
+    hold, and the low-memory transient stays within the one workspace (batch
+    x widest layer x 4 bytes) plus the 1-bit records and small change."""
+    B, widths = 64, (96, 96)
+    X, y = _data(n=B, d=200, c=4)
+    clf = _stream(LowMemBNNClassifier(widths, training=training, solver=solver,
+                                      batch_size=B, random_state=0, measure_memory=True),
+                  X, y, 3)
+    m = clf.memory_measured_
+    state = sum(r["bytes"] for r in clf.memory_report()["state"].values())
+    assert m["persistent_before_bytes"] == state == clf._state_bytes()
+    assert m["peak_bytes"] == state + m["transient_peak_bytes"]
+    assert abs(m["retained_bytes"]) < 4096
+    if training == "low_memory":
+        workspace = B * max(widths) * 4
+        assert m["transient_peak_bytes"] < workspace + 64 * 1024
+    assert "Measured (tracemalloc" in clf.memory_report()["table"]
+    assert not tracemalloc.is_tracing()  # started and stopped by the call
+
+
+def test_low_memory_uses_less_than_standard():
+    X, y = _data(n=100, d=300, c=5)
+    peaks = {}
+    for training in ("low_memory", "standard"):
+        clf = _stream(LowMemBNNClassifier((128, 128), training=training, batch_size=100,
+                                          random_state=0, measure_memory=True), X, y, 2)
+        peaks[training] = clf.memory_measured_["peak_bytes"]
+    assert peaks["standard"] > 2.5 * peaks["low_memory"]
+
+
+def test_streaming_memory_does_not_grow():
+    """Hundreds of partial_fit calls: no growth beyond the bounded loss curve."""
+    X, y = _data(n=20, d=30, c=3)
+    clf = _stream(LowMemBNNClassifier((32,), batch_size=20, random_state=0), X, y, 5)
+    tracemalloc.start()
+    try:
+        gc.collect()
+        start = tracemalloc.get_traced_memory()[0]
+        _stream(clf, X, y, 300)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert grown < 300 * 100  # loss_curve_ entries (bounded at 1000), nothing per batch
+
+
+def test_loss_curve_is_bounded():
+    from skbnn._base import LOSS_CURVE_LIMIT
+
+    X, y = _data(n=10, d=5, c=2)
+    clf = _stream(LowMemBNNClassifier((4,), batch_size=10, random_state=0), X, y,
+                  LOSS_CURVE_LIMIT + 20)
+    assert len(clf.loss_curve_) == LOSS_CURVE_LIMIT and clf.n_iter_ == LOSS_CURVE_LIMIT + 20
+
+
+def test_measure_memory_keeps_a_running_trace():
+    X, y = _data()
+    tracemalloc.start()
+    try:
+        LowMemBNNClassifier((8,), max_iter=1, measure_memory=True).fit(X, y)
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()

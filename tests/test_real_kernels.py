@@ -81,6 +81,79 @@ def test_fgemm_matches_ordered_reference(M, K, N, isa):
                                   np.where(want >= 0, 1, -1))
 
 
+def dot_reference(X, S):
+    """The dot-form kernel's order: 16 lane partial sums (lane l takes k = 16c
+    + l in order c; padding lanes add -0.0), then the tree (l, l+8), (l, l+4),
+    (l, l+2), (0, 1)."""
+    M, K = X.shape
+    kp = -(-K // 16) * 16
+    Xp = np.zeros((M, kp), F32)
+    Xp[:, :K] = X
+    Sp = -np.ones((S.shape[0], kp))
+    Sp[:, :K] = S
+    terms = np.where(Sp[None] > 0, Xp[:, None, :], -Xp[:, None, :]).astype(F32)
+    lanes = terms.reshape(M, S.shape[0], kp // 16, 16)
+    p = np.cumsum(lanes, axis=2, dtype=F32)[:, :, -1, :]
+    for h in (8, 4, 2, 1):
+        p = p[..., :h] + p[..., h:2 * h]
+    return p[..., 0]
+
+
+@pytest.mark.parametrize("M,K,N", SHAPES + [(6, 784, 9), (4, 16, 4)])
+def test_fdot_bits_matches_lane_order_reference(M, K, N, isa):
+    rng = np.random.default_rng(M + 7 * K + N)
+    X = rng.normal(size=(M, K)).astype(F32)
+    S = rng.choice([-1, 1], size=(N, K))
+    W = pack(S)
+    W.setflags(write=False)
+    want = dot_reference(X, S)
+    np.testing.assert_array_equal(_kernels.fdot_bits(X, W), want)
+    out = np.full((M, N), np.nan, F32)
+    assert _kernels.fdot_bits(X, W, out=out, n_threads=2) is out
+    np.testing.assert_array_equal(out, want)
+    with pytest.raises(ValueError, match="words"):
+        _kernels.fdot_bits(X, np.zeros((N, W.shape[1] + 1), np.uint64))
+
+
+@pytest.mark.parametrize("M,K,N", [(5, 63, 64), (9, 17, 257), (3, 100, 130)])
+def test_products_read_half_and_transposed_operands(M, K, N, isa):
+    """float16 left operands (read exactly), transposed in place, float16 out."""
+    rng = np.random.default_rng(K * N)
+    A = rng.normal(size=(M, K)).astype(np.float16)
+    At = np.ascontiguousarray(A.T)
+    S = rng.choice([-1, 1], size=(K, N))
+    Bt = pack(S)
+    B = rng.normal(size=(K, N)).astype(F32)
+    A32 = A.astype(F32)
+    want_s = signed_sum(A32, S)
+    want_g = ordered_sum(A32[:, :, None] * B[None])
+    for op, kw in ((A, {}), (At, {"transpose_a": True})):
+        np.testing.assert_array_equal(_kernels.fsgemm(op, Bt, N, **kw), want_s)
+        np.testing.assert_array_equal(_kernels.fgemm(op, B, **kw), want_g)
+        out = np.empty((M, N), np.float16)
+        keep = rng.random((M, N)) < 0.5
+        _kernels.fsgemm(op, Bt, N, mask=pack(keep), out=out, **kw)
+        np.testing.assert_array_equal(out, np.where(keep, want_s, 0).astype(np.float16))
+        _kernels.fgemm(op, B, out=out, **kw)
+        np.testing.assert_array_equal(out, want_g.astype(np.float16))
+    with pytest.raises(ValueError, match="out must be"):
+        _kernels.fsgemm(A, Bt, N, out=np.empty((M, N + 1), F32))
+    with pytest.raises(ValueError, match="sign"):
+        _kernels.fgemm(A, B, sign=True, out=np.empty((M, N), F32))
+    with pytest.raises(TypeError, match="float32 or float16"):
+        _kernels.fsgemm(A.astype(np.float64), Bt, N)
+
+
+def test_bgemm_into_out():
+    rng = np.random.default_rng(3)
+    A, B = pack(rng.choice([-1, 1], (7, 70))), pack(rng.choice([-1, 1], (5, 70)))
+    out = np.empty((7, 5), np.int32)
+    assert _kernels.bgemm(A, B, 70, out=out) is out
+    np.testing.assert_array_equal(out, _kernels.bgemm(A, B, 70))
+    with pytest.raises(ValueError, match="out must be"):
+        _kernels.bgemm(A, B, 70, out=np.empty((7, 5), np.int64))
+
+
 def test_products_do_not_depend_on_threads(isa):
     rng = np.random.default_rng(5)
     A = rng.normal(size=(67, 300)).astype(F32)

@@ -1,0 +1,120 @@
+"""Batch-norm kernels of latent-weight training against float32 NumPy
+references with the same operations in the same order (exact), on every
+SIMD path and thread count."""
+import numpy as np
+import pytest
+from reference import pack, unpack
+
+from skbnn import _kernels
+
+F32 = np.float32
+SHAPES = [(1, 1), (7, 5), (33, 130), (100, 256), (4, 64)]
+
+
+def seq_mean(x):
+    """Column means: float32 sums over rows in order, divided by the count."""
+    return np.cumsum(x, axis=0, dtype=F32)[-1] / F32(x.shape[0])
+
+
+def half(x):
+    return np.asarray(x, F32).astype(np.float16).astype(F32)
+
+
+def bn_forward_reference(Z, bias, l2, round_half, pre_bias):
+    Z = Z.astype(F32)
+    mu = seq_mean(Z)
+    mu = half(mu) if round_half else mu
+    d = Z - mu
+    if l2:
+        psi = np.sqrt(seq_mean(d * d) + F32(1e-4))
+    else:
+        psi = np.maximum(seq_mean(np.abs(d)), F32(1e-5))
+    psi = half(psi) if round_half else psi
+    pre = d / psi
+    A = pre + bias
+    omega = seq_mean(np.abs(pre if pre_bias else A))
+    return mu, psi, A, pre, half(omega) if round_half else omega
+
+
+@pytest.mark.parametrize("B,n", SHAPES)
+@pytest.mark.parametrize("z_int", [True, False])
+@pytest.mark.parametrize("l2,round_half,pre_bias", [(False, True, False), (True, False, True),
+                                                    (False, False, True)])
+def test_bn_forward_matches_reference(B, n, z_int, l2, round_half, pre_bias, isa):
+    rng = np.random.default_rng(B * 31 + n)
+    Z = (rng.integers(-n, n + 1, size=(B, n)).astype(np.int32) if z_int
+         else rng.normal(size=(B, n)).astype(F32))
+    bias = rng.normal(scale=0.3, size=n).astype(F32)
+    mu_w, psi_w, A_w, pre_w, om_w = bn_forward_reference(Z, bias, l2, round_half, pre_bias)
+    wn = -(-n // 64)
+    for n_threads in (1, 2):
+        mu, psi, om = np.empty(n, F32), np.empty(n, F32), np.empty(n, F32)
+        bits, mask, pre_bits = (np.empty((B, wn), np.uint64) for _ in range(3))
+        A = np.empty((B, n), F32)
+        _kernels.bn_forward(Z, bias, l2, 1e-4, 1e-5, round_half, mu, psi, bits, mask, pre_bits,
+                            om, pre_bias, A, n_threads)
+        np.testing.assert_array_equal(mu, mu_w)
+        np.testing.assert_array_equal(psi, psi_w)
+        np.testing.assert_array_equal(A, A_w)
+        np.testing.assert_array_equal(om, om_w)
+        np.testing.assert_array_equal(unpack(bits, n), np.where(A_w >= 0, 1, -1))
+        np.testing.assert_array_equal(unpack(mask, n), np.where(np.abs(A_w) <= 1, 1, -1))
+        np.testing.assert_array_equal(unpack(pre_bits, n), np.where(pre_w >= 0, 1, -1))
+    # outputs are optional; A may overwrite a float Z in place
+    bits2 = np.empty((B, wn), np.uint64)
+    if not z_int:
+        Zc = Z.copy()
+        _kernels.bn_forward(Zc, bias, l2, 1e-4, 1e-5, round_half, mu, psi, bits2, A_out=Zc)
+        np.testing.assert_array_equal(Zc, A_w)
+        np.testing.assert_array_equal(bits2, bits)
+
+
+def test_bn_forward_rejects_bad_shapes():
+    Z = np.zeros((4, 10), np.int32)
+    v = np.zeros(10, F32)
+    bits = np.zeros((4, 1), np.uint64)
+    with pytest.raises(TypeError, match="int32 or float32"):
+        _kernels.bn_forward(Z.astype(np.int64), v, False, 0, 0, False, v, v, bits)
+    with pytest.raises(ValueError, match="one entry per channel"):
+        _kernels.bn_forward(Z, v[:5], False, 0, 0, False, v, v, bits)
+    with pytest.raises(ValueError, match="bits must have shape"):
+        _kernels.bn_forward(Z, v, False, 0, 0, False, v, v, bits[:2])
+    with pytest.raises(ValueError, match="A_out"):
+        _kernels.bn_forward(Z, v, False, 0, 0, False, v, v, bits, A_out=np.zeros((4, 9), F32))
+
+
+def bn_backward_reference(G, psi, S, omega):
+    g = G.astype(F32)
+    v = g / psi
+    mv = np.cumsum(v, axis=0, dtype=F32)[-1] / F32(len(g))
+    mvs = np.cumsum((v * S) * omega, axis=0, dtype=F32)[-1] / F32(len(g))
+    return (v - mv) - mvs * S, np.cumsum(g, axis=0, dtype=F32)[-1]
+
+
+@pytest.mark.parametrize("B,n", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_bn_backward_bits_matches_reference(B, n, dtype, isa):
+    rng = np.random.default_rng(B + 17 * n)
+    G0 = (rng.normal(scale=0.01, size=(B, n))).astype(dtype)
+    psi = (np.abs(rng.normal(size=n)) + 0.1).astype(F32)
+    omega = np.abs(rng.normal(size=n)).astype(F32)
+    S = rng.choice([-1, 1], size=(B, n)).astype(F32)
+    want, want_b = bn_backward_reference(G0, psi, S, omega)
+    for n_threads in (1, 2):
+        G, G_b = G0.copy(), np.empty(n, F32)
+        _kernels.bn_backward_bits(G, psi, pack(S), omega, G_b, n_threads)
+        np.testing.assert_array_equal(G, want.astype(dtype))
+        np.testing.assert_array_equal(G_b, want_b)
+
+
+def test_bn_backward_bits_rejects_bad_input():
+    v = np.ones(8, F32)
+    bits = np.zeros((3, 1), np.uint64)
+    with pytest.raises(TypeError, match="writable"):
+        G = np.zeros((3, 8), F32)
+        G.setflags(write=False)
+        _kernels.bn_backward_bits(G, v, bits, v, v.copy())
+    with pytest.raises(TypeError, match="float16 or float32"):
+        _kernels.bn_backward_bits(np.zeros((3, 8)), v, bits, v, v.copy())
+    with pytest.raises(ValueError, match="bits must have shape"):
+        _kernels.bn_backward_bits(np.zeros((4, 8), F32), v, bits, v, v.copy())
