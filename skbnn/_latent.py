@@ -6,19 +6,20 @@ normalisation with a bias and no scale: the latent weights ``V`` (neuron
 major, ``n_out x n_in``; float16 in the low-memory step, float32 in the
 standard one; none for Bop, whose weights are the packed bits), the packed
 signs used by every product, the optimiser state, the bias and the running
-statistics.  The forward pass keeps only what the chosen backward needs:
+statistics.
 
-- ``'proposed'`` (low memory): the packed signs of the BN output (which are
-  the next layer's input bits), the packed STE mask ``|A| <= 1``, and per
-  channel the scale ``psi`` and mean magnitude ``omega``;
-- ``'l1'`` / ``'l2'``: the float BN output as well (Eq. 1 / the exact
-  gradient need it).
-
-Products run in the kernels: popcount GEMM forward for binary inputs,
-float x bits for the real first-layer input and for ``dX = dZ sign(W)^T``,
-and the weight gradient ``A^T dZ`` emitted as packed signs (low memory) or
-float (standard); the optimiser sweep updates state and packed signs in one
-pass.  Nothing here knows scikit-learn.
+A training step shares one :class:`Workspace` (batch x widest layer x 4
+bytes): the forward product writes the layer's pre-activations there and the
+fused batch-norm epilogue (``bn_forward``) turns them into what the backward
+pass needs — the packed signs of the output (the next layer's input bits),
+the packed STE mask and per-channel float16 statistics; the float output
+only for the l1/l2 backward, the standard step and the logits.  The
+backward pass then uses the workspace as two gradient slots (float16 in the
+low-memory step): ``bn_backward_bits`` in place, ``dA = dZ sign(V)^T`` into
+the other slot, and the weight gradient read from dZ transposed in place,
+emitted as packed signs (low memory) or float32 (standard).  The optimiser
+sweep updates the state and the packed signs in one pass.  Nothing here
+knows scikit-learn.
 """
 import math
 from dataclasses import dataclass
@@ -45,18 +46,6 @@ def normal_fan_in(n_in, n_out, rng):
 
 
 INITS = {"glorot_uniform": glorot_uniform, "normal_fan_in": normal_fan_in}
-
-
-def pm1_from_bits(bits, n):
-    """float32 +/-1 matrix of packed signs."""
-    return _kernels.unpack_pm1(bits, n).astype(F32)
-
-
-def round_half(x):
-    """float32 values rounded to float16 precision (the F16C kernels: NumPy's
-    own float16 casts are far slower)."""
-    x = np.ascontiguousarray(x, dtype=F32)
-    return _kernels.f16_to_f32(_kernels.f32_to_f16(x.reshape(-1))).reshape(x.shape)
 
 
 def quantize_pow2(G, bias=8):
