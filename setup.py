@@ -72,6 +72,7 @@ extensions = [
         sources=["skbnn/_kernels.pyx", "skbnn/_csrc/bnn_kernels.c", "skbnn/_csrc/real_kernels.c",
                  "skbnn/_csrc/bn_kernels.c"],
         include_dirs=["skbnn/_csrc"],
+        libraries=[] if sys.platform == "win32" else ["m"],  # fmaf
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

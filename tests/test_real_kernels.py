@@ -41,6 +41,33 @@ def ordered_sum(terms):
     return np.cumsum(terms, axis=1, dtype=F32)[:, -1, :]
 
 
+def fma32(a, b, c):
+    """float32 fused multiply-add, correctly rounded: a*b is exact in float64,
+    TwoSum keeps the error of the float64 sum, and a float64 sum that lands
+    exactly between two float32 values is resolved by the sign of that
+    error (the only case where rounding twice could differ)."""
+    p = a.astype(np.float64) * b.astype(np.float64)
+    c64 = c.astype(np.float64)
+    s = p + c64
+    bb = s - p
+    err = (p - (s - bb)) + (c64 - bb)
+    r = s.astype(F32)
+    r64 = r.astype(np.float64)
+    other = np.where(s > r64, np.nextafter(r, F32(np.inf)), np.nextafter(r, F32(-np.inf)))
+    o64 = other.astype(np.float64)
+    tie = (s != r64) & (np.abs(s - r64) == np.abs(o64 - s))
+    return np.where(tie & (np.sign(err) == np.sign(o64 - r64)), other, r)
+
+
+def fma_sum(A, B):
+    """``A @ B`` as the kernels compute it: one fused multiply-add per term,
+    in order k, from 0."""
+    acc = np.zeros((A.shape[0], B.shape[1]), F32)
+    for k in range(A.shape[1]):
+        acc = fma32(A[:, k, None], B[None, k, :], acc)
+    return acc
+
+
 def signed_sum(A, S):
     """The kernels' signed sum ``sum_k A[m, k] S[k, n]`` (S = +-1): ``2 P - T``
     with P the ordered float32 sum of A over the k where S = +1 and T the
@@ -75,25 +102,28 @@ def test_fgemm_matches_ordered_reference(M, K, N, isa):
     rng = np.random.default_rng(M * 1000 + K + N + 1)
     A = rng.normal(size=(M, K)).astype(F32)
     B = rng.normal(size=(K, N)).astype(F32)
-    want = ordered_sum(A[:, :, None] * B[None])   # multiply, then add in order k
+    want = fma_sum(A, B)
     np.testing.assert_array_equal(_kernels.fgemm(A, B), want)
+    np.testing.assert_allclose(want, A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(unpack(_kernels.fgemm(A, B, sign=True), N),
                                   np.where(want >= 0, 1, -1))
 
 
 def dot_reference(X, S):
-    """The dot-form kernel's order: 16 lane partial sums (lane l takes k = 16c
-    + l in order c; padding lanes add -0.0), then the tree (l, l+8), (l, l+4),
-    (l, l+2), (0, 1)."""
+    """The dot-form kernel's order: 16 lanes (lane l takes k = 16c + l in
+    order c; padding lanes read 0), P = the lane sums of X where S = +1, T =
+    the lane sums of all of X, q = (P + P) - T, then the tree (l, l+8),
+    (l, l+4), (l, l+2), (0, 1)."""
     M, K = X.shape
     kp = -(-K // 16) * 16
     Xp = np.zeros((M, kp), F32)
     Xp[:, :K] = X
     Sp = -np.ones((S.shape[0], kp))
     Sp[:, :K] = S
-    terms = np.where(Sp[None] > 0, Xp[:, None, :], -Xp[:, None, :]).astype(F32)
-    lanes = terms.reshape(M, S.shape[0], kp // 16, 16)
-    p = np.cumsum(lanes, axis=2, dtype=F32)[:, :, -1, :]
+    pos = np.where(Sp[None] > 0, Xp[:, None, :], F32(0)).astype(F32)
+    P = np.cumsum(pos.reshape(M, S.shape[0], kp // 16, 16), axis=2, dtype=F32)[:, :, -1, :]
+    T = np.cumsum(Xp.reshape(M, kp // 16, 16), axis=1, dtype=F32)[:, -1, :]
+    p = (P + P) - T[:, None, :]
     for h in (8, 4, 2, 1):
         p = p[..., :h] + p[..., h:2 * h]
     return p[..., 0]
@@ -126,7 +156,7 @@ def test_products_read_half_and_transposed_operands(M, K, N, isa):
     B = rng.normal(size=(K, N)).astype(F32)
     A32 = A.astype(F32)
     want_s = signed_sum(A32, S)
-    want_g = ordered_sum(A32[:, :, None] * B[None])
+    want_g = fma_sum(A32, B)
     for op, kw in ((A, {}), (At, {"transpose_a": True})):
         np.testing.assert_array_equal(_kernels.fsgemm(op, Bt, N, **kw), want_s)
         np.testing.assert_array_equal(_kernels.fgemm(op, B, **kw), want_g)

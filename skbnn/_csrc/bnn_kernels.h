@@ -154,14 +154,16 @@ typedef struct {
  * thread counts agree bit for bit. */
 void skbnn_fsgemm(skbnn_fview A, size_t M, size_t K, const uint64_t *Bt, size_t N, void *C,
                   int chalf, uint64_t *S, const uint64_t *mask, int n_threads);
-/* Float product C = A B (A: M x K view, B: K x N float32 row-major), multiply
- * then add in order k (no FMA); C or packed signs S as for skbnn_fsgemm. */
+/* Float product C = A B (A: M x K view, B: K x N float32 row-major), one
+ * fused multiply-add per term in order k (fmaf / FMA instructions: a single
+ * rounding on every path); C or packed signs S as for skbnn_fsgemm. */
 void skbnn_fgemm(skbnn_fview A, size_t M, size_t K, const float *B, size_t N, void *C,
                  int chalf, uint64_t *S, int n_threads);
 
 /* Dot form with the weights' own packed rows: C[m, j] = sum_k X[m, k] *
- * s(W[j] bit k); X: M x K float32, W: N x WORDS(K).  16 partial sums in a
- * fixed order and a fixed reduction tree on every path (deterministic). */
+ * s(W[j] bit k); X: M x K float32, W: N x WORDS(K).  Computed as 2 P - T
+ * (P: X summed where the bit is 1, T: all of X) in 16 lanes in a fixed
+ * order, then a fixed reduction tree, on every path (deterministic). */
 void skbnn_fdot_bits(const float *X, size_t M, size_t K, const uint64_t *W, size_t N, float *C,
                      int n_threads);
 

@@ -2,9 +2,13 @@
  * optimiser sweeps of latent-weight training (LowMemBNNClassifier).
  *
  * Determinism: every output element is owned by one thread and accumulated
- * in a fixed order (k = 0, 1, ...) with separate IEEE multiply and add (no
- * FMA contraction: built with -ffp-contract=off), so the SIMD paths, the
- * portable path and every thread count give bit-identical results.
+ * in a fixed order (k = 0, 1, ...) with the same IEEE operations on every
+ * path: separate multiply and add where the code writes them (the build
+ * uses -ffp-contract=off, so the compiler never fuses them) and explicit
+ * fused multiply-adds in the float GEMM (fmaf on the portable path, FMA
+ * instructions on the SIMD paths: one rounding either way).  The SIMD
+ * paths, the portable path and every thread count give bit-identical
+ * results.
  */
 #include "bnn_kernels.h"
 
@@ -48,13 +52,9 @@ static inline float h2f_soft(uint16_t h)
     uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
     fbits r;
     if (exp == 0) {
-        if (mant == 0) {
-            r.u = sign;
-        } else { /* subnormal half: normalise */
-            exp = 127 - 15 + 1;
-            while (!(mant & 0x400u)) { mant <<= 1; exp--; }
-            r.u = sign | (exp << 23) | ((mant & 0x3ffu) << 13);
-        }
+        /* zero or subnormal: mant * 2^-24, exact in float32 (no loop) */
+        r.f = (float)mant * 0x1p-24f;
+        r.u |= sign;
     } else if (exp == 31) {
         r.u = sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0u);
     } else {
@@ -112,6 +112,13 @@ T_F16C static void f2h_f16c(const float *in, uint16_t *out, size_t n)
     for (; i < n; i++) out[i] = f2h_soft(in[i]);
 }
 
+static int cpu_has_fma(void) /* FMA3: ecx bit 12 of leaf 1 (with OS-saved YMM) */
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c & (1u << 12)) && (c & (1u << 27));
+}
+
 static int cpu_has_f16c(void)
 {
     unsigned a, b, c, d;
@@ -166,7 +173,6 @@ void skbnn_f32_to_f16(const float *in, uint16_t *out, size_t n) { pick_f2h()(in,
 /* ------------------------------------------------------------------------ */
 #define MR 4
 
-static int g_f16c = -1; /* F16C present (scalar half loads on the SIMD paths) */
 
 static inline float load_a_soft(const skbnn_fview *A, size_t idx)
 {
@@ -233,7 +239,7 @@ static void gemm_block_portable(const skbnn_fview *A, size_t m0, int mr, size_t 
         const float *b = B + k * N + n0;
         for (int r = 0; r < mr; r++) {
             const float a = load_a_soft(A, (m0 + (size_t)r) * A->rs + k * A->ks);
-            for (size_t l = 0; l < nc; l++) acc[r][l] += a * b[l];
+            for (size_t l = 0; l < nc; l++) acc[r][l] = fmaf(a, b[l], acc[r][l]);
         }
     }
 }
@@ -241,29 +247,33 @@ static void gemm_block_portable(const skbnn_fview *A, size_t m0, int mr, size_t 
 #if SKBNN_X86
 #define T_AVX2F __attribute__((target("avx2,f16c")))
 #define T_AVX512F __attribute__((target("avx512f,f16c")))
-/* The left-operand element (row m0 + r, column k), with the view's fields
- * held in locals (the compiler cannot keep them in registers through the
- * struct pointer: the build allows aliasing). */
+#define T_AVX2FMA __attribute__((target("avx2,fma,f16c")))
+/* The SIMD block kernels read a float32 left operand with unit column
+ * stride (run_blocks converts float16 or strided row blocks first); any
+ * other view takes the portable loop.  The view's fields are held in locals
+ * (the build allows aliasing, so the compiler would reload them through the
+ * pointer) and the row loops have constant trip counts so that the
+ * accumulators stay in registers. */
 #define A_LOCALS(A)                                                                         \
-    const int a_half = (A)->half;                                                           \
     const float *const a_f = (const float *)(A)->p;                                         \
-    const uint16_t *const a_h = (const uint16_t *)(A)->p;                                   \
-    const size_t a_rs = (A)->rs, a_ks = (A)->ks;                                            \
-    const int a_f16c = g_f16c
-#define A_AT(m, k)                                                                          \
-    (a_half ? (a_f16c ? _cvtsh_ss(a_h[(m) * a_rs + (k) * a_ks])                             \
-                      : h2f_soft(a_h[(m) * a_rs + (k) * a_ks]))                             \
-            : a_f[(m) * a_rs + (k) * a_ks])
+    const size_t a_rs = (A)->rs
+#define A_AT(m, k) (a_f[(m) * a_rs + (k)])
+#define SIMD_VIEW_OK(A) (!(A)->half && (A)->ks == 1)
 
 T_AVX2F static void ssum_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                     const uint64_t *Bt, size_t wn, size_t wb,
                                     float acc[MR][64])
 {
+    if (mr != MR || !SIMD_VIEW_OK(A)) { /* ragged row block or other view: the
+                                         * portable loop (same operations) */
+        ssum_block_portable(A, m0, mr, K, Bt, wn, wb, acc);
+        return;
+    }
     A_LOCALS(A);
     __m256 v[MR][8];
     float T[MR] = {0};
     const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    for (int r = 0; r < mr; r++)
+    for (int r = 0; r < MR; r++)
         for (int q = 0; q < 8; q++) v[r][q] = _mm256_setzero_ps();
     for (size_t k = 0; k < K; k++) {
         const uint64_t w = Bt[k * wn + wb];
@@ -273,7 +283,8 @@ T_AVX2F static void ssum_block_avx2(const skbnn_fview *A, size_t m0, int mr, siz
             sel[q] = _mm256_castsi256_ps(
                 _mm256_cmpeq_epi32(_mm256_and_si256(byte, bitsel), bitsel));
         }
-        for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
             const float as = A_AT(m0 + (size_t)r, k);
             const __m256 a = _mm256_set1_ps(as);
             T[r] += as;
@@ -281,16 +292,21 @@ T_AVX2F static void ssum_block_avx2(const skbnn_fview *A, size_t m0, int mr, siz
                 v[r][q] = _mm256_add_ps(v[r][q], _mm256_and_ps(a, sel[q]));
         }
     }
-    for (int r = 0; r < mr; r++) {
+    for (int r = 0; r < MR; r++) {
         const __m256 t = _mm256_set1_ps(T[r]);
         for (int q = 0; q < 8; q++)
             _mm256_storeu_ps(&acc[r][8 * q], _mm256_sub_ps(_mm256_add_ps(v[r][q], v[r][q]), t));
     }
 }
 
-T_AVX2F static void gemm_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
+T_AVX2FMA static void gemm_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                     const float *B, size_t N, size_t wb, float acc[MR][64])
 {
+    if (mr != MR || !SIMD_VIEW_OK(A)) { /* ragged row block or other view: the
+                                         * portable loop (same operations) */
+        gemm_block_portable(A, m0, mr, K, B, N, wb, acc);
+        return;
+    }
     A_LOCALS(A);
     const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
     if (nc < 64) { /* ragged last block: the portable loop (same operations) */
@@ -298,19 +314,19 @@ T_AVX2F static void gemm_block_avx2(const skbnn_fview *A, size_t m0, int mr, siz
         return;
     }
     __m256 v[MR][8];
-    for (int r = 0; r < mr; r++)
+    for (int r = 0; r < MR; r++)
         for (int q = 0; q < 8; q++) v[r][q] = _mm256_setzero_ps();
     for (size_t k = 0; k < K; k++) {
         const float *b = B + k * N + n0;
         __m256 bv[8];
         for (int q = 0; q < 8; q++) bv[q] = _mm256_loadu_ps(b + 8 * q);
-        for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
             const __m256 a = _mm256_set1_ps(A_AT(m0 + (size_t)r, k));
-            for (int q = 0; q < 8; q++)
-                v[r][q] = _mm256_add_ps(v[r][q], _mm256_mul_ps(a, bv[q]));
+            for (int q = 0; q < 8; q++) v[r][q] = _mm256_fmadd_ps(a, bv[q], v[r][q]);
         }
     }
-    for (int r = 0; r < mr; r++)
+    for (int r = 0; r < MR; r++)
         for (int q = 0; q < 8; q++) _mm256_storeu_ps(&acc[r][8 * q], v[r][q]);
 }
 
@@ -318,16 +334,22 @@ T_AVX512F static void ssum_block_avx512(const skbnn_fview *A, size_t m0, int mr,
                                         const uint64_t *Bt, size_t wn, size_t wb,
                                         float acc[MR][64])
 {
+    if (mr != MR || !SIMD_VIEW_OK(A)) { /* ragged row block or other view: the
+                                         * portable loop (same operations) */
+        ssum_block_portable(A, m0, mr, K, Bt, wn, wb, acc);
+        return;
+    }
     A_LOCALS(A);
     __m512 v[MR][4];
     float T[MR] = {0};
-    for (int r = 0; r < mr; r++)
+    for (int r = 0; r < MR; r++)
         for (int q = 0; q < 4; q++) v[r][q] = _mm512_setzero_ps();
     for (size_t k = 0; k < K; k++) {
         const uint64_t w = Bt[k * wn + wb];
         const __mmask16 m0_ = (__mmask16)w, m1 = (__mmask16)(w >> 16),
                         m2 = (__mmask16)(w >> 32), m3 = (__mmask16)(w >> 48);
-        for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
             const float as = A_AT(m0 + (size_t)r, k);
             const __m512 a = _mm512_set1_ps(as);
             T[r] += as;
@@ -337,7 +359,7 @@ T_AVX512F static void ssum_block_avx512(const skbnn_fview *A, size_t m0, int mr,
             v[r][3] = _mm512_mask_add_ps(v[r][3], m3, v[r][3], a);
         }
     }
-    for (int r = 0; r < mr; r++) {
+    for (int r = 0; r < MR; r++) {
         const __m512 t = _mm512_set1_ps(T[r]);
         for (int q = 0; q < 4; q++)
             _mm512_storeu_ps(&acc[r][16 * q], _mm512_sub_ps(_mm512_add_ps(v[r][q], v[r][q]), t));
@@ -347,6 +369,11 @@ T_AVX512F static void ssum_block_avx512(const skbnn_fview *A, size_t m0, int mr,
 T_AVX512F static void gemm_block_avx512(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                         const float *B, size_t N, size_t wb, float acc[MR][64])
 {
+    if (mr != MR || !SIMD_VIEW_OK(A)) { /* ragged row block or other view: the
+                                         * portable loop (same operations) */
+        gemm_block_portable(A, m0, mr, K, B, N, wb, acc);
+        return;
+    }
     A_LOCALS(A);
     const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
     __mmask16 lm[4];
@@ -356,20 +383,19 @@ T_AVX512F static void gemm_block_avx512(const skbnn_fview *A, size_t m0, int mr,
         lm[q] = (__mmask16)((1u << n) - 1u);
     }
     __m512 v[MR][4];
-    for (int r = 0; r < mr; r++)
+    for (int r = 0; r < MR; r++)
         for (int q = 0; q < 4; q++) v[r][q] = _mm512_setzero_ps();
     for (size_t k = 0; k < K; k++) {
         const float *b = B + k * N + n0;
         __m512 bv[4];
         for (int q = 0; q < 4; q++) bv[q] = _mm512_maskz_loadu_ps(lm[q], b + 16 * q);
-        for (int r = 0; r < mr; r++) {
-            const __m512 a =
-                _mm512_set1_ps(A_AT(m0 + (size_t)r, k));
-            for (int q = 0; q < 4; q++)
-                v[r][q] = _mm512_add_ps(v[r][q], _mm512_mul_ps(a, bv[q]));
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            const __m512 a = _mm512_set1_ps(A_AT(m0 + (size_t)r, k));
+            for (int q = 0; q < 4; q++) v[r][q] = _mm512_fmadd_ps(a, bv[q], v[r][q]);
         }
     }
-    for (int r = 0; r < mr; r++)
+    for (int r = 0; r < MR; r++)
         for (int q = 0; q < 4; q++) _mm512_storeu_ps(&acc[r][16 * q], v[r][q]);
 }
 #endif
@@ -382,7 +408,6 @@ typedef void (*gemm_fn)(const skbnn_fview *, size_t, int, size_t, const float *,
 static ssum_fn pick_ssum(void)
 {
 #if SKBNN_X86
-    if (g_f16c < 0) g_f16c = cpu_has_f16c();
     if (skbnn_get_isa() == SKBNN_ISA_AVX512) return ssum_block_avx512;
     if (skbnn_get_isa() == SKBNN_ISA_AVX2) return ssum_block_avx2;
 #endif
@@ -392,11 +417,39 @@ static ssum_fn pick_ssum(void)
 static gemm_fn pick_gemm(void)
 {
 #if SKBNN_X86
-    if (g_f16c < 0) g_f16c = cpu_has_f16c();
     if (skbnn_get_isa() == SKBNN_ISA_AVX512) return gemm_block_avx512;
-    if (skbnn_get_isa() == SKBNN_ISA_AVX2) return gemm_block_avx2;
+    if (skbnn_get_isa() == SKBNN_ISA_AVX2 && cpu_has_fma()) return gemm_block_avx2;
 #endif
     return gemm_block_portable;
+}
+
+/* A row block of the left operand as contiguous float32 (MR x K), when it
+ * is float16 or strided: converted once per row block instead of once per
+ * 64-column block, and read with unit stride by the block kernels. */
+#define PACK_A_MAX 2048
+
+static skbnn_fview row_block_view(const skbnn_fview *A, size_t m0, int mr, size_t K,
+                                  float *buf, uint16_t *hbuf, size_t *m_off)
+{
+    if ((!A->half && A->ks == 1) || K > PACK_A_MAX) {
+        *m_off = m0;
+        return *A;
+    }
+    if (A->half) { /* gather the halves, then one vector conversion */
+        uint16_t *h = hbuf;
+        const uint16_t *src = (const uint16_t *)A->p;
+        for (int r = 0; r < mr; r++)
+            for (size_t k = 0; k < K; k++)
+                h[(size_t)r * K + k] = src[(m0 + (size_t)r) * A->rs + k * A->ks];
+        pick_h2f()(h, buf, (size_t)mr * K);
+    } else {
+        for (int r = 0; r < mr; r++)
+            for (size_t k = 0; k < K; k++)
+                buf[(size_t)r * K + k] = load_a_soft(A, (m0 + (size_t)r) * A->rs + k * A->ks);
+    }
+    const skbnn_fview v = {buf, 0, K, 1};
+    *m_off = 0;
+    return v;
 }
 
 /* Row blocks of MR rows x 64-column blocks, one thread per row block.  The
@@ -414,10 +467,13 @@ static void run_blocks(skbnn_fview A, size_t M, size_t K, const uint64_t *Bt, co
     for (long bi = 0; bi < (long)nblk; bi++) {
         const size_t m0 = (size_t)bi * MR;
         const int mr = (int)(M - m0 < MR ? M - m0 : MR);
-        float acc[MR][64];
+        float acc[MR][64], abuf[MR * PACK_A_MAX];
+        uint16_t hbuf[MR * PACK_A_MAX];
+        size_t mo;
+        const skbnn_fview a = row_block_view(&A, m0, mr, K, abuf, hbuf, &mo);
         for (size_t wb = 0; wb < wn; wb++) {
-            if (ssum) ssum(&A, m0, mr, K, Bt, wn, wb, acc);
-            else gemm(&A, m0, mr, K, B, N, wb, acc);
+            if (ssum) ssum(&a, mo, mr, K, Bt, wn, wb, acc);
+            else gemm(&a, mo, mr, K, B, N, wb, acc);
             emit_block(acc, mr, m0, wb, N, C, chalf, S, mask);
         }
     }
@@ -438,9 +494,10 @@ void skbnn_fgemm(skbnn_fview A, size_t M, size_t K, const float *B, size_t N, vo
 /* ------------------------------------------------------------------------ */
 /* dot form: C[m, j] = sum_k X[m, k] * s(W[j] bit k), W neuron-major packed  */
 /* (the real-input forward reads the layer's own bits, no transposed copy). */
-/* Fixed order on every path: 16 partial sums (lane l takes k = 16c + l, in  */
-/* order c, padding lanes add -0.0f), then the tree ((l, l+8), (l, l+4),     */
-/* (l, l+2), (0, 1)).                                                        */
+/* As 2 P - T in 16 lanes (lane l takes k = 16c + l, in order c; padding    */
+/* lanes read 0): P sums X where the bit is 1, T sums all of X; then        */
+/* q = (P + P) - T per lane and the tree ((l, l+8), (l, l+4), (l, l+2),     */
+/* (0, 1)).  Every path computes exactly this.                               */
 /* ------------------------------------------------------------------------ */
 static inline float reduce16(float p[16])
 {
@@ -451,15 +508,17 @@ static inline float reduce16(float p[16])
 
 static float dot_bits_portable(const float *x, const uint64_t *w, size_t K)
 {
-    float p[16] = {0};
+    float p[16] = {0}, t[16] = {0};
     for (size_t c = 0; c * 16 < K; c++) {
         const uint64_t bits = w[c / 4] >> (16 * (c % 4));
         for (int l = 0; l < 16; l++) {
             const size_t k = c * 16 + (size_t)l;
             const float v = k < K ? x[k] : 0.0f;
-            p[l] += ((bits >> l) & 1u) ? v : -v;
+            t[l] += v;
+            if ((bits >> l) & 1u) p[l] += v;
         }
     }
+    for (int l = 0; l < 16; l++) p[l] = (p[l] + p[l]) - t[l];
     return reduce16(p);
 }
 
@@ -486,9 +545,11 @@ T_AVX2F static void dot_tile_avx2(const float *X, size_t K, size_t m0, int mr,
     }
     const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     const __m256 z = _mm256_setzero_ps();
-    __m256 lo[TM2][TN2], hi[TM2][TN2];
-    for (int r = 0; r < TM2; r++)
+    __m256 lo[TM2][TN2], hi[TM2][TN2], tlo[TM2], thi[TM2];
+    for (int r = 0; r < TM2; r++) {
+        tlo[r] = thi[r] = z;
         for (int q = 0; q < TN2; q++) lo[r][q] = hi[r][q] = z;
+    }
     for (size_t c = 0; c * 16 < K; c++) {
         __m256 s0[TN2], s1[TN2];
         for (int q = 0; q < TN2; q++) {
@@ -501,18 +562,19 @@ T_AVX2F static void dot_tile_avx2(const float *X, size_t K, size_t m0, int mr,
         for (int r = 0; r < TM2; r++) {
             const float *x = X + (m0 + (size_t)r) * K + c * 16;
             const __m256 a0 = _mm256_loadu_ps(x), a1 = _mm256_loadu_ps(x + 8);
-            const __m256 n0 = _mm256_sub_ps(z, a0), n1 = _mm256_sub_ps(z, a1);
-            for (int q = 0; q < TN2; q++) {
-                lo[r][q] = _mm256_add_ps(lo[r][q], _mm256_blendv_ps(n0, a0, s0[q]));
-                hi[r][q] = _mm256_add_ps(hi[r][q], _mm256_blendv_ps(n1, a1, s1[q]));
+            tlo[r] = _mm256_add_ps(tlo[r], a0);
+            thi[r] = _mm256_add_ps(thi[r], a1);
+            for (int q = 0; q < TN2; q++) { /* adding +0.0 where the bit is 0 */
+                lo[r][q] = _mm256_add_ps(lo[r][q], _mm256_and_ps(a0, s0[q]));
+                hi[r][q] = _mm256_add_ps(hi[r][q], _mm256_and_ps(a1, s1[q]));
             }
         }
     }
     for (int r = 0; r < TM2; r++)
         for (int q = 0; q < TN2; q++) {
             float p[16];
-            _mm256_storeu_ps(p, lo[r][q]);
-            _mm256_storeu_ps(p + 8, hi[r][q]);
+            _mm256_storeu_ps(p, _mm256_sub_ps(_mm256_add_ps(lo[r][q], lo[r][q]), tlo[r]));
+            _mm256_storeu_ps(p + 8, _mm256_sub_ps(_mm256_add_ps(hi[r][q], hi[r][q]), thi[r]));
             C[(m0 + (size_t)r) * N + j0 + (size_t)q] = reduce16(p);
         }
 }
@@ -523,28 +585,32 @@ T_AVX512F static void dot_tile_avx512(const float *X, size_t K, size_t m0, int m
                                       const uint64_t *W, size_t wk, size_t j0, int nr, float *C,
                                       size_t N)
 {
-    __m512 acc[TM5][TN5];
-    for (int r = 0; r < TM5; r++)
+    if (mr < TM5 || nr < TN5) { /* ragged tile: portable (same operations) */
+        dot_tile_portable(X, K, m0, mr, W, wk, j0, nr, C, N);
+        return;
+    }
+    __m512 acc[TM5][TN5], tot[TM5];
+    for (int r = 0; r < TM5; r++) {
+        tot[r] = _mm512_setzero_ps();
         for (int q = 0; q < TN5; q++) acc[r][q] = _mm512_setzero_ps();
+    }
     for (size_t c = 0; c * 16 < K; c++) {
         const size_t left = K - c * 16;
         const __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
         __mmask16 bits[TN5];
         for (int q = 0; q < TN5; q++)
-            bits[q] = q < nr ? (__mmask16)(W[(j0 + (size_t)q) * wk + c / 4] >> (16 * (c % 4)))
-                             : (__mmask16)0;
+            bits[q] = (__mmask16)(W[(j0 + (size_t)q) * wk + c / 4] >> (16 * (c % 4)));
         for (int r = 0; r < TM5; r++) {
-            if (r >= mr) break;
             const __m512 a = _mm512_maskz_loadu_ps(live, X + (m0 + (size_t)r) * K + c * 16);
-            const __m512 na = _mm512_sub_ps(_mm512_setzero_ps(), a);
+            tot[r] = _mm512_add_ps(tot[r], a);
             for (int q = 0; q < TN5; q++)
-                acc[r][q] = _mm512_add_ps(acc[r][q], _mm512_mask_blend_ps(bits[q], na, a));
+                acc[r][q] = _mm512_mask_add_ps(acc[r][q], bits[q], acc[r][q], a);
         }
     }
-    for (int r = 0; r < mr; r++)
-        for (int q = 0; q < nr; q++) {
+    for (int r = 0; r < TM5; r++)
+        for (int q = 0; q < TN5; q++) {
             float p[16];
-            _mm512_storeu_ps(p, acc[r][q]);
+            _mm512_storeu_ps(p, _mm512_sub_ps(_mm512_add_ps(acc[r][q], acc[r][q]), tot[r]));
             C[(m0 + (size_t)r) * N + j0 + (size_t)q] = reduce16(p);
         }
 }
