@@ -98,6 +98,31 @@ def accuracy_runs(data, args):
     return runs
 
 
+def speed_runs(data, args):
+    """Seconds per training epoch, nothing else timed: low-memory Adam (no
+    validation split) and the PyTorch STE BNN, alternated ``args.speed_reps``
+    times over ``args.speed_epochs`` epochs each so that drift hits both."""
+    if not _torch_bnn.torch_available():
+        return None
+    X_tr, y_tr = scaled(data["X_train"]), data["y_train"]
+    ours, theirs = [], []
+    for rep in range(args.speed_reps):
+        clf = LowMemBNNClassifier(HIDDEN, max_iter=1, warm_start=True, random_state=args.seed)
+        for _ in range(args.speed_epochs):  # one fit per epoch: one time per epoch
+            t0 = time.perf_counter()
+            clf.fit(X_tr, y_tr)
+            ours.append(time.perf_counter() - t0)
+        r = _torch_bnn.train_torch_bnn(X_tr, y_tr, [], hidden_layer_sizes=HIDDEN,
+                                       epochs=args.speed_epochs, seed=args.seed)
+        theirs += list(r["s_per_epoch"])
+        print(f"[speed rep {rep}] skbnn {np.median(ours):.2f} s/epoch, torch "
+              f"{np.median(theirs):.2f} s/epoch", file=sys.stderr, flush=True)
+    return {"skbnn_s_per_epoch": ours, "torch_s_per_epoch": theirs,
+            "skbnn_median": float(np.median(ours)), "torch_median": float(np.median(theirs)),
+            "ratio": float(np.median(ours) / np.median(theirs)),
+            "torch_version": r["torch_version"]}
+
+
 # ------------------------------------------------------------------ memory
 def measure(training, solver, batch, X, y, calls):
     """Measured footprint of one-batch partial_fit calls after the first
@@ -233,13 +258,11 @@ def check_targets(res, full):
             gap = 100 * (st["heldout"] - lo["heldout"])
             rows.append([f"standard − low-memory, {solver}", f"{gap:+.2f} points",
                          f"≤ {TARGETS['gap']} point", status(gap <= TARGETS["gap"])])
-    torch = next((r for r in res["accuracy"] if r["method"] == "torch"), None)
-    lo = find(acc, training="low_memory", solver="adam")
-    if torch and lo:
-        ratio = lo["s_per_epoch"] / torch["s_per_epoch"]
+    sp = res.get("speed")
+    if sp:
         rows.append(["s/epoch low-memory Adam / PyTorch STE BNN, 1 thread",
-                     f"{ratio:.2f}× ({lo['s_per_epoch']:.2f} / {torch['s_per_epoch']:.2f} s)",
-                     f"≤ {TARGETS['speed']}×", status(ratio <= TARGETS["speed"])])
+                     f"{sp['ratio']:.2f}× ({sp['skbnn_median']:.2f} / {sp['torch_median']:.2f} s)",
+                     f"≤ {TARGETS['speed']}×", status(sp["ratio"] <= TARGETS["speed"])])
     return rows
 
 
@@ -253,8 +276,9 @@ def render_markdown(res, args):
                   f"lr_patience {args.lr_patience}), batch 100 (Bop 50), one thread; "
                   "held-out = the 10,000 images of the official training set kept out, "
                   "test = the official test set.  PyTorch: its STE BNN of the same "
-                  "shape, Adam at 1e-3, batch 100, the same epochs, no checkpointing "
-                  "(median s/epoch).", ""]
+                  "shape, Adam at 1e-3, batch 100, the same epochs, no checkpointing.  "
+                  "s/epoch here includes skbnn's per-epoch validation scoring; the speed "
+                  "comparison is the next section.", ""]
         rows = [[r["method"], r["training"], r["solver"],
                  ", ".join(f"{k}={v!r}" for k, v in r.get("options", {}).items()) or "defaults",
                  f"{100 * r['heldout']:.2f}", f"{100 * r['test']:.2f}", f"{r['s_per_epoch']:.2f}"]
@@ -262,6 +286,16 @@ def render_markdown(res, args):
         lines.append(_common.markdown_table(
             ["method", "training", "solver", "options", "held-out %", "test %", "s/epoch"],
             rows, "llllrrr"))
+    sp = res.get("speed")
+    if sp:
+        lines += ["", "## Speed", "",
+                  f"Seconds per training epoch on the {res['n_train']} training images, "
+                  "batch 100, one thread, nothing but training timed (no validation split, no "
+                  f"scoring): LowMemBNNClassifier (low-memory step, Adam) and the PyTorch "
+                  f"{sp['torch_version']} STE BNN of the same shape, alternated "
+                  f"{args.speed_reps} times × {args.speed_epochs} epochs; medians: "
+                  f"**{sp['skbnn_median']:.2f} s** against **{sp['torch_median']:.2f} s** "
+                  f"({sp['ratio']:.2f}×)."]
     lines += ["", "## Measured memory (MiB)", "",
               "State held between calls + peak transient of one one-batch partial_fit call "
               "(tracemalloc, measure_memory=True; input batches float32, not counted); "
@@ -285,11 +319,16 @@ def main(argv=None):
     parser.add_argument("--lr-patience", type=int, default=5)
     parser.add_argument("--calls", type=int, default=None,
                         help="measured partial_fit calls per setting (default 5, quick 2)")
-    parser.add_argument("--no-accuracy", action="store_true", help="memory part only")
+    parser.add_argument("--no-accuracy", action="store_true",
+                        help="memory part only (no accuracy or speed runs)")
+    parser.add_argument("--speed-epochs", type=int, default=None, help="default 3 (quick 1)")
+    parser.add_argument("--speed-reps", type=int, default=None, help="default 2 (quick 1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.epochs = args.epochs or (2 if args.quick else 40)
     args.calls = args.calls or (2 if args.quick else 5)
+    args.speed_epochs = args.speed_epochs or (1 if args.quick else 3)
+    args.speed_reps = args.speed_reps or (1 if args.quick else 2)
     batches = (10, 100, 1000) if args.quick else BATCHES
 
     data = _common.load_dataset("fmnist", args.seed, {})
@@ -300,6 +339,7 @@ def main(argv=None):
             data = dict(data, X_train=data["X_train"][:5000], y_train=data["y_train"][:5000])
         res["n_train"] = len(data["y_train"])
         res["accuracy"] = accuracy_runs(data, args)
+        res["speed"] = speed_runs(data, args)
     if data is not None:
         X, y = scaled(data["X_train"][:max(batches)]), data["y_train"][:max(batches)]
     else:  # memory does not depend on the pixel values
