@@ -260,6 +260,9 @@ static void gemm_block_portable(const skbnn_fview *A, size_t m0, int mr, size_t 
 #define A_AT(m, k) (a_f[(m) * a_rs + (k)])
 #define SIMD_VIEW_OK(A) (!(A)->half && (A)->ks == 1)
 
+/* AVX2 has 16 ymm registers: the 4 x 64 block runs as 2-row x 32-column
+ * tiles (8 accumulators), the same operations per element as the other
+ * paths. */
 T_AVX2F static void ssum_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                     const uint64_t *Bt, size_t wn, size_t wb,
                                     float acc[MR][64])
@@ -270,37 +273,40 @@ T_AVX2F static void ssum_block_avx2(const skbnn_fview *A, size_t m0, int mr, siz
         return;
     }
     A_LOCALS(A);
-    __m256 v[MR][8];
     float T[MR] = {0};
     const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    for (int r = 0; r < MR; r++)
-        for (int q = 0; q < 8; q++) v[r][q] = _mm256_setzero_ps();
-    for (size_t k = 0; k < K; k++) {
-        const uint64_t w = Bt[k * wn + wb];
-        __m256 sel[8];
-        for (int q = 0; q < 8; q++) {
-            const __m256i byte = _mm256_set1_epi32((int)((w >> (8 * q)) & 0xffu));
-            sel[q] = _mm256_castsi256_ps(
-                _mm256_cmpeq_epi32(_mm256_and_si256(byte, bitsel), bitsel));
+    for (int half = 0; half < 2; half++)
+        for (int r0 = 0; r0 < MR; r0 += 2) {
+            __m256 v[2][4];
+            for (int i = 0; i < 2; i++)
+                for (int q = 0; q < 4; q++) v[i][q] = _mm256_setzero_ps();
+            for (size_t k = 0; k < K; k++) {
+                const uint64_t w = Bt[k * wn + wb] >> (32 * half);
+                __m256 sel[4];
+                for (int q = 0; q < 4; q++) {
+                    const __m256i byte = _mm256_set1_epi32((int)((w >> (8 * q)) & 0xffu));
+                    sel[q] = _mm256_castsi256_ps(
+                        _mm256_cmpeq_epi32(_mm256_and_si256(byte, bitsel), bitsel));
+                }
+                for (int i = 0; i < 2; i++) {
+                    const float as = A_AT(m0 + (size_t)(r0 + i), k);
+                    const __m256 a = _mm256_set1_ps(as);
+                    if (half == 0) T[r0 + i] += as;
+                    for (int q = 0; q < 4; q++)  /* adding +0.0 where the bit is 0 */
+                        v[i][q] = _mm256_add_ps(v[i][q], _mm256_and_ps(a, sel[q]));
+                }
+            }
+            for (int i = 0; i < 2; i++) {
+                const __m256 t = _mm256_set1_ps(T[r0 + i]);
+                for (int q = 0; q < 4; q++)
+                    _mm256_storeu_ps(&acc[r0 + i][32 * half + 8 * q],
+                                     _mm256_sub_ps(_mm256_add_ps(v[i][q], v[i][q]), t));
+            }
         }
-#pragma GCC unroll 4
-        for (int r = 0; r < MR; r++) {
-            const float as = A_AT(m0 + (size_t)r, k);
-            const __m256 a = _mm256_set1_ps(as);
-            T[r] += as;
-            for (int q = 0; q < 8; q++)  /* adding +0.0 where the bit is 0 */
-                v[r][q] = _mm256_add_ps(v[r][q], _mm256_and_ps(a, sel[q]));
-        }
-    }
-    for (int r = 0; r < MR; r++) {
-        const __m256 t = _mm256_set1_ps(T[r]);
-        for (int q = 0; q < 8; q++)
-            _mm256_storeu_ps(&acc[r][8 * q], _mm256_sub_ps(_mm256_add_ps(v[r][q], v[r][q]), t));
-    }
 }
 
 T_AVX2FMA static void gemm_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
-                                    const float *B, size_t N, size_t wb, float acc[MR][64])
+                                      const float *B, size_t N, size_t wb, float acc[MR][64])
 {
     if (mr != MR || !SIMD_VIEW_OK(A)) { /* ragged row block or other view: the
                                          * portable loop (same operations) */
@@ -313,21 +319,24 @@ T_AVX2FMA static void gemm_block_avx2(const skbnn_fview *A, size_t m0, int mr, s
         gemm_block_portable(A, m0, mr, K, B, N, wb, acc);
         return;
     }
-    __m256 v[MR][8];
-    for (int r = 0; r < MR; r++)
-        for (int q = 0; q < 8; q++) v[r][q] = _mm256_setzero_ps();
-    for (size_t k = 0; k < K; k++) {
-        const float *b = B + k * N + n0;
-        __m256 bv[8];
-        for (int q = 0; q < 8; q++) bv[q] = _mm256_loadu_ps(b + 8 * q);
-#pragma GCC unroll 4
-        for (int r = 0; r < MR; r++) {
-            const __m256 a = _mm256_set1_ps(A_AT(m0 + (size_t)r, k));
-            for (int q = 0; q < 8; q++) v[r][q] = _mm256_fmadd_ps(a, bv[q], v[r][q]);
+    for (int half = 0; half < 2; half++)
+        for (int r0 = 0; r0 < MR; r0 += 2) {
+            __m256 v[2][4];
+            for (int i = 0; i < 2; i++)
+                for (int q = 0; q < 4; q++) v[i][q] = _mm256_setzero_ps();
+            for (size_t k = 0; k < K; k++) {
+                const float *b = B + k * N + n0 + 32 * half;
+                __m256 bv[4];
+                for (int q = 0; q < 4; q++) bv[q] = _mm256_loadu_ps(b + 8 * q);
+                for (int i = 0; i < 2; i++) {
+                    const __m256 a = _mm256_set1_ps(A_AT(m0 + (size_t)(r0 + i), k));
+                    for (int q = 0; q < 4; q++) v[i][q] = _mm256_fmadd_ps(a, bv[q], v[i][q]);
+                }
+            }
+            for (int i = 0; i < 2; i++)
+                for (int q = 0; q < 4; q++)
+                    _mm256_storeu_ps(&acc[r0 + i][32 * half + 8 * q], v[i][q]);
         }
-    }
-    for (int r = 0; r < MR; r++)
-        for (int q = 0; q < 8; q++) _mm256_storeu_ps(&acc[r][8 * q], v[r][q]);
 }
 
 T_AVX512F static void ssum_block_avx512(const skbnn_fview *A, size_t m0, int mr, size_t K,
