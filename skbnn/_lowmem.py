@@ -130,6 +130,14 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         Minimum improvement for ``n_iter_no_change``.
     n_jobs : int or None, default=None
         Kernel threads (None = 1); results do not depend on it.
+    state_dtype : {'float16', 'float32'}, default='float16'
+        Storage of the latent weights, optimiser moments, batch-norm bias and
+        running statistics in the low-memory step: float16 (the paper) or
+        float32 (the authors'
+        Keras emulation, which keeps stock float32 Adam; twice the state
+        memory).  float16 updates smaller than half a unit in the last place
+        are lost, which costs accuracy once the plateau schedule has lowered
+        the rate (see the user guide).  The standard step is always float32.
     measure_memory : bool, default=False
         Run ``fit`` / ``partial_fit`` under ``tracemalloc`` (started and
         stopped here if not already running; its peak is reset) and record
@@ -211,7 +219,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                  bn_momentum=0.9, batch_size="auto", max_iter=100, shuffle=True,
                  random_state=None, verbose=0, warm_start=False, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, n_jobs=None,
-                 measure_memory=False):
+                 measure_memory=False, state_dtype="float16"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.training = training
         self.solver = solver
@@ -246,6 +254,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         self.tol = tol
         self.n_jobs = n_jobs
         self.measure_memory = measure_memory
+        self.state_dtype = state_dtype
 
     # ------------------------------------------------------------ parameters
     def _validate_rule_params(self):
@@ -273,6 +282,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         check_bool("clip_weights", self.clip_weights)
         check_real("bn_momentum", self.bn_momentum, 0.0, 1.0)
         check_bool("measure_memory", self.measure_memory)
+        check_choice("state_dtype", self.state_dtype, ("float16", "float32"))
 
     @property
     def _auto_batch_size(self):
@@ -293,7 +303,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     # ------------------------------------------------------------ model
     def _init_model(self, n_inputs, n_classes, rng):
         widths = check_layer_sizes(self.hidden_layer_sizes) + (n_classes,)
-        half = self.training == "low_memory"
+        half = self.training == "low_memory" and self.state_dtype == "float16"
         dtype = np.float16 if half else F32
         self.layers_ = []
         n_in = n_inputs
@@ -317,8 +327,11 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         self.temperature_ = 1.0
         self._schedule_best, self._schedule_wait = -np.inf, 0
         counts = mlp_counts(n_inputs, widths[:-1], n_classes)
+        wide_state = ({"W": 32, "momenta": 32, "beta": 32}
+                      if self.training == "low_memory" and not half else None)
         self.memory_model_ = memory_model(counts, self._batch_size_for(10**9),
-                                          training=self.training, solver=self.solver)
+                                          training=self.training, solver=self.solver,
+                                          bits=wide_state)
 
     @property
     def _lr_init(self):

@@ -118,7 +118,7 @@ def test_memory_model_attached():
     ("training", "fast"), ("solver", "rmsprop"), ("grad_scale", 2), ("bn_stats", "x"),
     ("bn_backward", "l3"), ("grad_format", "int8"), ("init", "zeros"), ("lr_decay", 0.0),
     ("lr_patience", 0), ("learning_rate_init", -1.0), ("beta_1", 1.0), ("clip_weights", 1),
-    ("measure_memory", "yes"),
+    ("measure_memory", "yes"), ("state_dtype", "float64"),
 ])
 def test_bad_parameters(param, value):
     X, y = _data()
@@ -206,3 +206,18 @@ def test_measure_memory_keeps_a_running_trace():
         assert tracemalloc.is_tracing()
     finally:
         tracemalloc.stop()
+
+
+def test_float32_state_option(digits):
+    """state_dtype='float32' (the authors' Keras emulation): float32 state,
+    the rest of the low-memory step unchanged, accounted at 32 bits."""
+    X, y = _data(n=60)
+    clf = LowMemBNNClassifier((16,), state_dtype="float32", max_iter=2, random_state=0).fit(X, y)
+    assert all(s["V"].dtype == np.float32 and s["m2"].dtype == np.float32 for s in clf.layers_)
+    assert clf.memory_model_["W"]["bits"] == 32 and clf.memory_model_["dW"]["bits"] == 1
+    half = LowMemBNNClassifier((16,), max_iter=2, random_state=0).fit(X, y)
+    assert clf._state_bytes() > 1.9 * half._state_bytes() - 2 * sum(
+        s["packed"].nbytes for s in half.layers_)
+    X_tr, X_te, y_tr, y_te = digits
+    clf = LowMemBNNClassifier((64,), state_dtype="float32", max_iter=10, random_state=0)
+    assert clf.fit(X_tr / 8 - 1, y_tr).score(X_te / 8 - 1, y_te) > 0.85
