@@ -12,6 +12,7 @@
  * -ffp-contract=off), so thread counts and ISA paths agree bit for bit.
  */
 #include "bnn_kernels.h"
+#include "kernel_common.h"
 
 #include <math.h>
 #include <string.h>
@@ -60,13 +61,6 @@ static inline uint16_t skbnn_f2h_inline(float f)
 }
 #endif
 
-#define WORDS(bits) (((bits) + 63) / 64)
-#define MIN_PARALLEL_WORK 65536.0
-
-static inline int team(double work, int n_threads)
-{
-    return work >= MIN_PARALLEL_WORK ? n_threads : 1;
-}
 
 /* x rounded to float16 precision and back (round to nearest even) */
 static inline void round_half_inplace(float *x, size_t n)

@@ -8,6 +8,7 @@
  * accumulators need no horizontal reduction (each lane is an output).
  */
 #include "bnn_kernels.h"
+#include "kernel_common.h"
 
 #include <limits.h>
 #include <math.h>
@@ -33,20 +34,9 @@
 #error "skbnn's packed layout assumes a little-endian CPU"
 #endif
 
-#define WORDS(bits) (((bits) + 63) / 64)
 #define PANEL 8 /* neurons per panel */
 
 static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
-
-/* Threads for a parallel region: below ~64k elementary operations the fork
- * and join cost more than they save (and oversubscribed cores make them
- * far worse), so small calls run on the calling thread.  Results never
- * depend on it: every split is static and by output rows. */
-#define SKBNN_MIN_PARALLEL_WORK 65536.0
-static inline int team(double work, int n_threads)
-{
-    return work >= SKBNN_MIN_PARALLEL_WORK ? n_threads : 1;
-}
 
 /* ------------------------------------------------------------------------ */
 /* portable popcount                                                         */

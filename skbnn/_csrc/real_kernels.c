@@ -11,6 +11,7 @@
  * results.
  */
 #include "bnn_kernels.h"
+#include "kernel_common.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -27,19 +28,6 @@
 #else
 #define SKBNN_X86 0
 #endif
-
-#define WORDS(bits) (((bits) + 63) / 64)
-#define MIN_PARALLEL_WORK 65536.0
-
-static inline int team(double work, int n_threads)
-{
-    return work >= MIN_PARALLEL_WORK ? n_threads : 1;
-}
-
-static inline uint64_t tail_mask(size_t n) /* low n bits (n in 1..64) */
-{
-    return n >= 64 ? ~0ULL : ((1ULL << n) - 1ULL);
-}
 
 /* ------------------------------------------------------------------------ */
 /* float16 <-> float32 (round to nearest even), portable and F16C           */

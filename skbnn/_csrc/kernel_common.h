@@ -1,0 +1,26 @@
+/* Helpers shared by the kernel sources (not part of the kernel API). */
+#ifndef SKBNN_KERNEL_COMMON_H
+#define SKBNN_KERNEL_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WORDS(bits) (((bits) + 63) / 64)
+
+/* Threads for a parallel region: below ~64k elementary operations the fork
+ * and join cost more than they save (and oversubscribed cores make them
+ * far worse), so small calls run on the calling thread.  Results never
+ * depend on it: every split is static and by output rows. */
+#define SKBNN_MIN_PARALLEL_WORK 65536.0
+
+static inline int team(double work, int n_threads)
+{
+    return work >= SKBNN_MIN_PARALLEL_WORK ? n_threads : 1;
+}
+
+static inline uint64_t tail_mask(size_t n) /* low n bits (n in 1..64) */
+{
+    return n >= 64 ? ~0ULL : ((1ULL << n) - 1ULL);
+}
+
+#endif
