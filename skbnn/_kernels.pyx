@@ -575,20 +575,45 @@ cdef skbnn_fview _float_view(object A, bint transposed, str name) except *:
     return v
 
 
-cdef object _float_out(object out, size_t M, size_t N, bint sign):
+cdef object _float_out(object out, size_t M, size_t N, bint sign, bint allow_half=True):
     """The output array: packed signs, a new float32 matrix or the caller's
-    C-contiguous writable float32/float16 ``out``."""
+    C-contiguous writable float32 (or float16 when ``allow_half``) ``out``."""
     if sign:
         if out is not None:
             raise ValueError("out cannot be combined with sign=True")
         return np.zeros((M, _words(N)), dtype=np.uint64)
     if out is None:
         return np.zeros((M, N), dtype=np.float32)
-    if (not isinstance(out, np.ndarray) or out.shape != (M, N)
-            or out.dtype not in (np.float32, np.float16) or not out.flags.c_contiguous
-            or not out.flags.writeable):
-        raise ValueError(f"out must be a writable C-contiguous float32/float16 ({M}, {N}) array")
+    dtypes = (np.float32, np.float16) if allow_half else (np.float32,)
+    if (not isinstance(out, np.ndarray) or out.shape != (M, N) or out.dtype not in dtypes
+            or not out.flags.c_contiguous or not out.flags.writeable):
+        kinds = "float32/float16" if allow_half else "float32"
+        raise ValueError(f"out must be a writable C-contiguous {kinds} ({M}, {N}) array")
     return out
+
+
+cdef object _empty_sums(object result, size_t M, size_t N, bint sign):
+    """An inner dimension of 0: every sum is 0 (sign +1)."""
+    if sign:
+        result[...] = pack_sign_int32(np.zeros((M, N), dtype=np.int32))
+    else:
+        result[...] = 0
+    return result
+
+
+cdef int _out_pointers(object result, bint sign, void **C, uint64_t **S,
+                       int *chalf) except -1:
+    """Where a float product writes: packed signs ``S`` or floats ``C``
+    (float16 when ``chalf``)."""
+    cdef uint64_t[:, ::1] Sv
+    C[0], S[0], chalf[0] = NULL, NULL, 0
+    if sign:
+        Sv = result
+        S[0] = &Sv[0, 0]
+    else:
+        C[0] = <void *>_data_ptr(result)
+        chalf[0] = result.dtype == np.float16
+    return 0
 
 
 def fsgemm(A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits, const uint64_t[:, ::1] mask=None,
@@ -617,22 +642,12 @@ def fsgemm(A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits, const uint64_t[:, ::
     if M == 0 or N == 0:
         return result
     if K == 0:
-        if not sign:
-            result[...] = 0
-        else:
-            result[...] = pack_sign_int32(np.zeros((M, N), dtype=np.int32))
-        return result
+        return _empty_sums(result, M, N, sign)
     cdef const uint64_t *mk = &mask[0, 0] if mask is not None else NULL
-    cdef void *C = NULL
-    cdef uint64_t *S = NULL
-    cdef int chalf = 0
-    cdef uint64_t[:, ::1] Sv
-    if sign:
-        Sv = result
-        S = &Sv[0, 0]
-    else:
-        C = <void *>_data_ptr(result)
-        chalf = result.dtype == np.float16
+    cdef void *C
+    cdef uint64_t *S
+    cdef int chalf
+    _out_pointers(result, sign, &C, &S, &chalf)
     with nogil:
         skbnn_fsgemm(v, M, K, &Bt[0, 0], N, C, chalf, S, mk, n_threads)
     return result
@@ -640,8 +655,9 @@ def fsgemm(A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits, const uint64_t[:, ::
 
 def fgemm(A, const float[:, ::1] B, bint sign=False, out=None, bint transpose_a=False,
           int n_threads=1):
-    """Float product ``A @ B`` summed in float32 in order k (no FMA), or its
-    packed signs; ``A``, ``out`` and ``transpose_a`` as in :func:`fsgemm`."""
+    """Float product ``A @ B``, one float32 fused multiply-add per term in
+    order k, or its packed signs; ``A``, ``out`` and ``transpose_a`` as in
+    :func:`fsgemm`."""
     cdef skbnn_fview v = _float_view(A, transpose_a, "A")
     cdef size_t M = A.shape[1] if transpose_a else A.shape[0]
     cdef size_t K = A.shape[0] if transpose_a else A.shape[1]
@@ -652,21 +668,11 @@ def fgemm(A, const float[:, ::1] B, bint sign=False, out=None, bint transpose_a=
     if M == 0 or N == 0:
         return result
     if K == 0:
-        if not sign:
-            result[...] = 0
-        else:  # empty sums are 0 -> sign +1
-            result[...] = pack_sign_int32(np.zeros((M, N), dtype=np.int32))
-        return result
-    cdef void *C = NULL
-    cdef uint64_t *S = NULL
-    cdef int chalf = 0
-    cdef uint64_t[:, ::1] Sv
-    if sign:
-        Sv = result
-        S = &Sv[0, 0]
-    else:
-        C = <void *>_data_ptr(result)
-        chalf = result.dtype == np.float16
+        return _empty_sums(result, M, N, sign)
+    cdef void *C
+    cdef uint64_t *S
+    cdef int chalf
+    _out_pointers(result, sign, &C, &S, &chalf)
     with nogil:
         skbnn_fgemm(v, M, K, &B[0, 0], N, C, chalf, S, n_threads)
     return result
@@ -680,18 +686,11 @@ def fdot_bits(const float[:, ::1] X, const uint64_t[:, ::1] W, out=None, int n_t
     cdef size_t M = X.shape[0], K = X.shape[1], N = W.shape[0]
     if <size_t>W.shape[1] != _words(K):
         raise ValueError(f"W must have {_words(K)} words per row, got {W.shape[1]}")
-    if out is None:
-        result = np.zeros((M, N), dtype=np.float32)
-    elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (M, N)
-            or not out.flags.c_contiguous or not out.flags.writeable):
-        raise ValueError(f"out must be a writable C-contiguous float32 ({M}, {N}) array")
-    else:
-        result = out
+    result = _float_out(out, M, N, False, allow_half=False)
     if M == 0 or N == 0:
         return result
     if K == 0:
-        result[...] = 0
-        return result
+        return _empty_sums(result, M, N, False)
     cdef float[:, ::1] C = result
     with nogil:
         skbnn_fdot_bits(&X[0, 0], M, K, &W[0, 0], N, &C[0, 0], n_threads)
