@@ -9,6 +9,7 @@ five hooks: ``_validate_rule_params``, ``_init_model``, ``_training_state``,
 ``_train_batch`` and ``_inference_rows`` (plus optional ``_end_epoch``
 and ``_finish_training``).
 """
+import contextlib
 import copy
 import math
 import time
@@ -243,15 +244,22 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         self._init_model(self.binarizer_.n_output_bits_, len(classes), init_rng)
 
     def _guarded(self, method, *args):
-        """Run ``method``; on any exception restore the previous attributes so a
-        bad call never leaves a half-changed estimator."""
-        saved = dict(self.__dict__)
-        try:
-            return method(*args)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        """Run ``method`` (a fit or partial_fit) inside :meth:`_call_context`;
+        on any exception restore the previous attributes so a bad call never
+        leaves a half-changed estimator."""
+        with self._call_context():
+            saved = dict(self.__dict__)
+            try:
+                return method(*args)
+            except BaseException:
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+                raise
+
+    def _call_context(self):
+        """Subclass hook: a context manager around every fit / partial_fit
+        call (e.g. LowMem's memory measurement)."""
+        return contextlib.nullcontext()
 
     # ------------------------------------------------------------ fit
     def fit(self, X, y):

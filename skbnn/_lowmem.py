@@ -539,47 +539,9 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         return super().decision_function(X)
 
     # ------------------------------------------------------------ memory
-    def fit(self, X, y):
-        """Train from scratch (or from the current model with ``warm_start``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
-        y : array-like of shape (n_samples,)
-            Class labels.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        with self._memory_probe():
-            return super().fit(X, y)
-
-    def partial_fit(self, X, y, classes=None):
-        """One epoch over ``(X, y)`` in mini-batches (for data streams).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            A chunk of training data (float32 C-contiguous avoids a converted
-            copy, which ``measure_memory`` would count).
-        y : array-like of shape (n_samples,)
-            Its labels; need not contain every class.
-        classes : array-like of shape (n_classes,), default=None
-            All classes of the stream; required on the first call.
-
-        Returns
-        -------
-        self : object
-            The updated estimator.
-        """
-        with self._memory_probe():
-            return super().partial_fit(X, y, classes)
-
     @contextlib.contextmanager
-    def _memory_probe(self):
+    def _call_context(self):
+        """``measure_memory``: trace the call, record :attr:`memory_measured_`."""
         if not self.measure_memory:
             yield
             return
