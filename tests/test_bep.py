@@ -3,11 +3,12 @@ the group-size schedule, the gate and its parameters (shared behaviour:
 test_estimators.py)."""
 import numpy as np
 import pytest
-from reference import bep_batch_step, sign, unpack
+from epoch_check import assert_next_epoch_matches
+from reference import bep_batch_step
 
 from skbnn import BEPClassifier, _kernels
 from skbnn._bep import bef_prototypes, next_divisor, trigger_mask
-from skbnn._engine import init_hidden_weights, reinforcement_probability
+from skbnn._engine import init_hidden_weights
 
 
 # ------------------------------------------------------------------ algorithm
@@ -32,22 +33,10 @@ def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate,
               reinforcement_prob=0.9, init_std=4.0, weight_clip=40, group_schedule=None,
               strict_ties=strict_ties)
     clf = BEPClassifier(max_iter=1, **kw).fit(X, y)
-    Hs = [h.copy() for h in clf.hidden_weights_]
-    y_idx = np.searchsorted(clf.classes_, y)
-    error, batches = clf.loss_curve_[-1], clf._batches_seen
-    n_correct = 0
-    for b, start in enumerate(range(0, 64, 16)):
-        p = [reinforcement_probability(0.9, error, h.shape[1]) for h in Hs]
-        Hs, c = bep_batch_step(Hs, clf.prototypes_, X[start:start + 16],
-                               y_idx[start:start + 16], 0.5, gate, groups, p, clf._seed,
-                               (batches + b) * len(widths), 40, _kernels.uniform,
-                               strict_ties)
-        n_correct += c
-    clf.set_params(warm_start=True).fit(X, y)
-    for h_ref, h, packed in zip(Hs, clf.hidden_weights_, clf.packed_weights_):
-        np.testing.assert_array_equal(h, h_ref)
-        np.testing.assert_array_equal(unpack(packed, h.shape[1]), sign(h_ref))
-    assert clf.loss_curve_[-1] == pytest.approx(1 - n_correct / 64)
+    assert_next_epoch_matches(
+        clf, X, y, lambda Hs, Xb, yb, p, stream: bep_batch_step(
+            Hs, clf.prototypes_, Xb, yb, 0.5, gate, groups, p, clf._seed, stream, 40,
+            _kernels.uniform, strict_ties), 16)
 
 
 def test_trigger_rule():

@@ -2,11 +2,11 @@
 parameters and its specific modes (shared behaviour: test_estimators.py)."""
 import numpy as np
 import pytest
-from reference import local_batch_step, sign, unpack
+from epoch_check import assert_next_epoch_matches
+from reference import local_batch_step
 from sklearn.datasets import load_digits
 
 from skbnn import LocalBinaryClassifier, _kernels
-from skbnn._engine import reinforcement_probability
 
 
 # ------------------------------------------------------------------ algorithm
@@ -23,23 +23,11 @@ def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, isa):
               shuffle=False, random_state=3, robustness=0.25, reinforcement_prob=0.9,
               init_std=4.0, weight_clip=40)
     clf = LocalBinaryClassifier(max_iter=1, **kw).fit(X, y)
-    Hs = [h.copy() for h in clf.hidden_weights_]
     Ps = clf.classifiers_
-    y_idx = np.searchsorted(clf.classes_, y)
-    error, batches = clf.loss_curve_[-1], clf._batches_seen
     # the reference continues for one epoch from the fitted state
-    n_correct = 0
-    for b, start in enumerate(range(0, 64, 16)):
-        p = [reinforcement_probability(0.9, error, h.shape[1]) for h in Hs]
-        Hs, c = local_batch_step(Hs, Ps, X[start:start + 16], y_idx[start:start + 16], 0.25,
-                                 groups, p, clf._seed, (batches + b) * len(widths), 40,
-                                 _kernels.uniform)
-        n_correct += c
-    clf.set_params(warm_start=True).fit(X, y)
-    for h_ref, h, packed in zip(Hs, clf.hidden_weights_, clf.packed_weights_):
-        np.testing.assert_array_equal(h, h_ref)
-        np.testing.assert_array_equal(unpack(packed, h.shape[1]), sign(h_ref))
-    assert clf.loss_curve_[-1] == pytest.approx(1 - n_correct / 64)
+    assert_next_epoch_matches(
+        clf, X, y, lambda Hs, Xb, yb, p, stream: local_batch_step(
+            Hs, Ps, Xb, yb, 0.25, groups, p, clf._seed, stream, 40, _kernels.uniform), 16)
 
 
 def test_hidden_weights_initialisation():
