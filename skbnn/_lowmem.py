@@ -551,10 +551,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
 
     def _state_bytes(self):
         """Bytes of every array the estimator keeps between calls."""
-        total = 0
-        for s in getattr(self, "layers_", []):
-            total += sum(a.nbytes for a in s.values() if isinstance(a, np.ndarray))
-        return total
+        return sum(row["bytes"] for row in self._state_table().values())
 
     def memory_report(self):
         """Training memory of this model: the paper's accounting, the arrays
@@ -600,7 +597,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
 
     def _state_table(self):
         table = {}
-        for s in self.layers_:
+        for s in getattr(self, "layers_", []):
             for key, label in self._STATE_NAMES.items():
                 a = s.get(key)
                 if not isinstance(a, np.ndarray):
