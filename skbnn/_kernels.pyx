@@ -94,7 +94,7 @@ cdef extern from "bnn_kernels.h" nogil:
     int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                                  const uint64_t *gbits, const float *gfloat, float gscale,
                                  size_t n_out, size_t n_in, const float *hp, int flags,
-                                 uint64_t *Wp, int n_threads)
+                                 uint64_t round_key, uint64_t *Wp, int n_threads)
 
 
 ISA_NAMES = ("generic", "popcnt", "avx2", "avx512")
@@ -782,7 +782,8 @@ cdef void *_state_ptr(object arr, bint half, tuple shape) except NULL:
 
 def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
                    const float[:, ::1] gfloat, float gscale, hyper, bint clip_weights,
-                   uint64_t[:, ::1] packed, bint cancel=True, int n_threads=1):
+                   uint64_t[:, ::1] packed, bint cancel=True, round_key=None,
+                   int n_threads=1):
     """One optimiser step over a layer's latent weights (neuron-major, in place).
 
     ``V``, ``M1``, ``M2``: float16 or float32 arrays ``(n_out, n_in)`` (``V``
@@ -792,7 +793,10 @@ def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
     of them), zeroed where ``|V| >= 1`` when ``cancel`` (gradient
     cancellation: latent weights, not biases).  ``hyper`` = (lr, beta_1, beta_2,
     epsilon, momentum, threshold).  ``packed`` receives the new weight signs.
-    Returns the number of sign flips.
+    ``round_key``: None rounds float16 stores to nearest even; an integer
+    in [0, 2**64) rounds them stochastically, each element's draw a hash of
+    the key and its (row, column), so results do not depend on the path or
+    the thread count.  Returns the number of sign flips.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
@@ -831,10 +835,16 @@ def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
         raise ValueError("hyper must hold 6 values")
     cdef float[::1] hp = hp_arr
     cdef int64_t flips = 0
+    cdef uint64_t key = 0
+    cdef int flags = (1 if clip_weights else 0) | (2 if cancel else 0)
+    if round_key is not None:
+        if not 0 <= round_key < 2**64:
+            raise ValueError(f"round_key must be in [0, 2**64), got {round_key}")
+        key = round_key
+        flags |= 4
     if n_out == 0 or n_in == 0:
         return 0
     with nogil:
         flips = skbnn_optimizer_step(s, half, pv, p1, p2, gb, gf, gscale, n_out, n_in, &hp[0],
-                                     (1 if clip_weights else 0) | (2 if cancel else 0),
-                                     &packed[0, 0], n_threads)
+                                     flags, key, &packed[0, 0], n_threads)
     return flips

@@ -72,6 +72,7 @@ class Hyper:
     momentum: float
     bop_threshold: float
     clip_weights: bool
+    round_seed: object = None  # None: float16 stores round to nearest even; int: stochastically
 
 
 @dataclass
@@ -134,12 +135,15 @@ class LatentLayer:
         float16 storage (the low-memory step) instead of float32.
     real_input : bool
         The layer reads float inputs (the first layer without binarisation).
+    index : int, default=0
+        Position in the network (keys the stochastic-rounding draws).
     """
 
-    def __init__(self, state, half, real_input):
+    def __init__(self, state, half, real_input, index=0):
         self.s = state
         self.half = half
         self.real_input = real_input
+        self.index = index
         self.n_out = state["packed"].shape[0]
         self.n_in = state["m1"].shape[1]
 
@@ -226,7 +230,8 @@ class LatentLayer:
         flips = _kernels.optimizer_step(
             hp.solver, s["V"], s["m1"], s["m2"], grad if as_bits else None,
             None if as_bits else grad, grad_scale, _step_hyper(hp, hp.solver, hp.lr, t),
-            hp.clip_weights, s["packed"], cancel=True, n_threads=n_threads)
+            hp.clip_weights, s["packed"], cancel=True,
+            round_key=round_key(hp.round_seed, t, self.index, 0), n_threads=n_threads)
         # the bias: never cancelled; Bop's bias uses Adam at 1e-3 (lowmem.md §7)
         bop = hp.solver == "bop"
         bias_solver, bias_lr = ("adam", 1e-3) if bop else (hp.solver, hp.lr)
@@ -234,8 +239,25 @@ class LatentLayer:
         _kernels.optimizer_step(
             bias_solver, s["bias"][None], s["bias_m1"][None], s["bias_m2"][None], None,
             np.ascontiguousarray(G_b, dtype=F32)[None], 1.0,
-            _step_hyper(hp, bias_solver, bias_lr, t), False, dummy, cancel=False)
+            _step_hyper(hp, bias_solver, bias_lr, t), False, dummy, cancel=False,
+            round_key=round_key(hp.round_seed, t, self.index, 1))
         return flips
+
+
+_M64 = (1 << 64) - 1
+
+
+def round_key(seed, t, layer, part):
+    """64-bit key of the stochastic-rounding draws of one step of one layer's
+    weights (part 0) or bias (part 1): splitmix64 of the four, so every step
+    draws afresh; None when rounding to nearest."""
+    if seed is None:
+        return None
+    x = (seed * 0x9E3779B97F4A7C15 + t * 0xBF58476D1CE4E5B9 + layer * 0x94D049BB133111EB
+         + part) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
 
 
 def _step_hyper(hp, solver, lr, t):

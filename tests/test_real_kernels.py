@@ -210,8 +210,52 @@ def test_product_shape_errors():
 HYPER = (1e-3, 0.9, 0.999, 1e-8, 0.9, 1e-4)
 
 
-def reference_step(solver, half, V, M1, M2, gbits, gfloat, gscale, hyper, clip, packed):
-    """The documented update in float32 NumPy, state rounded once when stored."""
+def fmix32(h):
+    """murmur3's 32-bit finaliser on uint32 arrays."""
+    h = np.asarray(h, dtype=np.uint64) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
+
+
+GOLDEN = 0x9E3779B1
+
+
+def sr_uniforms(round_key, array, shape):
+    """The documented draws of stochastic rounding: array 0 = V, 1 = M1, 2 = M2."""
+    lo, hi = round_key & 0xFFFFFFFF, round_key >> 32
+    key = fmix32(lo ^ int(fmix32((hi + (array + 1) * GOLDEN) & 0xFFFFFFFF)))
+    rows = np.arange(shape[0], dtype=np.uint64)
+    row_key = fmix32(key ^ fmix32(rows ^ fmix32(GOLDEN)))
+    cols = np.arange(shape[1], dtype=np.uint64)
+    r = fmix32(row_key[:, None] + cols[None, :] * GOLDEN)
+    return (r >> 8).astype(np.float64) * 2.0**-24
+
+
+def stochastic_half(x, u):
+    """float32 -> float16 rounding the magnitude up with probability
+    (|x| - lo) / (hi - lo), lo and hi the float16 neighbours of |x|."""
+    a = np.abs(x.astype(np.float64))
+    with np.errstate(over="ignore"):
+        lo = np.minimum(a, 65504.0).astype(np.float16)
+    lo = np.where(lo.astype(np.float64) > a, np.nextafter(lo, np.float16(0)), lo)
+    with np.errstate(over="ignore"):
+        hi = np.nextafter(lo, np.float16(np.inf))
+    # past the largest finite half, inf is reached as if it were 2**16
+    hi64 = np.where(np.isinf(hi), 65536.0, hi.astype(np.float64))
+    with np.errstate(invalid="ignore"):
+        frac = (a - lo.astype(np.float64)) / (hi64 - lo.astype(np.float64))
+    mag = np.where(u < frac, hi, lo)
+    return np.where(np.signbit(x), -mag, mag).astype(np.float16)
+
+
+def reference_step(solver, half, V, M1, M2, gbits, gfloat, gscale, hyper, clip, packed,
+                   round_key=None):
+    """The documented update in float32 NumPy, state rounded once when stored
+    (to nearest even, or stochastically with ``round_key``)."""
     lr, b1, b2, eps, mom, tau = (F32(h) for h in hyper)
     n_in = M1.shape[1]
     if gbits is not None:
@@ -219,12 +263,18 @@ def reference_step(solver, half, V, M1, M2, gbits, gfloat, gscale, hyper, clip, 
     else:
         g = gfloat * F32(gscale)
     m1 = M1.astype(F32)
-    store = (lambda x: x.astype(np.float16)) if half else (lambda x: x.astype(F32))
+
+    def store(x, array):
+        if not half:
+            return x.astype(F32)
+        if round_key is None:
+            return x.astype(np.float16)
+        return stochastic_half(x, sr_uniforms(round_key, array, x.shape))
     if solver == "bop":
         m1 = (F32(1) - lr) * m1 + lr * g
         w_pos = unpack(packed, n_in) > 0
         flip = (np.abs(m1) > tau) & ((m1 >= 0) == w_pos)
-        return None, store(m1), None, pack(np.where(w_pos ^ flip, 1, -1))
+        return None, store(m1, 1), None, pack(np.where(w_pos ^ flip, 1, -1))
     v = V.astype(F32)
     g = np.where(np.abs(v) >= 1, F32(0), g)
     if solver == "adam":
@@ -237,15 +287,16 @@ def reference_step(solver, half, V, M1, M2, gbits, gfloat, gscale, hyper, clip, 
         v = v + m1
     if clip:
         v = np.clip(v, F32(-1), F32(1))
-    v = store(v)
-    return v, store(m1), None if m2 is None else store(m2), pack(np.where(v >= 0, 1, -1))
+    v = store(v, 0)
+    return v, store(m1, 1), None if m2 is None else store(m2, 2), pack(np.where(v >= 0, 1, -1))
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd", "bop"])
 @pytest.mark.parametrize("half", [True, False])
 @pytest.mark.parametrize("use_bits", [True, False])
 @pytest.mark.parametrize("n_out,n_in", [(3, 1), (5, 64), (4, 130)])
-def test_optimizer_step_matches_reference(solver, half, use_bits, n_out, n_in, isa):
+@pytest.mark.parametrize("round_key", [None, 0, 2**64 - 12345])
+def test_optimizer_step_matches_reference(solver, half, use_bits, n_out, n_in, round_key, isa):
     rng = np.random.default_rng(n_out * n_in + len(solver))
     dtype = np.float16 if half else F32
     V = rng.uniform(-1.2, 1.2, size=(n_out, n_in)).astype(dtype)
@@ -261,16 +312,68 @@ def test_optimizer_step_matches_reference(solver, half, use_bits, n_out, n_in, i
     gscale = 1 / np.sqrt(n_in) if use_bits else 1.0
     for clip in (False, True):
         want = reference_step(solver, half, V, M1, M2, gbits, gfloat, gscale, HYPER, clip,
-                              packed)
+                              packed, round_key)
         st = [None if a is None else a.copy() for a in (V, M1, M2)]
         got_packed = packed.copy()
         flips = _kernels.optimizer_step(solver, st[0], st[1], st[2], gbits, gfloat, gscale,
-                                        HYPER, clip, got_packed)
+                                        HYPER, clip, got_packed, round_key=round_key)
         np.testing.assert_array_equal(got_packed, want[3])
         assert flips == int(np.count_nonzero(unpack(got_packed, n_in) != unpack(packed, n_in)))
         for got, ref in zip(st, want[:3]):
             if ref is not None:
                 np.testing.assert_array_equal(got.view(np.uint8), ref.view(np.uint8))
+
+
+def test_stochastic_rounding_is_unbiased_and_exact_on_halves(isa):
+    """Adam steps far below half an ulp: nearest-even keeps V, stochastic
+    rounding moves it by the step on average; values already float16 stay."""
+    n_out, n_in = 64, 1000
+    V = np.full((n_out, n_in), 0.3, dtype=np.float16)  # ulp 2**-12 ~ 2.4e-4
+    M1 = np.zeros_like(V)
+    M2 = np.zeros_like(V)
+    gbits = pack(np.ones((n_out, n_in)))
+    hyper = (2e-5, 0.9, 0.999, 1e-8, 0.9, 0.0)  # first Adam step: V -= lr * sqrt(1000)
+    packed = pack(np.ones((n_out, n_in)))
+    nearest = [a.copy() for a in (V, M1, M2)]
+    _kernels.optimizer_step("adam", *nearest, gbits, None, 1.0, hyper, False, packed.copy())
+    np.testing.assert_array_equal(nearest[0], V)  # the whole step is lost
+    sr = [a.copy() for a in (V, M1, M2)]
+    _kernels.optimizer_step("adam", *sr, gbits, None, 1.0, hyper, False, packed.copy(),
+                            round_key=7)
+    step = float(V[0, 0]) - sr[0].astype(np.float64).mean()
+    want = float(np.float32(2e-5) * np.float32(0.1) / np.sqrt(np.float32(0.001)))
+    assert set(np.unique(sr[0]).tolist()) <= {np.float16(0.3), np.nextafter(np.float16(0.3), 0)}
+    assert abs(step - want) < 0.02 * want  # 64000 draws: ~0.3 % standard error
+    # a value that float16 represents exactly is never moved by the rounding
+    zero = [np.full((2, 64), 0.25, np.float16), np.zeros((2, 64), np.float16),
+            np.zeros((2, 64), np.float16)]
+    _kernels.optimizer_step("adam", *zero, pack(np.ones((2, 64))), None, 1.0,
+                            (0.0, 0.9, 0.999, 1e-8, 0.9, 0.0), False, pack(np.ones((2, 64))),
+                            round_key=3)
+    assert (zero[0] == np.float16(0.25)).all()
+    with pytest.raises(ValueError, match="round_key"):
+        _kernels.optimizer_step("adam", *sr, gbits, None, 1.0, hyper, False, packed,
+                                round_key=-1)
+
+
+def test_stochastic_rounding_special_values(isa):
+    """SGD from V = 0 stores V = M1 = x exactly: zeros, subnormals, the
+    overflow range and infinities are rounded as the reference says."""
+    x = np.array([0.0, -1e-30, 1e-8, -3e-7, 6.1e-5, 0.3, -0.7, 65504.0, 65510.0, 65530.0,
+                  -65535.0, 65536.0, 1e9, np.inf, -np.inf, 2.0**-24, 2.0**-25], F32)
+    x = np.tile(x, 8)  # several draws per value, blocks of 64 and a tail
+    shape = (2, x.size // 2)
+    for key in (1, 2**63 + 5):
+        V, M1 = np.zeros(shape, np.float16), np.zeros(shape, np.float16)
+        packed = pack(np.ones(shape))
+        _kernels.optimizer_step("sgd", V, M1, None, None, -x.reshape(shape), 1.0,
+                                (1.0, 0.9, 0.999, 1e-8, 0.9, 0.0), False, packed,
+                                round_key=key)
+        want_v = stochastic_half(x.reshape(shape), sr_uniforms(key, 0, shape))
+        want_m = stochastic_half(x.reshape(shape), sr_uniforms(key, 1, shape))
+        np.testing.assert_array_equal(V.view(np.uint16), want_v.view(np.uint16))
+        np.testing.assert_array_equal(M1.view(np.uint16), want_m.view(np.uint16))
+    assert np.isinf(V.ravel()[x.ravel() >= 65536]).all()
 
 
 def test_optimizer_step_threads_and_errors(isa):
@@ -284,7 +387,7 @@ def test_optimizer_step_threads_and_errors(isa):
         st = [V.copy(), M1.copy(), M2.copy()]
         packed = pack(np.where(V.astype(F32) >= 0, 1, -1))
         _kernels.optimizer_step("adam", *st, gbits, None, 0.05, HYPER, False, packed,
-                                n_threads=n_threads)
+                                round_key=99, n_threads=n_threads)
         results.append((st, packed))
     for a, b in zip(results[0][0] + [results[0][1]], results[1][0] + [results[1][1]]):
         np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))

@@ -190,7 +190,7 @@ void skbnn_bn_backward_bits(void *G, int half, size_t B, size_t n, const float *
                             int n_threads);
 
 enum { SKBNN_SOLVER_ADAM = 0, SKBNN_SOLVER_SGD = 1, SKBNN_SOLVER_BOP = 2 };
-enum { SKBNN_STEP_CLIP = 1, SKBNN_STEP_CANCEL = 2 };
+enum { SKBNN_STEP_CLIP = 1, SKBNN_STEP_CANCEL = 2, SKBNN_STEP_STOCHASTIC = 4 };
 /* One optimiser step over a layer, neuron-major (n_out rows of n_in).
  * half != 0: V, M1, M2 are float16 (uint16), else float32; arithmetic in
  * float32, each stored value rounded once.  Gradient per weight: +-gscale
@@ -202,12 +202,14 @@ enum { SKBNN_STEP_CLIP = 1, SKBNN_STEP_CANCEL = 2 };
  *   SGD : M1 = momentum M1 - lr g; V += M1;
  *   Bop : M1 = (1-lr) M1 + lr g; flip the weight bit where |M1| > threshold and
  *         sign(M1) == sign(w) (V and M2 unused: the weights are the bits).
- * SKBNN_STEP_CLIP in flags clips V to [-1, 1] after the step.  Wp (n_out x WORDS(n_in))
+ * SKBNN_STEP_CLIP in flags clips V to [-1, 1] after the step.  SKBNN_STEP_STOCHASTIC
+ * (with half) rounds every stored float16 stochastically, the draws keyed by
+ * round_key and each element's (row, column) only.  Wp (n_out x WORDS(n_in))
  * is rewritten with the signs of the stored V (V >= 0 -> 1).  Returns the
  * number of weight-sign flips. */
 int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                              const uint64_t *gbits, const float *gfloat, float gscale,
                              size_t n_out, size_t n_in, const float *hp, int flags,
-                             uint64_t *Wp, int n_threads);
+                             uint64_t round_key, uint64_t *Wp, int n_threads);
 
 #endif

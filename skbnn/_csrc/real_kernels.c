@@ -71,6 +71,64 @@ static inline uint16_t f2h_soft(float f)
     return (uint16_t)(o | (sign >> 16));
 }
 
+/* float32 -> float16 rounding toward zero (finite overflow -> largest finite) */
+static inline uint16_t f2h_rtz_soft(float f)
+{
+    fbits x = {f};
+    const uint32_t sign = x.u & 0x80000000u;
+    x.u ^= sign;
+    uint32_t o;
+    if (x.u >= 0x7f800000u) /* inf or NaN, as the nearest-even conversion */
+        o = x.u > 0x7f800000u ? (0x7e00u | ((x.u >> 13) & 0x3ffu)) : 0x7c00u;
+    else if (x.u >= (143u << 23)) /* >= 65536 */
+        o = 0x7bffu;
+    else if (x.u < (113u << 23)) /* half subnormal: x * 2^24 < 1024 is exact; truncate */
+        o = (uint32_t)(x.f * 0x1p24f);
+    else
+        o = (x.u - (112u << 23)) >> 13;
+    return (uint16_t)(o | (sign >> 16));
+}
+
+/* Stochastic rounding (Gupta et al. 2015) of float32 to float16: round the
+ * magnitude up with probability frac = (|x| - lo) / (hi - lo), lo = |x|
+ * rounded toward zero, hi the next float16 up.  frac is exact in float32
+ * (Sterbenz subtraction, division by a power of two), u has 24 bits, so
+ * every path computes the same bits.  Used for the float16 optimiser state:
+ * steps far below half an ulp (Adam's ~1e-4 on weights of ~0.1) still move
+ * a weight on average, where round-to-nearest would discard them. */
+static inline float sr_uniform(uint32_t r) { return (float)(r >> 8) * 0x1p-24f; }
+
+static inline uint16_t f2h_sr_soft(float f, uint32_t r)
+{
+    const uint16_t lo = f2h_rtz_soft(fabsf(f));
+    /* above the largest finite half the next value is inf, reached as if it
+     * were 65536 (2^16, the overflow point): large values still overflow */
+    const float flo = h2f_soft(lo), fhi = fminf(h2f_soft((uint16_t)(lo + 1u)), 65536.0f);
+    const float frac = (fabsf(f) - flo) / (fhi - flo);
+    const uint16_t mag = (uint16_t)(lo + (sr_uniform(r) < frac));
+    return (uint16_t)(mag | (signbit(f) ? 0x8000u : 0u));
+}
+
+/* Counter-based random bits for stochastic rounding: murmur3's finaliser of
+ * a per-row key plus the column, so each weight's draw depends only on
+ * (seed, step, layer, array, row, column): identical on every path and
+ * thread count, with no generator state to keep. */
+static inline uint32_t fmix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+#define SR_GOLDEN 0x9e3779b1u
+static inline uint32_t sr_bits(uint32_t row_key, size_t col)
+{
+    return fmix32(row_key + (uint32_t)col * SR_GOLDEN);
+}
+
 static void h2f_portable(const uint16_t *in, float *out, size_t n)
 {
     for (size_t i = 0; i < n; i++) out[i] = h2f_soft(in[i]);
@@ -646,11 +704,19 @@ static inline void load_chunk(const void *p, int half, size_t off, size_t n, flo
     else memcpy(out, (const float *)p + off, n * sizeof(float));
 }
 
+/* sr: NULL for round-to-nearest-even, else the row key of stochastic
+ * rounding; col = the column of in[0] */
 static inline void store_chunk(void *p, int half, size_t off, size_t n, const float *in,
-                               f2h_fn f2h)
+                               f2h_fn f2h, const uint32_t *sr, size_t col)
 {
-    if (half) f2h(in, (uint16_t *)p + off, n);
-    else memcpy((float *)p + off, in, n * sizeof(float));
+    if (!half) {
+        memcpy((float *)p + off, in, n * sizeof(float));
+    } else if (sr) {
+        uint16_t *h = (uint16_t *)p + off;
+        for (size_t l = 0; l < n; l++) h[l] = f2h_sr_soft(in[l], sr_bits(*sr, col + l));
+    } else {
+        f2h(in, (uint16_t *)p + off, n);
+    }
 }
 
 /* sign bit of a stored latent weight: V >= 0 -> 1 (so -0 counts as +1) */
@@ -665,15 +731,25 @@ static inline uint64_t stored_sign(const void *V, int half, size_t idx, float v)
 
 /* Step constants, computed once so every path uses the same float values. */
 typedef struct {
-    int solver, half, cancel, clip;
+    int solver, half, cancel, clip, stochastic;
     float lr, b1, b2, c1, c2, eps, mom, tau, one_m_lr;
+    uint32_t keys[3]; /* stochastic rounding: V, M1, M2 */
 } step_consts;
+
+/* The row keys of stochastic rounding (V, M1, M2) for row j, or NULL. */
+static inline const uint32_t *row_keys(const step_consts *c, size_t j, uint32_t rk[3])
+{
+    if (!c->stochastic || !c->half) return NULL;
+    const uint32_t jm = fmix32((uint32_t)j ^ fmix32((uint32_t)((uint64_t)j >> 32) + SR_GOLDEN));
+    for (int a = 0; a < 3; a++) rk[a] = fmix32(c->keys[a] ^ jm);
+    return rk;
+}
 
 /* One block of n <= 64 weights at offset off, scalar (the reference order of
  * operations every SIMD path reproduces lane by lane). */
 static uint64_t step_block_portable(const step_consts *c, void *V, void *M1, void *M2,
                                     size_t off, size_t n, const float *g, uint64_t old,
-                                    h2f_fn h2f, f2h_fn f2h)
+                                    h2f_fn h2f, f2h_fn f2h, const uint32_t *rk, size_t col)
 {
     float v[64], m1[64], m2[64];
     uint64_t bits = 0;
@@ -701,11 +777,12 @@ static uint64_t step_block_portable(const step_consts *c, void *V, void *M1, voi
             }
             if (c->clip) v[l] = v[l] > 1.0f ? 1.0f : (v[l] < -1.0f ? -1.0f : v[l]);
         }
-        store_chunk(V, c->half, off, n, v, f2h);
-        if (c->solver == SKBNN_SOLVER_ADAM) store_chunk(M2, c->half, off, n, m2, f2h);
+        store_chunk(V, c->half, off, n, v, f2h, rk ? rk + 0 : NULL, col);
+        if (c->solver == SKBNN_SOLVER_ADAM)
+            store_chunk(M2, c->half, off, n, m2, f2h, rk ? rk + 2 : NULL, col);
         for (size_t l = 0; l < n; l++) bits |= stored_sign(V, c->half, off + l, v[l]) << l;
     }
-    store_chunk(M1, c->half, off, n, m1, f2h);
+    store_chunk(M1, c->half, off, n, m1, f2h, rk ? rk + 1 : NULL, col);
     return bits;
 }
 
@@ -717,21 +794,58 @@ T_AVX512F static inline __m512 ld16(const void *p, int half, size_t off)
     return _mm512_loadu_ps((const float *)p + off);
 }
 
-/* store; returns the stored value as float (rounded when half) */
-T_AVX512F static inline __m512 st16(void *p, int half, size_t off, __m512 x)
+T_AVX512F static inline __m512i fmix32_x16(__m512i h)
+{
+    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
+    h = _mm512_mullo_epi32(h, _mm512_set1_epi32((int)0x85ebca6bu));
+    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 13));
+    h = _mm512_mullo_epi32(h, _mm512_set1_epi32((int)0xc2b2ae35u));
+    return _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
+}
+
+/* f2h_sr_soft on 16 lanes (columns col .. col+15 of the row keyed rk) */
+T_AVX512F static inline __m256i f2h_sr_x16(__m512 x, uint32_t rk, size_t col)
+{
+    const __m512i cols = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)col),
+                                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                            11, 12, 13, 14, 15));
+    const __m512i r = fmix32_x16(_mm512_add_epi32(
+        _mm512_set1_epi32((int)rk), _mm512_mullo_epi32(cols, _mm512_set1_epi32((int)SR_GOLDEN))));
+    const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(r, 8)),
+                                   _mm512_set1_ps(0x1p-24f));
+    const __m512i xi = _mm512_castps_si512(x);
+    const __m512 ax = _mm512_castsi512_ps(_mm512_and_si512(xi, _mm512_set1_epi32(0x7fffffff)));
+    const __m256i lo = _mm512_cvtps_ph(ax, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 flo = _mm512_cvtph_ps(lo);
+    const __m512 fhi = _mm512_min_ps(_mm512_cvtph_ps(_mm256_add_epi16(lo, _mm256_set1_epi16(1))),
+                                     _mm512_set1_ps(65536.0f)); /* NaN -> 65536, as fminf */
+    const __m512 frac = _mm512_div_ps(_mm512_sub_ps(ax, flo), _mm512_sub_ps(fhi, flo));
+    const __mmask16 up = _mm512_cmp_ps_mask(u, frac, _CMP_LT_OQ);
+    const __m256i inc = _mm512_cvtepi32_epi16(_mm512_maskz_set1_epi32(up, 1));
+    const __m256i sign = _mm512_cvtepi32_epi16(
+        _mm512_slli_epi32(_mm512_srli_epi32(xi, 31), 15));
+    return _mm256_or_si256(_mm256_add_epi16(lo, inc), sign);
+}
+
+/* store; returns the stored value as float (rounded when half: nearest even,
+ * or stochastic with row key *sr for columns col ..) */
+T_AVX512F static inline __m512 st16(void *p, int half, size_t off, __m512 x, const uint32_t *sr,
+                                    size_t col)
 {
     if (!half) {
         _mm512_storeu_ps((float *)p + off, x);
         return x;
     }
-    const __m256i h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i h = sr ? f2h_sr_x16(x, *sr, col)
+                         : _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     _mm256_storeu_si256((__m256i *)((uint16_t *)p + off), h);
     return _mm512_cvtph_ps(h);
 }
 
 T_AVX512F static uint64_t step_block64_avx512(const step_consts *c, void *V, void *M1, void *M2,
                                               size_t off, uint64_t gw, const float *gf,
-                                              float gscale, uint64_t old)
+                                              float gscale, uint64_t old, const uint32_t *rk,
+                                              size_t col0)
 {
     const __m512 gs = _mm512_set1_ps(gscale), ngs = _mm512_set1_ps(-gscale);
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f),
@@ -739,7 +853,7 @@ T_AVX512F static uint64_t step_block64_avx512(const step_consts *c, void *V, voi
     const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
     uint64_t bits = 0;
     for (int q = 0; q < 4; q++) {
-        const size_t o = off + 16 * (size_t)q;
+        const size_t o = off + 16 * (size_t)q, col = col0 + 16 * (size_t)q;
         /* the gradient straight from its bits or floats (no staging array) */
         __m512 gv = gf ? _mm512_mul_ps(_mm512_loadu_ps(gf + 16 * q), gs)
                        : _mm512_mask_blend_ps((__mmask16)(gw >> (16 * q)), ngs, gs);
@@ -767,17 +881,17 @@ T_AVX512F static uint64_t step_block64_avx512(const step_consts *c, void *V, voi
                                    _mm512_mul_ps(_mm512_set1_ps(c->c2), _mm512_mul_ps(gv, gv)));
                 const __m512 den = _mm512_add_ps(_mm512_sqrt_ps(m2), _mm512_set1_ps(c->eps));
                 v = _mm512_sub_ps(v, _mm512_div_ps(_mm512_mul_ps(_mm512_set1_ps(c->lr), m1), den));
-                st16(M2, c->half, o, m2);
+                st16(M2, c->half, o, m2, rk ? rk + 2 : NULL, col);
             } else {
                 m1 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(c->mom), m1),
                                    _mm512_mul_ps(_mm512_set1_ps(c->lr), gv));
                 v = _mm512_add_ps(v, m1);
             }
             if (c->clip) v = _mm512_min_ps(_mm512_max_ps(v, mone), one);
-            const __m512 vs = st16(V, c->half, o, v);
+            const __m512 vs = st16(V, c->half, o, v, rk, col);
             bits |= (uint64_t)_mm512_cmp_ps_mask(vs, zero, _CMP_GE_OQ) << (16 * q);
         }
-        st16(M1, c->half, o, m1);
+        st16(M1, c->half, o, m1, rk ? rk + 1 : NULL, col);
     }
     return bits;
 }
@@ -789,20 +903,59 @@ T_AVX2F static inline __m256 ld8(const void *p, int half, size_t off)
     return _mm256_loadu_ps((const float *)p + off);
 }
 
-T_AVX2F static inline __m256 st8(void *p, int half, size_t off, __m256 x)
+T_AVX2F static inline __m256i fmix32_x8(__m256i h)
+{
+    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+    h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0x85ebca6bu));
+    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
+    h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0xc2b2ae35u));
+    return _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+}
+
+/* 0/1 (or any < 2^16) int32 lanes to 8 uint16 */
+T_AVX2F static inline __m128i narrow16_x8(__m256i v)
+{
+    return _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+/* f2h_sr_soft on 8 lanes (columns col .. col+7 of the row keyed rk) */
+T_AVX2F static inline __m128i f2h_sr_x8(__m256 x, uint32_t rk, size_t col)
+{
+    const __m256i cols = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)col),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i r = fmix32_x8(_mm256_add_epi32(
+        _mm256_set1_epi32((int)rk), _mm256_mullo_epi32(cols, _mm256_set1_epi32((int)SR_GOLDEN))));
+    const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(r, 8)),
+                                   _mm256_set1_ps(0x1p-24f));
+    const __m256i xi = _mm256_castps_si256(x);
+    const __m256 ax = _mm256_castsi256_ps(_mm256_and_si256(xi, _mm256_set1_epi32(0x7fffffff)));
+    const __m128i lo = _mm256_cvtps_ph(ax, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 flo = _mm256_cvtph_ps(lo);
+    const __m256 fhi = _mm256_min_ps(_mm256_cvtph_ps(_mm_add_epi16(lo, _mm_set1_epi16(1))),
+                                     _mm256_set1_ps(65536.0f)); /* NaN -> 65536, as fminf */
+    const __m256 frac = _mm256_div_ps(_mm256_sub_ps(ax, flo), _mm256_sub_ps(fhi, flo));
+    const __m256i up = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cmp_ps(u, frac, _CMP_LT_OQ)),
+                                         31);
+    const __m128i sign = _mm_slli_epi16(narrow16_x8(_mm256_srli_epi32(xi, 31)), 15);
+    return _mm_or_si128(_mm_add_epi16(lo, narrow16_x8(up)), sign);
+}
+
+T_AVX2F static inline __m256 st8(void *p, int half, size_t off, __m256 x, const uint32_t *sr,
+                                 size_t col)
 {
     if (!half) {
         _mm256_storeu_ps((float *)p + off, x);
         return x;
     }
-    const __m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m128i h = sr ? f2h_sr_x8(x, *sr, col)
+                         : _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     _mm_storeu_si128((__m128i *)((uint16_t *)p + off), h);
     return _mm256_cvtph_ps(h);
 }
 
 T_AVX2F static uint64_t step_block64_avx2(const step_consts *c, void *V, void *M1, void *M2,
                                           size_t off, uint64_t gw, const float *gf, float gscale,
-                                          uint64_t old)
+                                          uint64_t old, const uint32_t *rk, size_t col0)
 {
     const __m256 gs = _mm256_set1_ps(gscale), ngs = _mm256_set1_ps(-gscale);
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f),
@@ -811,7 +964,7 @@ T_AVX2F static uint64_t step_block64_avx2(const step_consts *c, void *V, void *M
     const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     uint64_t bits = 0;
     for (int q = 0; q < 8; q++) {
-        const size_t o = off + 8 * (size_t)q;
+        const size_t o = off + 8 * (size_t)q, col = col0 + 8 * (size_t)q;
         __m256 gv;
         if (gf) {
             gv = _mm256_mul_ps(_mm256_loadu_ps(gf + 8 * q), gs);
@@ -845,37 +998,41 @@ T_AVX2F static uint64_t step_block64_avx2(const step_consts *c, void *V, void *M
                                    _mm256_mul_ps(_mm256_set1_ps(c->c2), _mm256_mul_ps(gv, gv)));
                 const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(m2), _mm256_set1_ps(c->eps));
                 v = _mm256_sub_ps(v, _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(c->lr), m1), den));
-                st8(M2, c->half, o, m2);
+                st8(M2, c->half, o, m2, rk ? rk + 2 : NULL, col);
             } else {
                 m1 = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(c->mom), m1),
                                    _mm256_mul_ps(_mm256_set1_ps(c->lr), gv));
                 v = _mm256_add_ps(v, m1);
             }
             if (c->clip) v = _mm256_min_ps(_mm256_max_ps(v, mone), one);
-            const __m256 vs = st8(V, c->half, o, v);
+            const __m256 vs = st8(V, c->half, o, v, rk, col);
             bits |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(vs, zero, _CMP_GE_OQ))
                     << (8 * q);
         }
-        st8(M1, c->half, o, m1);
+        st8(M1, c->half, o, m1, rk ? rk + 1 : NULL, col);
     }
     return bits;
 }
 #endif
 
 typedef uint64_t (*block64_fn)(const step_consts *, void *, void *, void *, size_t, uint64_t,
-                               const float *, float, uint64_t);
+                               const float *, float, uint64_t, const uint32_t *, size_t);
 
 int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                              const uint64_t *gbits, const float *gfloat, float gscale,
                              size_t n_out, size_t n_in, const float *hp, int flags,
-                             uint64_t *Wp, int n_threads)
+                             uint64_t round_key, uint64_t *Wp, int n_threads)
 {
     const size_t wn = WORDS(n_in);
-    const step_consts c = {
+    step_consts c = {
         .solver = solver, .half = half, .cancel = (flags & SKBNN_STEP_CANCEL) != 0,
-        .clip = (flags & SKBNN_STEP_CLIP) != 0, .lr = hp[0], .b1 = hp[1], .b2 = hp[2],
-        .c1 = 1.0f - hp[1], .c2 = 1.0f - hp[2], .eps = hp[3], .mom = hp[4], .tau = hp[5],
-        .one_m_lr = 1.0f - hp[0]};
+        .clip = (flags & SKBNN_STEP_CLIP) != 0,
+        .stochastic = (flags & SKBNN_STEP_STOCHASTIC) != 0, .lr = hp[0], .b1 = hp[1],
+        .b2 = hp[2], .c1 = 1.0f - hp[1], .c2 = 1.0f - hp[2], .eps = hp[3], .mom = hp[4],
+        .tau = hp[5], .one_m_lr = 1.0f - hp[0]};
+    for (uint32_t a = 0; a < 3; a++) /* one independent stream per stored array */
+        c.keys[a] = fmix32((uint32_t)round_key ^
+                           fmix32((uint32_t)(round_key >> 32) + (a + 1u) * SR_GOLDEN));
     const h2f_fn h2f = pick_h2f();
     const f2h_fn f2h = pick_f2h();
     block64_fn block64 = NULL; /* SIMD for full 64-weight blocks (F16C when half) */
@@ -892,6 +1049,8 @@ int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
     for (long jj = 0; jj < (long)n_out; jj++) {
         const size_t j = (size_t)jj;
         float g[64];
+        uint32_t rk_buf[3];
+        const uint32_t *rk = row_keys(&c, j, rk_buf);
         for (size_t wb = 0; wb < wn; wb++) {
             const size_t off = j * n_in + wb * 64;
             const size_t n = n_in - wb * 64 < 64 ? n_in - wb * 64 : 64;
@@ -899,7 +1058,7 @@ int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
             uint64_t bits;
             if (block64 && n == 64) {
                 bits = block64(&c, V, M1, M2, off, gbits ? gbits[j * wn + wb] : 0,
-                               gbits ? NULL : gfloat + off, gscale, old);
+                               gbits ? NULL : gfloat + off, gscale, old, rk, wb * 64);
             } else {
                 if (gbits) {
                     const uint64_t gw = gbits[j * wn + wb];
@@ -907,7 +1066,8 @@ int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                 } else {
                     for (size_t l = 0; l < n; l++) g[l] = gfloat[off + l] * gscale;
                 }
-                bits = step_block_portable(&c, V, M1, M2, off, n, g, old, h2f, f2h);
+                bits = step_block_portable(&c, V, M1, M2, off, n, g, old, h2f, f2h, rk,
+                                           wb * 64);
             }
             bits &= tail_mask(n);
             flips += (int64_t)__builtin_popcountll(bits ^ old);
