@@ -3,7 +3,9 @@
 No ``-march``/``-mavx*`` flags: wide instructions live only in functions with
 per-function ``target`` attributes and are selected at import time.
 OpenMP is used when a test program compiles with ``-fopenmp`` and
-``SKBNN_NO_OPENMP`` is not set.
+``SKBNN_NO_OPENMP`` is not set.  ``SKBNN_SANITIZE=address,undefined`` builds
+with AddressSanitizer and UndefinedBehaviorSanitizer (see
+docs/user_guide/robustness.rst for running the tests under them).
 """
 import os
 import shutil
@@ -57,14 +59,30 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-sanitize = os.environ.get("SKBNN_SANITIZE", "")
+def sanitizer_flags(value):
+    """Compile and link flags of ``SKBNN_SANITIZE`` (e.g. ``address,undefined``).
+
+    Every report aborts the process (``-fno-sanitize-recover=all``), so a test
+    run under the sanitizers fails on the first one.  GCC leaves
+    ``float-cast-overflow`` (a NaN or out-of-range float converted to an
+    integer) out of ``undefined``; it is added with it, as clang does.
+    """
+    checks = [c.strip() for c in value.split(",") if c.strip()]
+    if not checks:
+        return [], []
+    if "undefined" in checks and "float-cast-overflow" not in checks:
+        checks.append("float-cast-overflow")
+    flag = "-fsanitize=" + ",".join(checks)
+    return [flag, "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"], [flag]
+
+
 # -ffp-contract=off: no FMA contraction, so float kernels give the same bits
 # on every SIMD path and in the portable code
 compile_args = ["-O3", "-std=c11", "-fno-strict-aliasing", "-ffp-contract=off"]
 link_args = []
-if sanitize:
-    compile_args += ["-fsanitize=" + sanitize, "-fno-omit-frame-pointer", "-g"]
-    link_args += ["-fsanitize=" + sanitize]
+san_compile, san_link = sanitizer_flags(os.environ.get("SKBNN_SANITIZE", ""))
+compile_args += san_compile
+link_args += san_link
 
 extensions = [
     Extension(

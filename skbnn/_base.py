@@ -27,7 +27,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _kernels
 from ._config import effective_n_threads
 from ._engine import INT16_MAX, BinaryLayer, class_scores, init_hidden_weights
-from .preprocessing import make_input_binarizer
+from ._persistence import UNKNOWN_VERSION, realigned, skbnn_version
+from ._resources import MAX_FAN_IN, MEMORY_LIMIT_ENV, format_bytes, memory_limit
+from .exceptions import InconsistentSkbnnVersionWarning
+from .preprocessing import RealInput, make_input_binarizer
 
 # rows per chunk at predict time: bounds the packed and integer scratch
 _PREDICT_CHUNK = 8192
@@ -36,6 +39,23 @@ _PREDICT_CHUNK = 8192
 # loss_curve_ keeps the most recent epochs only, so that an endless stream of
 # partial_fit calls (one epoch each) does not grow memory
 LOSS_CURVE_LIMIT = 1000
+
+class _CallGuard:
+    """What an exception inside one fit / partial_fit call must undo.
+
+    ``saved``: the attribute dict before the call (a shallow copy: enough
+    while the call only rebinds attributes); ``in_place``: the call has
+    started updating arrays of the previous model in place; ``backup``: deep
+    copies of the fitted attributes taken just before that, when the
+    estimator keeps them (``_rollback_copy``).
+    """
+
+    __slots__ = ("saved", "in_place", "backup")
+
+    def __init__(self, saved):
+        self.saved = saved
+        self.in_place = False
+        self.backup = None
 
 
 def check_int(name, value, min_value=None, max_value=None, allow_none=False):
@@ -75,7 +95,12 @@ def check_choice(name, value, allowed):
 
 def nearest_divisor(width, target):
     """The divisor of ``width`` nearest ``target`` (ties: the smaller one)."""
-    divisors = [d for d in range(1, width + 1) if width % d == 0]
+    # divisors in pairs up to sqrt(width): O(sqrt) even for absurd widths,
+    # which must reach the memory guard quickly
+    divisors = set()
+    for d in range(1, math.isqrt(width) + 1):
+        if width % d == 0:
+            divisors.update((d, width // d))
     return min(divisors, key=lambda d: (abs(d - target), d))
 
 
@@ -209,8 +234,14 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
 
     _auto_batch_size = 100
 
+    def _auto_batch_size_for(self, n_samples):
+        """Subclass hook: the mini-batch size of ``batch_size='auto'`` for an
+        epoch over ``n_samples`` samples (``_auto_batch_size`` by default)."""
+        return self._auto_batch_size
+
     def _batch_size_for(self, n_samples):
-        bs = self._auto_batch_size if self.batch_size == "auto" else self.batch_size
+        bs = (self._auto_batch_size_for(n_samples) if self.batch_size == "auto"
+              else self.batch_size)
         return max(1, min(bs, n_samples))
 
     def _label_indices(self, y):
@@ -240,21 +271,145 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         self.binarizer_ = self._make_input_encoder(X)
         self.binarizer_.fit(X)
         self.binarizer_thresholds_ = self.binarizer_.thresholds_
+        # refuse an absurd model before a single weight is allocated
+        self._check_training_memory(X.shape[0], self.binarizer_.n_output_bits_, len(classes),
+                                    held=X.nbytes)
         init_rng = np.random.default_rng([self._seed, 0])
         self._init_model(self.binarizer_.n_output_bits_, len(classes), init_rng)
 
+    # ------------------------------------------------------------ resource guard
+    def _state_bytes_per_weight(self):
+        """Bytes of training state held per weight (subclass hook): here the
+        CP+R rules' int16 hidden weight, packed sign and packed transpose."""
+        return 2.25
+
+    def _layer_fan_ins(self, n_input_bits):
+        """Fan-in of every hidden layer (subclass hook: a recurrent layer also
+        reads its own state)."""
+        return (n_input_bits,) + check_layer_sizes(self.hidden_layer_sizes)[:-1]
+
+    def _input_row_bytes(self, n_input_bits):
+        """Bytes of one training sample after encoding (packed bits, or float32
+        rows when the first layer reads real values)."""
+        if isinstance(getattr(self, "binarizer_", None), RealInput):
+            return 4 * n_input_bits
+        return 8 * ((n_input_bits + 63) // 64)
+
+    def _training_bytes(self, n_samples, n_input_bits, n_classes):
+        """Estimated bytes of a fit: model state, one mini-batch of
+        activations and scratch, and the encoded training set (twice: the
+        shuffled batches and the validation split gather copies)."""
+        widths = check_layer_sizes(self.hidden_layer_sizes)
+        fan_ins = self._layer_fan_ins(n_input_bits)
+        n_weights = sum(k * n for k, n in zip(widths, fan_ins)) + widths[-1] * n_classes
+        batch = self._batch_size_for(max(1, n_samples))
+        widest = max(widths + (n_classes,))
+        activations = batch * (widest * 16 + sum(8 * ((k + 63) // 64) for k in widths) * 4)
+        inputs = 2 * n_samples * self._input_row_bytes(n_input_bits)
+        return int(n_weights * self._state_bytes_per_weight() + activations + inputs)
+
+    def _check_training_memory(self, n_samples, n_input_bits, n_classes=None, held=0):
+        """Refuse, with a ValueError naming the size, a fit whose estimated
+        memory (plus ``held`` bytes already allocated for it, the validated
+        input) exceeds :func:`memory_limit`, or widths past the kernels'
+        int32 range; ``n_classes=None``: a call continuing a fitted model
+        (only its input is new)."""
+        widths = check_layer_sizes(self.hidden_layer_sizes)
+        for name, k in (("input bits", n_input_bits), ("hidden width", max(widths))):
+            if k > MAX_FAN_IN:
+                raise ValueError(
+                    f"{type(self).__name__}: {k:,} {name} exceed the kernels' int32 range "
+                    f"(at most {MAX_FAN_IN:,})")
+        limit = memory_limit()
+        if n_classes is None:
+            need = 2 * n_samples * self._input_row_bytes(n_input_bits)
+            what = f"the encoded input of {n_samples:,} samples"
+        else:
+            need = self._training_bytes(n_samples, n_input_bits, n_classes) + held
+            what = (f"a network of {n_input_bits:,} inputs, hidden widths "
+                    f"{tuple(widths)} and {n_classes} classes on {n_samples:,} samples")
+        if limit is not None and need > limit:
+            raise ValueError(
+                f"{type(self).__name__}: training {what} needs about {format_bytes(need)} "
+                f"({need:,} bytes), above the memory limit of {format_bytes(limit)}; "
+                f"use smaller hidden_layer_sizes, fewer input bits or fewer samples per "
+                f"call, or raise the limit with the environment variable "
+                f"{MEMORY_LIMIT_ENV} (e.g. {MEMORY_LIMIT_ENV}=64G, or 'none')")
+
+    def _check_continuing_input(self, X):
+        """Subclass hook: refuse (ValueError), before anything changes, the
+        validated ``X`` of a call continuing a fitted model that the model
+        cannot train on; no check by default."""
+
+    # ------------------------------------------------------------ exception safety
+    # An exception in a call that continues a model in place (warm_start fit,
+    # partial_fit after the first call) cannot be undone by rebinding
+    # attributes: the kernels have updated the previous model's arrays.  With
+    # _rollback_copy the call first deep-copies the fitted state (one extra
+    # model in memory during the call) and restores it; without it (the
+    # default: no extra memory, LowMem's footprint promise) the estimator is
+    # left cleanly unfitted.  Either way never half-updated.
+    _rollback_copy = False
+
     def _guarded(self, method, *args):
         """Run ``method`` (a fit or partial_fit) inside :meth:`_call_context`;
-        on any exception restore the previous attributes so a bad call never
-        leaves a half-changed estimator."""
+        on any exception (``KeyboardInterrupt`` included) leave the estimator
+        as it was, or cleanly unfitted when the call had already started to
+        update the previous model in place (see :meth:`_begin_in_place_updates`)."""
         with self._call_context():
-            saved = dict(self.__dict__)
+            guard = _CallGuard(dict(self.__dict__))
+            self.__dict__["_call_guard"] = guard
             try:
                 return method(*args)
             except BaseException:
-                self.__dict__.clear()
-                self.__dict__.update(saved)
+                self._undo_call(guard)
                 raise
+            finally:
+                self.__dict__.pop("_call_guard", None)
+
+    def _is_config_attribute(self, name):
+        """Parameters and scikit-learn's own configuration: not fitted state."""
+        return (name in self._get_param_names() or name.startswith("_sklearn")
+                or name.startswith("_metadata_request"))
+
+    def _begin_in_place_updates(self):
+        """Mark the point where the call starts updating the previous model's
+        arrays in place: from here an exception restores the copies (with
+        ``_rollback_copy``) or unfits the estimator."""
+        guard = self.__dict__.get("_call_guard")
+        if guard is None or guard.in_place:
+            return
+        if self._rollback_copy:  # one deepcopy: arrays shared between attributes stay shared
+            guard.backup = copy.deepcopy({k: v for k, v in guard.saved.items()
+                                          if not self._is_config_attribute(k)})
+        guard.in_place = True  # after the copy: an interrupt during it restores `saved`
+
+    def _undo_call(self, guard):
+        if guard.in_place and guard.backup is None:
+            state = {k: v for k, v in guard.saved.items() if self._is_config_attribute(k)}
+        else:
+            state = dict(guard.saved)
+            state.update(guard.backup or {})
+        self.__dict__.clear()
+        self.__dict__.update(state)
+
+    # ------------------------------------------------------------ persistence
+    def __getstate__(self):
+        """Pickled state: the attributes plus the skbnn version (as
+        scikit-learn records its own), checked by :meth:`__setstate__`."""
+        state = dict(super().__getstate__())  # a copy: never add to the live __dict__
+        state.pop("_call_guard", None)  # e.g. pickled to a dask worker mid-fit
+        state["_skbnn_version"] = skbnn_version()
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        version = state.pop("_skbnn_version", UNKNOWN_VERSION)
+        if version != skbnn_version():
+            warnings.warn(InconsistentSkbnnVersionWarning(
+                estimator_name=type(self).__name__, current_skbnn_version=skbnn_version(),
+                original_skbnn_version=version))
+        super().__setstate__(realigned(state))
 
     def _call_context(self):
         """Subclass hook: a context manager around every fit / partial_fit
@@ -286,6 +441,8 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         if warm:
             y_idx = self._label_indices(y)
+            self._check_training_memory(X.shape[0], self.binarizer_.n_output_bits_)
+            self._check_continuing_input(X)
         else:
             classes = np.unique(y)
             self._check_n_classes(classes)
@@ -294,6 +451,8 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         n_threads = self._n_threads
         A = self.binarizer_.pack(X, n_threads)
         A_train, y_train, A_val, y_val = self._split_validation(A, y_idx)
+        if warm:
+            self._begin_in_place_updates()
         state = self._training_state()
         self._run_epochs(state, A_train, y_train, A_val, y_val, n_threads)
         return self
@@ -450,8 +609,12 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
                     f"classes={list(unique_labels(classes))} differs from the classes of the "
                     f"first partial_fit call {list(self.classes_)}")
             y_idx = self._label_indices(y)
+            self._check_training_memory(X.shape[0], self.binarizer_.n_output_bits_)
+            self._check_continuing_input(X)
         n_threads = self._n_threads
         A = self.binarizer_.pack(X, n_threads)
+        if not first:
+            self._begin_in_place_updates()
         state = self._training_state()
         error = self._run_epoch(state, A, y_idx, n_threads)
         self._end_epoch(state, error, None)

@@ -6,7 +6,8 @@ work), every call releases the GIL, and outputs are allocated here as NumPy
 arrays.  No NumPy C-API is used, so NumPy is a run-time dependency only.
 """
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t,
+                          uintptr_t)
 
 import numpy as np
 
@@ -153,6 +154,33 @@ cdef inline size_t _words(size_t bits) noexcept nogil:
     return (bits + 63) // 64
 
 
+cdef inline bint _misaligned_at(const void *p, size_t itemsize, Py_ssize_t n) noexcept:
+    return n > 0 and (<uintptr_t>p) % itemsize != 0
+
+
+cdef object _realign(object view):
+    """An aligned C-contiguous copy of a read-only input whose elements are not
+    at multiples of their size (a view of a byte buffer at an odd offset, as
+    dask can deliver): C requires aligned elements, and the vectoriser's
+    aligned loads would fault on them.  Rare, so a copy costs nothing in
+    practice; outputs are refused instead (see :func:`_aligned`)."""
+    return np.require(np.asarray(view), requirements=["C", "A"])
+
+
+cdef int _aligned(const void *p, size_t itemsize, Py_ssize_t n, str name) except -1:
+    """Refuse an output or in-place buffer whose elements are not at
+    multiples of their size (inputs are copied: :func:`_realign`)."""
+    if n > 0 and (<uintptr_t>p) % itemsize:
+        raise _misaligned(name, itemsize)
+    return 0
+
+
+cdef object _misaligned(str name, size_t itemsize):
+    return ValueError(f"{name} is not aligned to its {itemsize}-byte elements (a view of a "
+                      f"byte buffer at an odd offset?); copy it with "
+                      f"np.require({name}, requirements='A')")
+
+
 # ---------------------------------------------------------------- packing
 ctypedef fused pack_input_t:
     double
@@ -162,13 +190,18 @@ ctypedef fused pack_input_t:
     int64_t
 
 
-def pack_threshold(const pack_input_t[:, ::1] X, const double[:, ::1] thresholds,
+def pack_threshold(const pack_input_t[:, ::1] X not None,
+                   const double[:, ::1] thresholds not None,
                    bint strict, int n_threads=1):
     """Threshold and bit-pack ``X``: bit ``j*b + k`` is ``X[:, j] > thr[j, k]``
     (``>=`` when ``strict`` is False); returns ``(n, ceil(f*b/64))`` uint64."""
     cdef size_t n = X.shape[0], f = X.shape[1], b = thresholds.shape[1]
     if <size_t>thresholds.shape[0] != f:
         raise ValueError("thresholds must have one row per feature")
+    if _misaligned_at(&X[0, 0], sizeof(pack_input_t), X.shape[0] * X.shape[1]):
+        X = _realign(X)
+    if _misaligned_at(&thresholds[0, 0], sizeof(double), thresholds.shape[0] * b):
+        thresholds = _realign(thresholds)
     cdef size_t ow = _words(f * b)
     out = np.zeros((n, ow), dtype=np.uint64)
     cdef uint64_t[:, ::1] o = out
@@ -196,7 +229,7 @@ def pack_threshold(const pack_input_t[:, ::1] X, const double[:, ::1] thresholds
 VALUE_NEG_ONE, VALUE_ZERO, VALUE_POS_ONE, VALUE_OTHER = 1, 2, 4, 8
 
 
-def pack_binary(const pack_input_t[:, ::1] X, int n_threads=1):
+def pack_binary(const pack_input_t[:, ::1] X not None, int n_threads=1):
     """Pack already-binary ``X`` (+/-1 or 0/1): bit ``j`` is ``X[:, j] > 0``.
 
     Returns ``(packed, kinds)``: the ``(n, ceil(f/64))`` uint64 bits and the bit
@@ -206,6 +239,8 @@ def pack_binary(const pack_input_t[:, ::1] X, int n_threads=1):
     cdef size_t n = X.shape[0], f = X.shape[1]
     cdef size_t ow = _words(f)
     cdef unsigned kinds = 0
+    if _misaligned_at(&X[0, 0], sizeof(pack_input_t), X.shape[0] * X.shape[1]):
+        X = _realign(X)
     out = np.zeros((n, ow), dtype=np.uint64)
     cdef uint64_t[:, ::1] o = out
     if n == 0 or ow == 0:
@@ -224,9 +259,11 @@ def pack_binary(const pack_input_t[:, ::1] X, int n_threads=1):
     return out, kinds
 
 
-def pack_sign_int32(const int32_t[:, ::1] Z):
+def pack_sign_int32(const int32_t[:, ::1] Z not None):
     """Packed sign bits of an int32 matrix (z >= 0 -> bit 1)."""
     cdef size_t n = Z.shape[0], k = Z.shape[1], ow = _words(k)
+    if _misaligned_at(&Z[0, 0], 4, Z.shape[0] * Z.shape[1]):
+        Z = _realign(Z)
     out = np.zeros((n, ow), dtype=np.uint64)
     cdef uint64_t[:, ::1] o = out
     if n and ow:
@@ -235,9 +272,11 @@ def pack_sign_int32(const int32_t[:, ::1] Z):
     return out
 
 
-def pack_sign_int16(const int16_t[:, ::1] H):
+def pack_sign_int16(const int16_t[:, ::1] H not None):
     """Packed sign bits of int16 rows (h >= 0 -> bit 1): the weights sign(H)."""
     cdef size_t n = H.shape[0], k = H.shape[1], ow = _words(k)
+    if _misaligned_at(&H[0, 0], 2, H.shape[0] * H.shape[1]):
+        H = _realign(H)
     out = np.zeros((n, ow), dtype=np.uint64)
     cdef uint64_t[:, ::1] o = out
     if n and ow:
@@ -246,9 +285,11 @@ def pack_sign_int16(const int16_t[:, ::1] H):
     return out
 
 
-def unpack_pm1(const uint64_t[:, ::1] P, Py_ssize_t n_bits):
+def unpack_pm1(const uint64_t[:, ::1] P not None, Py_ssize_t n_bits):
     """Unpack bit rows into an int8 matrix of +/-1 with ``n_bits`` columns."""
     cdef size_t n = P.shape[0], words = P.shape[1]
+    if _misaligned_at(&P[0, 0], 8, P.shape[0] * P.shape[1]):
+        P = _realign(P)
     if n_bits < 0 or _words(n_bits) > words:
         raise ValueError(f"n_bits={n_bits} does not fit in {words} words per row")
     out = np.empty((n, n_bits), dtype=np.int8)
@@ -259,11 +300,15 @@ def unpack_pm1(const uint64_t[:, ::1] P, Py_ssize_t n_bits):
     return out
 
 
-def transpose_bits(const uint64_t[:, ::1] P, Py_ssize_t n_bits):
+def transpose_bits(const uint64_t[:, ::1] P not None, Py_ssize_t n_bits):
     """Transpose a packed (n, n_bits) bit matrix into (n_bits, ceil(n/64))."""
     cdef size_t n = P.shape[0]
+    if _misaligned_at(&P[0, 0], 8, P.shape[0] * P.shape[1]):
+        P = _realign(P)
     if n_bits < 0 or _words(n_bits) != <size_t>P.shape[1]:
         raise ValueError("n_bits does not match the packed width")
+    if not _tail_is_clear(P, n_bits):
+        raise ValueError(f"packed rows have non-zero padding bits past n_bits={n_bits}")
     out = np.zeros((n_bits, _words(n)), dtype=np.uint64)
     cdef uint64_t[:, ::1] o = out
     if n and n_bits:
@@ -273,9 +318,11 @@ def transpose_bits(const uint64_t[:, ::1] P, Py_ssize_t n_bits):
 
 
 # ---------------------------------------------------------------- products
-def popcount(const uint64_t[::1] a):
+def popcount(const uint64_t[::1] a not None):
     """Total number of set bits, on the selected kernel path."""
     cdef uint64_t r = 0
+    if _misaligned_at(&a[0], 8, a.shape[0]):
+        a = _realign(a)
     if a.shape[0]:
         with nogil:
             r = skbnn_popcount(&a[0], a.shape[0])
@@ -303,10 +350,14 @@ cdef _check_operands(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssiz
         raise ValueError(f"packed operands have non-zero padding bits past n_bits={n_bits}")
 
 
-def bgemm(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits,
+def bgemm(const uint64_t[:, ::1] A not None, const uint64_t[:, ::1] B not None, Py_ssize_t n_bits,
           int n_threads=1, out=None):
     """Integer pre-activations ``Z[m, j] = n_bits - 2 popcount(A[m] ^ B[j])``
     (written into ``out``, an int32 ``(M, N)`` array, when given)."""
+    if _misaligned_at(&A[0, 0], 8, A.shape[0] * A.shape[1]):
+        A = _realign(A)
+    if _misaligned_at(&B[0, 0], 8, B.shape[0] * B.shape[1]):
+        B = _realign(B)
     _check_operands(A, B, n_bits)
     cdef size_t M = A.shape[0], N = B.shape[0], nw = A.shape[1]
     if out is None:
@@ -317,6 +368,7 @@ def bgemm(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits,
     else:
         result = out
     cdef int32_t[:, ::1] Z = result
+    _aligned(&Z[0, 0], 4, Z.shape[0] * Z.shape[1], "out")
     cdef int rc = 0
     if M and N:
         if nw == 0:
@@ -329,9 +381,14 @@ def bgemm(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits,
     return result
 
 
-def bgemm_sign(const uint64_t[:, ::1] A, const uint64_t[:, ::1] B, Py_ssize_t n_bits,
+def bgemm_sign(const uint64_t[:, ::1] A not None, const uint64_t[:, ::1] B not None,
+               Py_ssize_t n_bits,
                int n_threads=1):
     """Packed signs of ``A @ B.T`` (z >= 0 -> bit 1), fused: no int matrix."""
+    if _misaligned_at(&A[0, 0], 8, A.shape[0] * A.shape[1]):
+        A = _realign(A)
+    if _misaligned_at(&B[0, 0], 8, B.shape[0] * B.shape[1]):
+        B = _realign(B)
     _check_operands(A, B, n_bits)
     cdef size_t M = A.shape[0], N = B.shape[0], nw = A.shape[1]
     out = np.zeros((M, _words(N)), dtype=np.uint64)
@@ -355,12 +412,18 @@ cdef _check_mask(const uint64_t[:, ::1] A, const uint64_t[:, ::1] G, Py_ssize_t 
         raise ValueError(f"mask has non-zero padding bits past n_bits={n_bits}")
 
 
-def bgemm_masked(const uint64_t[:, ::1] A, const uint64_t[:, ::1] G,
-                 const uint64_t[:, ::1] B, Py_ssize_t n_bits, int n_threads=1):
+def bgemm_masked(const uint64_t[:, ::1] A not None, const uint64_t[:, ::1] G not None,
+                 const uint64_t[:, ::1] B not None, Py_ssize_t n_bits, int n_threads=1):
     """Gated products: ``Z[m, j] = sum_{i: G[m]_i = 1} (+1 if A[m]_i == B[j]_i else -1)``,
     i.e. ``popcount(G[m]) - 2 popcount((A[m] ^ B[j]) & G[m])`` (BEP's back-projection
     ``W.T (g * a*)`` when ``B`` is the packed transpose of ``W``)."""
+    if _misaligned_at(&A[0, 0], 8, A.shape[0] * A.shape[1]):
+        A = _realign(A)
+    if _misaligned_at(&B[0, 0], 8, B.shape[0] * B.shape[1]):
+        B = _realign(B)
     _check_operands(A, B, n_bits)
+    if _misaligned_at(&G[0, 0], 8, G.shape[0] * G.shape[1]):
+        G = _realign(G)
     _check_mask(A, G, n_bits)
     cdef size_t M = A.shape[0], N = B.shape[0], nw = A.shape[1]
     out = np.zeros((M, N), dtype=np.int32)
@@ -375,10 +438,17 @@ def bgemm_masked(const uint64_t[:, ::1] A, const uint64_t[:, ::1] G,
     return out
 
 
-def bgemm_masked_sign(const uint64_t[:, ::1] A, const uint64_t[:, ::1] G,
-                      const uint64_t[:, ::1] B, Py_ssize_t n_bits, int n_threads=1):
+def bgemm_masked_sign(const uint64_t[:, ::1] A not None, const uint64_t[:, ::1] G not None,
+                      const uint64_t[:, ::1] B not None, Py_ssize_t n_bits,
+                      int n_threads=1):
     """Packed signs of :func:`bgemm_masked` (z >= 0 -> bit 1, so ties give +1)."""
+    if _misaligned_at(&A[0, 0], 8, A.shape[0] * A.shape[1]):
+        A = _realign(A)
+    if _misaligned_at(&B[0, 0], 8, B.shape[0] * B.shape[1]):
+        B = _realign(B)
     _check_operands(A, B, n_bits)
+    if _misaligned_at(&G[0, 0], 8, G.shape[0] * G.shape[1]):
+        G = _realign(G)
     _check_mask(A, G, n_bits)
     cdef size_t M = A.shape[0], N = B.shape[0], nw = A.shape[1]
     out = np.zeros((M, _words(N)), dtype=np.uint64)
@@ -396,7 +466,7 @@ def bgemm_masked_sign(const uint64_t[:, ::1] A, const uint64_t[:, ::1] G,
 
 
 # ---------------------------------------------------------------- CP+R
-def select_easiest(const int32_t[:, ::1] Z, const uint64_t[:, ::1] targets,
+def select_easiest(const int32_t[:, ::1] Z not None, const uint64_t[:, ::1] targets not None,
                    Py_ssize_t group_size, bint zero_is_wrong, const uint8_t[::1] active=None,
                    int n_threads=1):
     """Per sample and group of ``group_size`` neurons, the wrong neuron with the
@@ -408,6 +478,10 @@ def select_easiest(const int32_t[:, ::1] Z, const uint64_t[:, ::1] targets,
         raise ValueError("targets must be packed (n_samples, ceil(width/64))")
     if active is not None and <size_t>active.shape[0] != M:
         raise ValueError("active must have one flag per sample")
+    if _misaligned_at(&Z[0, 0], 4, Z.shape[0] * Z.shape[1]):
+        Z = _realign(Z)
+    if _misaligned_at(&targets[0, 0], 8, targets.shape[0] * targets.shape[1]):
+        targets = _realign(targets)
     cdef size_t G = K // group_size
     out = np.full((M, G), -1, dtype=np.int32)
     cdef int32_t[:, ::1] o = out
@@ -421,9 +495,10 @@ def select_easiest(const int32_t[:, ::1] Z, const uint64_t[:, ::1] targets,
     return out
 
 
-def cpr_update(int16_t[:, ::1] H, uint64_t[:, ::1] packed, uint64_t[:, ::1] packed_t,
-               const int32_t[:, ::1] selected, const uint64_t[:, ::1] targets,
-               const uint64_t[:, ::1] inputs, int clip, int n_threads=1):
+def cpr_update(int16_t[:, ::1] H not None, uint64_t[:, ::1] packed not None,
+               uint64_t[:, ::1] packed_t, const int32_t[:, ::1] selected not None,
+               const uint64_t[:, ::1] targets not None, const uint64_t[:, ::1] inputs not None,
+               int clip, int n_threads=1):
     """Apply ``H[j] += 2 t_mj a_m`` for every selected (m, j), all from the
     pre-update weights, saturated to [-clip, clip]; repack the changed rows of
     ``packed`` and bits of ``packed_t`` (may be None).  Returns sign flips."""
@@ -440,6 +515,16 @@ def cpr_update(int16_t[:, ::1] H, uint64_t[:, ::1] packed, uint64_t[:, ::1] pack
         raise ValueError("inputs must be packed (n_samples, ceil(n_in/64))")
     if clip < 1 or clip > 32767:
         raise ValueError("clip must be in [1, 32767]")
+    _aligned(&H[0, 0], 2, H.shape[0] * H.shape[1], "H")
+    _aligned(&packed[0, 0], 8, packed.shape[0] * packed.shape[1], "packed")
+    if packed_t is not None:
+        _aligned(&packed_t[0, 0], 8, packed_t.shape[0] * packed_t.shape[1], "packed_t")
+    if _misaligned_at(&selected[0, 0], 4, selected.shape[0] * selected.shape[1]):
+        selected = _realign(selected)
+    if _misaligned_at(&targets[0, 0], 8, targets.shape[0] * targets.shape[1]):
+        targets = _realign(targets)
+    if _misaligned_at(&inputs[0, 0], 8, inputs.shape[0] * inputs.shape[1]):
+        inputs = _realign(inputs)
     cdef uint64_t *pt = NULL
     if packed_t is not None and N and K:
         pt = &packed_t[0, 0]
@@ -454,7 +539,7 @@ def cpr_update(int16_t[:, ::1] H, uint64_t[:, ::1] packed, uint64_t[:, ::1] pack
     return flips
 
 
-def reinforce(int16_t[:, ::1] H, double p, uint64_t seed, uint64_t stream, int clip,
+def reinforce(int16_t[:, ::1] H not None, double p, uint64_t seed, uint64_t stream, int clip,
               int n_threads=1):
     """``h += 2 sign(h)`` at sites drawn with probability ``p`` (geometric skips,
     counter-based stream keyed by seed, stream and row).  Returns the count."""
@@ -464,6 +549,7 @@ def reinforce(int16_t[:, ::1] H, double p, uint64_t seed, uint64_t stream, int c
         raise ValueError("clip must be in [1, 32767]")
     cdef size_t K = H.shape[0], N = H.shape[1]
     cdef int64_t count = 0
+    _aligned(&H[0, 0], 2, H.shape[0] * H.shape[1], "H")
     if K and N:
         with nogil:
             count = skbnn_reinforce(&H[0, 0], K, N, p, seed, stream, clip, n_threads)
@@ -476,7 +562,8 @@ def uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index):
 
 
 # ---------------------------------------------------------------- prototypes
-def bef_flips(int8_t[:, ::1] P, const int32_t[::1] rows, const int32_t[::1] cols,
+def bef_flips(int8_t[:, ::1] P not None, const int32_t[::1] rows not None,
+              const int32_t[::1] cols not None,
               double alpha):
     """Greedy single-bit flips toward a binary equiangular frame (BEP App. C).
 
@@ -489,6 +576,10 @@ def bef_flips(int8_t[:, ::1] P, const int32_t[::1] rows, const int32_t[::1] cols
     cdef Py_ssize_t C = P.shape[0], D = P.shape[1], T = rows.shape[0]
     if cols.shape[0] != T:
         raise ValueError("rows and cols must have the same length")
+    if _misaligned_at(&rows[0], 4, T):
+        rows = _realign(rows)
+    if _misaligned_at(&cols[0], 4, T):
+        cols = _realign(cols)
     if C < 2 or D == 0 or T == 0:
         return 0
     cdef Py_ssize_t t, i, j, k, n_pairs = C * (C - 1) // 2
@@ -535,8 +626,10 @@ def bef_flips(int8_t[:, ::1] P, const int32_t[::1] rows, const int32_t[::1] cols
 
 
 # ---------------------------------------------------------------- real-valued
-def f16_to_f32(const uint16_t[::1] h):
+def f16_to_f32(const uint16_t[::1] h not None):
     """float32 values of IEEE half-precision bit patterns (exact)."""
+    if _misaligned_at(&h[0], 2, h.shape[0]):
+        h = _realign(h)
     out = np.empty(h.shape[0], dtype=np.float32)
     cdef float[::1] o = out
     if h.shape[0]:
@@ -545,9 +638,11 @@ def f16_to_f32(const uint16_t[::1] h):
     return out
 
 
-def f32_to_f16(const float[::1] x):
+def f32_to_f16(const float[::1] x not None):
     """IEEE half-precision bit patterns (uint16) of float32 values, rounded to
     nearest even."""
+    if _misaligned_at(&x[0], 4, x.shape[0]):
+        x = _realign(x)
     out = np.empty(x.shape[0], dtype=np.uint16)
     cdef uint16_t[::1] o = out
     if x.shape[0]:
@@ -557,7 +652,9 @@ def f32_to_f16(const float[::1] x):
 
 
 cdef const void *_data_ptr(object arr) except NULL:
-    """Address of a non-empty C-contiguous array (read-only allowed)."""
+    """Address of a non-empty C-contiguous, aligned array (read-only allowed)."""
+    if not arr.flags.aligned:
+        raise _misaligned("the float array", arr.dtype.itemsize)
     cdef const uint8_t[::1] raw = arr.reshape(-1).view(np.uint8)
     return <const void *>&raw[0]
 
@@ -616,7 +713,8 @@ cdef int _out_pointers(object result, bint sign, void **C, uint64_t **S,
     return 0
 
 
-def fsgemm(A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits, const uint64_t[:, ::1] mask=None,
+def fsgemm(A, const uint64_t[:, ::1] Bt not None, Py_ssize_t n_bits,
+           const uint64_t[:, ::1] mask=None,
            bint sign=False, out=None, bint transpose_a=False, int n_threads=1):
     """Float rows times packed signs: ``C[m, n] = sum_k A[m, k] s(Bt[k], n)``.
 
@@ -627,6 +725,8 @@ def fsgemm(A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits, const uint64_t[:, ::
     has a 0 bit), or with ``sign=True`` only its packed signs
     ``(M, ceil(n_bits/64))`` (``C >= 0``).  Sums run in float32 in order k.
     """
+    if isinstance(A, np.ndarray) and not A.flags.aligned:
+        A = _realign(A)
     cdef skbnn_fview v = _float_view(A, transpose_a, "A")
     cdef size_t M = A.shape[1] if transpose_a else A.shape[0]
     cdef size_t K = A.shape[0] if transpose_a else A.shape[1]
@@ -638,6 +738,10 @@ def fsgemm(A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits, const uint64_t[:, ::
                          f"({Bt.shape[0]}, {Bt.shape[1]})")
     if mask is not None and (<size_t>mask.shape[0] != M or <size_t>mask.shape[1] != _words(N)):
         raise ValueError("mask must be packed (M, ceil(n_bits/64))")
+    if _misaligned_at(&Bt[0, 0], 8, Bt.shape[0] * Bt.shape[1]):
+        Bt = _realign(Bt)
+    if mask is not None and _misaligned_at(&mask[0, 0], 8, mask.shape[0] * mask.shape[1]):
+        mask = _realign(mask)
     result = _float_out(out, M, N, sign)
     if M == 0 or N == 0:
         return result
@@ -653,17 +757,21 @@ def fsgemm(A, const uint64_t[:, ::1] Bt, Py_ssize_t n_bits, const uint64_t[:, ::
     return result
 
 
-def fgemm(A, const float[:, ::1] B, bint sign=False, out=None, bint transpose_a=False,
+def fgemm(A, const float[:, ::1] B not None, bint sign=False, out=None, bint transpose_a=False,
           int n_threads=1):
     """Float product ``A @ B``, one float32 fused multiply-add per term in
     order k, or its packed signs; ``A``, ``out`` and ``transpose_a`` as in
     :func:`fsgemm`."""
+    if isinstance(A, np.ndarray) and not A.flags.aligned:
+        A = _realign(A)
     cdef skbnn_fview v = _float_view(A, transpose_a, "A")
     cdef size_t M = A.shape[1] if transpose_a else A.shape[0]
     cdef size_t K = A.shape[0] if transpose_a else A.shape[1]
     cdef size_t N = B.shape[1]
     if <size_t>B.shape[0] != K:
         raise ValueError(f"inner dimensions differ: {K} and {B.shape[0]}")
+    if _misaligned_at(&B[0, 0], 4, B.shape[0] * B.shape[1]):
+        B = _realign(B)
     result = _float_out(out, M, N, sign)
     if M == 0 or N == 0:
         return result
@@ -678,7 +786,8 @@ def fgemm(A, const float[:, ::1] B, bint sign=False, out=None, bint transpose_a=
     return result
 
 
-def fdot_bits(const float[:, ::1] X, const uint64_t[:, ::1] W, out=None, int n_threads=1):
+def fdot_bits(const float[:, ::1] X not None, const uint64_t[:, ::1] W not None, out=None,
+              int n_threads=1):
     """Float rows dotted with packed sign rows: ``C[m, j] = sum_k X[m, k]
     s(W[j], k)`` (``W``: ``(N, ceil(K/64))``), float32 ``(M, N)``, written
     into ``out`` when given.  Sixteen partial sums in a fixed order, so every
@@ -686,6 +795,10 @@ def fdot_bits(const float[:, ::1] X, const uint64_t[:, ::1] W, out=None, int n_t
     cdef size_t M = X.shape[0], K = X.shape[1], N = W.shape[0]
     if <size_t>W.shape[1] != _words(K):
         raise ValueError(f"W must have {_words(K)} words per row, got {W.shape[1]}")
+    if _misaligned_at(&X[0, 0], 4, X.shape[0] * X.shape[1]):
+        X = _realign(X)
+    if _misaligned_at(&W[0, 0], 8, W.shape[0] * W.shape[1]):
+        W = _realign(W)
     result = _float_out(out, M, N, False, allow_half=False)
     if M == 0 or N == 0:
         return result
@@ -697,8 +810,9 @@ def fdot_bits(const float[:, ::1] X, const uint64_t[:, ::1] W, out=None, int n_t
     return result
 
 
-def bn_forward(Z, const float[::1] bias, bint l2, float eps, float psi_floor, bint round_half,
-               float[::1] mu, float[::1] psi, uint64_t[:, ::1] bits, uint64_t[:, ::1] mask=None,
+def bn_forward(Z, const float[::1] bias not None, bint l2, float eps, float psi_floor,
+               bint round_half, float[::1] mu not None, float[::1] psi not None,
+               uint64_t[:, ::1] bits not None, uint64_t[:, ::1] mask=None,
                uint64_t[:, ::1] pre_bits=None, float[::1] omega=None, bint omega_pre_bias=False,
                float[:, ::1] A_out=None, int n_threads=1):
     """Training-time batch-norm epilogue over ``Z`` (``(B, n)`` int32 or
@@ -723,6 +837,21 @@ def bn_forward(Z, const float[::1] bias, bint l2, float eps, float psi_floor, bi
         raise ValueError("omega must have one entry per channel")
     if A_out is not None and (<size_t>A_out.shape[0] != B or <size_t>A_out.shape[1] != n):
         raise ValueError(f"A_out must have shape ({B}, {n})")
+    if _misaligned_at(&bias[0], 4, bias.shape[0]):
+        bias = _realign(bias)
+    if not Z.flags.aligned:
+        Z = _realign(Z)
+    _aligned(&mu[0], 4, mu.shape[0], "mu")
+    _aligned(&psi[0], 4, psi.shape[0], "psi")
+    _aligned(&bits[0, 0], 8, bits.shape[0] * bits.shape[1], "bits")
+    if mask is not None:
+        _aligned(&mask[0, 0], 8, mask.shape[0] * mask.shape[1], "mask")
+    if pre_bits is not None:
+        _aligned(&pre_bits[0, 0], 8, pre_bits.shape[0] * pre_bits.shape[1], "pre_bits")
+    if omega is not None:
+        _aligned(&omega[0], 4, omega.shape[0], "omega")
+    if A_out is not None:
+        _aligned(&A_out[0, 0], 4, A_out.shape[0] * A_out.shape[1], "A_out")
     if B == 0 or n == 0:
         return
     cdef const void *pz = _data_ptr(Z)
@@ -736,8 +865,9 @@ def bn_forward(Z, const float[::1] bias, bint l2, float eps, float psi_floor, bi
                          &psi[0], &bits[0, 0], pm, pp, po, omega_pre_bias, pa, n_threads)
 
 
-def bn_backward_bits(G, const float[::1] psi, const uint64_t[:, ::1] bits,
-                     const float[::1] omega, float[::1] G_b, int n_threads=1):
+def bn_backward_bits(G, const float[::1] psi not None, const uint64_t[:, ::1] bits not None,
+                     const float[::1] omega not None, float[::1] G_b not None,
+                     int n_threads=1):
     """Batch-norm backward on bits, in place: ``G`` (``(B, n)`` float16 or
     float32) holds dL/dA and receives dL/dZ = ``(v - mean v) - mean(v s omega) s``
     with ``v = G / psi`` and ``s = +-1`` from ``bits``; ``G_b`` receives the
@@ -751,6 +881,13 @@ def bn_backward_bits(G, const float[::1] psi, const uint64_t[:, ::1] bits,
         raise ValueError("psi, omega and G_b must have one entry per channel")
     if <size_t>bits.shape[0] != B or <size_t>bits.shape[1] != _words(n):
         raise ValueError(f"bits must have shape ({B}, {_words(n)})")
+    if _misaligned_at(&psi[0], 4, psi.shape[0]):
+        psi = _realign(psi)
+    if _misaligned_at(&omega[0], 4, omega.shape[0]):
+        omega = _realign(omega)
+    if _misaligned_at(&bits[0, 0], 8, bits.shape[0] * bits.shape[1]):
+        bits = _realign(bits)
+    _aligned(&G_b[0], 4, G_b.shape[0], "G_b")
     if B == 0 or n == 0:
         return
     cdef void *pg = <void *>_data_ptr(G)
@@ -763,20 +900,28 @@ def bn_backward_bits(G, const float[::1] psi, const uint64_t[:, ::1] bits,
 SOLVERS = {"adam": 0, "sgd": 1, "bop": 2}
 
 
-cdef void *_state_ptr(object arr, bint half, tuple shape) except NULL:
-    """Pointer to a C-contiguous writable float16/float32 state array."""
+cdef void *_state_ptr(object arr, bint half, tuple shape, str name) except? NULL:
+    """Pointer to a C-contiguous, aligned, writable float16/float32 state
+    array (updated in place, so never copied); NULL when it is empty."""
     cdef uint16_t[:, ::1] h
     cdef float[:, ::1] f
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(arr).__name__}")
     if arr.shape != shape:
-        raise ValueError(f"optimizer state has shape {arr.shape}, expected {shape}")
+        raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if arr.dtype != (np.float16 if half else np.float32):
+        raise TypeError(f"{name} must be {'float16' if half else 'float32'} like M1, "
+                        f"got {arr.dtype}")
     if half:
-        if arr.dtype != np.float16:
-            raise TypeError("float16 state expected")
-        h = arr.view(np.uint16)
+        h = arr.view(np.uint16)  # refuses read-only and non-contiguous arrays
+        if arr.size == 0:
+            return NULL
+        _aligned(&h[0, 0], 2, arr.size, name)
         return <void *>&h[0, 0]
-    if arr.dtype != np.float32:
-        raise TypeError("float32 state expected")
     f = arr
+    if arr.size == 0:
+        return NULL
+    _aligned(&f[0, 0], 4, arr.size, name)
     return <void *>&f[0, 0]
 
 
@@ -802,20 +947,24 @@ def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
     cdef int s = SOLVERS[solver]
     cdef size_t n_out = packed.shape[0], n_in
-    if M1 is None:
-        raise ValueError("M1 is required")
+    if not isinstance(M1, np.ndarray) or M1.ndim != 2:
+        raise TypeError("M1 must be a 2-D NumPy array (the first moment)")
+    if M1.dtype not in (np.float16, np.float32):
+        raise TypeError(f"the optimizer state must be float16 or float32, got {M1.dtype}")
     n_in = M1.shape[1]
     shape = (n_out, n_in)
     if <size_t>packed.shape[1] != _words(n_in):
         raise ValueError("packed weights do not match the state")
+    if packed.shape[0] and packed.shape[1]:
+        _aligned(&packed[0, 0], 8, packed.shape[0] * packed.shape[1], "packed")
     cdef bint half = M1.dtype == np.float16
     cdef void *pv = NULL
-    cdef void *p1 = _state_ptr(M1, half, shape)
+    cdef void *p1 = _state_ptr(M1, half, shape, "M1")
     cdef void *p2 = NULL
     if s != SKBNN_SOLVER_BOP:
-        pv = _state_ptr(V, half, shape)
+        pv = _state_ptr(V, half, shape, "V")
     if s == SKBNN_SOLVER_ADAM:
-        p2 = _state_ptr(M2, half, shape)
+        p2 = _state_ptr(M2, half, shape, "M2")
     if (gbits is None) == (gfloat is None):
         raise ValueError("give exactly one of gbits and gfloat")
     cdef const uint64_t *gb = NULL
@@ -824,11 +973,15 @@ def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
         if <size_t>gbits.shape[0] != n_out or <size_t>gbits.shape[1] != _words(n_in):
             raise ValueError("gbits does not match the weights")
         if n_out and n_in:
+            if _misaligned_at(&gbits[0, 0], 8, gbits.shape[0] * gbits.shape[1]):
+                gbits = _realign(gbits)
             gb = &gbits[0, 0]
     else:
         if <size_t>gfloat.shape[0] != n_out or <size_t>gfloat.shape[1] != n_in:
             raise ValueError("gfloat does not match the weights")
         if n_out and n_in:
+            if _misaligned_at(&gfloat[0, 0], 4, gfloat.shape[0] * gfloat.shape[1]):
+                gfloat = _realign(gfloat)
             gf = &gfloat[0, 0]
     hp_arr = np.asarray(hyper, dtype=np.float32)
     if hp_arr.shape != (6,):

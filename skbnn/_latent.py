@@ -137,13 +137,19 @@ class LatentLayer:
         The layer reads float inputs (the first layer without binarisation).
     index : int, default=0
         Position in the network (keys the stochastic-rounding draws).
+    input_scale : float, default=1.0
+        Power of two the layer's float inputs are multiplied by
+        (:class:`~skbnn.preprocessing.RealInput`'s ``scale_``), applied to the
+        pre-activations and the float weight gradient instead of to a copy of
+        the batch: the same bits, no extra memory.
     """
 
-    def __init__(self, state, half, real_input, index=0):
+    def __init__(self, state, half, real_input, index=0, input_scale=1.0):
         self.s = state
         self.half = half
         self.real_input = real_input
         self.index = index
+        self.input_scale = F32(input_scale)
         self.n_out = state["packed"].shape[0]
         self.n_in = state["m1"].shape[1]
 
@@ -152,7 +158,10 @@ class LatentLayer:
         """``Z = A sign(V)``: float inputs x bits (float32), or popcount of
         packed bits (int32); written into ``out`` when given."""
         if self.real_input:
-            return _kernels.fdot_bits(inputs, self.s["packed"], out=out, n_threads=n_threads)
+            Z = _kernels.fdot_bits(inputs, self.s["packed"], out=out, n_threads=n_threads)
+            if self.input_scale != 1:
+                Z *= self.input_scale
+            return Z
         return _kernels.bgemm(inputs, self.s["packed"], self.n_in, n_threads, out=out)
 
     def forward_train(self, inputs, ws, cfg, last, n_threads):
@@ -182,7 +191,15 @@ class LatentLayer:
         keep = F32(cfg.bn_momentum)
         for name, batch in (("running_mean", mu), ("running_scale", rec["psi"])):
             run = self.s[name]
-            run[...] = keep * run.astype(F32) + (F32(1) - keep) * batch
+            new = keep * run.astype(F32) + (F32(1) - keep) * batch
+            if not np.isfinite(new.astype(run.dtype)).all():
+                # e.g. a partial_fit batch far larger than the data the input
+                # scale was fitted on: refuse rather than store infinities
+                raise ValueError(
+                    f"the batch-norm statistics of layer {self.index} overflow "
+                    f"{run.dtype} (|value| > {float(np.finfo(run.dtype).max):g}): the inputs "
+                    "are far larger than those of the first fit call; rescale X")
+            run[...] = new
         return rec
 
     def bn_inference(self, Z):
@@ -221,7 +238,10 @@ class LatentLayer:
         if inputs.dtype == np.uint64:
             return _kernels.fsgemm(G_Z, inputs, self.n_in, sign=as_bits, transpose_a=True,
                                    n_threads=n_threads)
-        return _kernels.fgemm(G_Z, inputs, sign=as_bits, transpose_a=True, n_threads=n_threads)
+        grad = _kernels.fgemm(G_Z, inputs, sign=as_bits, transpose_a=True, n_threads=n_threads)
+        if not as_bits and self.input_scale != 1:
+            grad *= self.input_scale  # signs do not change with a positive scale
+        return grad
 
     # ------------------------------------------------------------ update
     def step(self, grad, as_bits, G_b, hp, t, grad_scale, n_threads):

@@ -104,7 +104,10 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         cancellation is always on).
     binarize_input : None or the shared rule's values, default=None
         None: the first layer reads the real-valued input (float x bits
-        products).  Any value of the shared rule ('auto', 'median',
+        products), times the power of two that brings the first call's
+        largest magnitude into (0.5, 1] (``binarizer_.scale_``): its batch
+        norm makes the model independent of the input's units, and the
+        scale keeps the float16 statistics in range.  Any value of the shared rule ('auto', 'median',
         'global_median', 'thermometer', an int) binarises it and makes
         layer 1 a popcount layer too.
     n_thermometer_bits : int, default=32
@@ -167,6 +170,9 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         Batch-norm bias and running statistics per layer.
     optimizer_state_ : dict
         Step count ``t`` and the per-layer moments.
+    binarizer_ : transformer
+        The fitted input encoding (``RealInput`` with its ``scale_`` when
+        ``binarize_input=None``).
     learning_rate_ : float
         Current learning rate (after the schedule).
     memory_model_ : dict
@@ -353,14 +359,38 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
             return self.learning_rate_init
         return 0.1 if self.solver == "sgd" else 1e-3
 
+    # inputs of a continuing call may reach this multiple of the first call's
+    # largest magnitude: |z| <= 64 x fan-in stays within float16's 65504 for
+    # the usual fan-ins (784: 50,176), with room since |z| is far below its bound
+    _MAX_INPUT_GROWTH = 64.0
+
+    def _check_continuing_input(self, X):
+        if not isinstance(self.binarizer_, RealInput) or \
+                self.layers_[0]["running_scale"].dtype != np.float16:
+            return
+        growth = float(np.max(np.abs(X), initial=0.0)) * self.binarizer_.scale_
+        if growth > self._MAX_INPUT_GROWTH:
+            raise ValueError(
+                f"X reaches {growth:.3g} times the largest magnitude of the data the model "
+                f"was first fitted on (at most {self._MAX_INPUT_GROWTH:g}): its first layer's "
+                "float16 batch-norm statistics would overflow; rescale X as the first call's "
+                "data, or refit")
+
+    def _latent_layers(self):
+        """The layers over ``layers_``; the first reads real inputs times the
+        input scale when ``binarize_input=None``."""
+        half = self.training == "low_memory"
+        real = isinstance(self.binarizer_, RealInput)
+        scale = getattr(self.binarizer_, "scale_", 1.0) if real else 1.0
+        return [LatentLayer(s, half, real and i == 0, i, input_scale=scale if i == 0 else 1.0)
+                for i, s in enumerate(self.layers_)]
+
     def _training_state(self):
         for s in self.layers_:  # e.g. unpickled from read-only memory: train on copies
             for key, a in s.items():
                 if isinstance(a, np.ndarray) and not (a.flags.writeable and a.flags.c_contiguous):
                     s[key] = np.array(a, order="C", copy=True)
-        half = self.training == "low_memory"
-        real = self.binarize_input is None
-        layers = [LatentLayer(s, half, real and i == 0, i) for i, s in enumerate(self.layers_)]
+        layers = self._latent_layers()
         hyper = Hyper(self.solver, self.learning_rate_, self.beta_1, self.beta_2, self.epsilon,
                       self.momentum, self.bop_threshold, self.clip_weights,
                       round_seed=self._seed if self.rounding == "stochastic" else None)
@@ -538,10 +568,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     # ------------------------------------------------------------ inference
     def _scores_from_packed(self, A, n_threads):
         """Float logits: every layer with its running BN statistics."""
-        real = self.binarize_input is None
         a = A
-        layers = [LatentLayer(s, self.training == "low_memory", real and i == 0)
-                  for i, s in enumerate(self.layers_)]
+        layers = self._latent_layers()
         for i, layer in enumerate(layers):
             out = layer.bn_inference(layer.preactivations(a, n_threads))
             if i == len(layers) - 1:
@@ -563,6 +591,15 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         with traced_call(self._state_bytes()) as measured:
             yield
         self.memory_measured_ = measured
+
+    def _state_bytes_per_weight(self):
+        # the memory guard's estimate: latent weight and optimiser moments
+        # (float32 in the standard step or with state_dtype='float32'), the
+        # packed sign, and the float32 weight gradient the standard step keeps
+        wide = self.training == "standard" or self.state_dtype == "float32"
+        arrays = {"adam": 3, "sgd": 2, "bop": 1}[self.solver]
+        grads = 4 if self.training == "standard" else 0.125
+        return arrays * (4 if wide else 2) + 0.125 + grads
 
     def _state_bytes(self):
         """Bytes of every array the estimator keeps between calls."""

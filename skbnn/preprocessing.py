@@ -25,11 +25,14 @@ def as_kernel_input(X):
     X = np.asarray(X)
     if X.dtype == np.bool_:
         X = X.view(np.uint8)
+    elif X.dtype == np.uint64:  # int64 would wrap values >= 2**63 to negatives
+        X = X.astype(np.float64)
     elif X.dtype.kind in "iu" and X.dtype not in _KERNEL_DTYPES:
         X = X.astype(np.int64)
     elif X.dtype.kind == "f" and X.dtype not in _KERNEL_DTYPES:
         X = X.astype(np.float32 if X.dtype.itemsize < 4 else np.float64)
-    return np.ascontiguousarray(X)
+    # aligned too: a buffer deserialised at an odd offset (dask) is refused by the kernels
+    return np.require(X, requirements=["C", "A"])
 
 
 class _ThresholdBinarizer(TransformerMixin, BaseEstimator):
@@ -255,11 +258,21 @@ class _BinaryInput(_ThresholdBinarizer):
 class RealInput(_ThresholdBinarizer):
     """No binarisation: the first layer reads real values (float32).
 
-    ``pack`` returns the validated float32 rows; ``thresholds_`` is an
-    empty (n_features, 0) array so the estimators' attributes stay uniform.
+    ``pack`` returns the validated rows in float32.  ``scale_`` is the power
+    of two that brings the training data's largest magnitude into (0.5, 1]
+    (1 when it already is there, or when the data are all zero); the first
+    layer multiplies its pre-activations by it, which is exactly the product
+    of the scaled inputs (a power of two scales without rounding).  The
+    layer's batch norm makes the network's function independent of that
+    scale; it keeps the pre-activations and batch-norm statistics inside
+    float16's range (|x| <= 65504) whatever the input's units.  ``thresholds_`` is
+    an empty (n_features, 0) array so the estimators' attributes stay
+    uniform.
     """
 
     def _fit_thresholds(self, X):
+        peak = float(np.max(np.abs(X))) if X.size else 0.0
+        self.scale_ = input_scale(peak)
         return np.zeros((X.shape[1], 0))
 
     @property
@@ -267,8 +280,28 @@ class RealInput(_ThresholdBinarizer):
         return int(self.thresholds_.shape[0])
 
     def pack(self, X, n_threads=1):
-        """float32, C-contiguous copy or view of ``X``."""
-        return np.ascontiguousarray(X, dtype=np.float32)
+        """float32, C-contiguous copy or view of ``X`` (the first layer applies
+        ``scale_`` to its pre-activations: no scaled copy of the batch);
+        refuses finite values beyond the float32 range (they would become
+        infinities, and NaN in the layer's batch statistics)."""
+        with np.errstate(over="ignore"):
+            X32 = np.require(X, dtype=np.float32, requirements=["C", "A"])
+        if X32.dtype != X.dtype and not np.isfinite(X32).all():
+            raise ValueError(
+                "X has values beyond the float32 range (|x| > 3.4e38), which the first "
+                "layer reads as float32; rescale X (e.g. with a StandardScaler)")
+        return X32
+
+
+def input_scale(peak):
+    """The power of two ``2**-e`` with ``peak * 2**-e`` in (0.5, 1]; 1.0 for a
+    zero or non-finite ``peak``."""
+    if not (peak > 0 and math.isfinite(peak)):
+        return 1.0
+    mantissa, exponent = math.frexp(peak)  # peak = mantissa * 2**exponent, mantissa in [0.5, 1)
+    if mantissa == 0.5:
+        exponent -= 1
+    return math.ldexp(1.0, -exponent)
 
 
 def is_binary_input(X):

@@ -223,7 +223,7 @@ def test_convergence_warning_only_with_stopping_rule(make, digits):
 
 
 def test_pandas_feature_names(make, digits):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     X_tr, X_te, y_tr, _ = digits
     cols = [f"px{i}" for i in range(64)]
     clf = make(max_iter=1, random_state=0).fit(pd.DataFrame(X_tr, columns=cols),
@@ -233,7 +233,7 @@ def test_pandas_feature_names(make, digits):
 
 
 def test_bad_inputs_leave_fitted_model_unchanged(make, digits):
-    sp = pytest.importorskip("scipy.sparse")
+    import scipy.sparse as sp
     X_tr, X_te, y_tr, _ = digits
     clf = make(hidden_layer_sizes=(35,), max_iter=2, random_state=0)
     clf.fit(X_tr, y_tr)

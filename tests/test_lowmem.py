@@ -2,6 +2,7 @@
 lowmem.md (tests/reference_lowmem.py), learning, options, memory model and
 measured memory."""
 import gc
+import pickle
 import tracemalloc
 
 import numpy as np
@@ -221,3 +222,53 @@ def test_float32_state_option(digits):
     X_tr, X_te, y_tr, y_te = digits
     clf = LowMemBNNClassifier((64,), state_dtype="float32", max_iter=10, random_state=0)
     assert clf.fit(X_tr / 8 - 1, y_tr).score(X_te / 8 - 1, y_te) > 0.85
+
+
+@pytest.mark.parametrize("peak,scale", [(1.0, 1.0), (0.99, 1.0), (0.5, 2.0), (16.0, 1 / 16),
+                                        (255.0, 1 / 256), (1e-6, 2.0**19), (0.0, 1.0)])
+def test_input_scale_is_the_power_of_two_to_unit_range(peak, scale):
+    from skbnn.preprocessing import input_scale
+    assert input_scale(peak) == scale
+    assert peak == 0 or 0.5 < peak * scale <= 1
+
+
+@pytest.mark.parametrize("training", ["low_memory", "standard"])
+def test_real_inputs_of_any_magnitude_train_the_same_model(training):
+    """binarize_input=None: the first layer reads X times a fitted power of
+    two, so X * 2**k gives the bit-identical model (batch norm makes the
+    network scale-free) and large units no longer overflow the float16
+    batch-norm statistics."""
+    X, y = _data(n=90, d=12, c=3)
+    kw = dict(hidden_layer_sizes=(16,), training=training, max_iter=3, random_state=0)
+    ref = LowMemBNNClassifier(**kw).fit(X, y)
+    for k in (-30, 20, 100):
+        other = LowMemBNNClassifier(**kw).fit(np.ldexp(X.astype(np.float64), k), y)
+        assert other.binarizer_.scale_ == ref.binarizer_.scale_ * 2.0**-k
+        for a, b in zip(ref.layers_, other.layers_):
+            for key in a:
+                if a[key] is not None:
+                    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    big = LowMemBNNClassifier(**kw).fit(X * 3e6, y)
+    assert all(np.isfinite(s["running_scale"].astype(np.float64)).all() for s in big.layers_)
+    np.testing.assert_array_equal(big.predict(X * 3e6), ref.predict(X))
+
+
+def test_overflowing_statistics_are_refused_not_stored():
+    """A continuing call whose inputs dwarf the first call's is refused
+    before anything changes; one that still overflows a batch's float16
+    statistics (possible within the allowed growth on a very wide layer) is refused
+    without storing infinities (the estimator is then unfitted, as after any
+    exception during in-place training)."""
+    X, y = _data(n=60)
+    clf = LowMemBNNClassifier((16,), random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+    before = pickle.dumps(clf)
+    with pytest.raises(ValueError, match="times the largest magnitude"):
+        clf.partial_fit(X * 1e6, y)
+    with pytest.raises(ValueError, match="times the largest magnitude"):
+        clf.set_params(warm_start=True).fit(X * 1e6, y)
+    assert pickle.dumps(clf.set_params(warm_start=False)) == before
+    clf.partial_fit(X * 10, y)  # moderate growth trains
+    clf._MAX_INPUT_GROWTH = 1e9  # as if a very wide layer let 1e6 through
+    with pytest.raises(ValueError, match="batch-norm statistics of layer 0 overflow float16"):
+        clf.partial_fit(X * 1e6, y)
+    assert not hasattr(clf, "layers_")

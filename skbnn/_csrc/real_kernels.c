@@ -181,9 +181,15 @@ typedef void (*f2h_fn)(const float *, uint16_t *, size_t);
 static int use_f16c(void)
 {
 #if SKBNN_X86
+    /* probed once; relaxed atomics: threads racing on the first call all
+       store the same value, without a data race */
     static int has = -1;
-    if (has < 0) has = cpu_has_f16c();
-    return has && skbnn_get_isa() >= SKBNN_ISA_AVX2;
+    int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
+    if (h < 0) {
+        h = cpu_has_f16c();
+        __atomic_store_n(&has, h, __ATOMIC_RELAXED);
+    }
+    return h && skbnn_get_isa() >= SKBNN_ISA_AVX2;
 #else
     return 0;
 #endif
