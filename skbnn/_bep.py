@@ -12,7 +12,8 @@ import numpy as np
 from . import _kernels
 from ._base import (BaseBinaryClassifier, check_bool, check_choice, check_int,
                     check_layer_sizes, check_real, resolve_group_sizes)
-from ._engine import class_scores, pack_pm1_rows, reinforcement_probability
+from ._cpr import CPRTrainingMixin
+from ._engine import BatchUpdates, CPStep, class_scores, pack_pm1_rows
 
 
 def next_divisor(width, group_size):
@@ -53,8 +54,12 @@ class _BEPState:
     layers: list        # BinaryLayer per hidden layer, with packed transposes
     prototype_rows: np.ndarray  # packed prototypes (C x words(K_L))
 
+    def forward_view(self):
+        """What computing a batch's updates reads: no hidden weights."""
+        return _BEPState([layer.forward_view() for layer in self.layers], self.prototype_rows)
 
-class BEPClassifier(BaseBinaryClassifier):
+
+class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
     """Binary MLP trained by Binary Error Propagation (BEP).
 
     Every layer holds int16 hidden weights ``H_l``; the forward pass uses
@@ -339,7 +344,12 @@ class BEPClassifier(BaseBinaryClassifier):
         return pack_pm1_rows(self.prototypes_)
 
     # ------------------------------------------------------------ training
-    def _train_batch(self, state, A, y, n_threads):
+    # a batch = _batch_updates (from the pre-update weights) + _apply_updates;
+    # CPRTrainingMixin._train_batch runs them, skbnn.distributed shards the first
+    def _batch_updates(self, state, A, y, n_threads):
+        """The batch's CP step of every layer for its triggering samples
+        (all None when no sample triggers), every desired activation from
+        the pre-update weights (§8.6)."""
         layers, n_layers = state.layers, len(state.layers)
         # forward, keeping every layer's input and pre-activation
         inputs, zs, a = [], [], A
@@ -353,20 +363,23 @@ class BEPClassifier(BaseBinaryClassifier):
         pred, trigger = trigger_mask(scores, y, self.robustness * k_last)
         n_correct = int(np.count_nonzero(pred == y))
         if not trigger.any():
-            return n_correct
+            return BatchUpdates(n_correct, [None] * n_layers)
         idx = np.flatnonzero(trigger)
         targets = self._desired_activations(state, [z[idx] for z in zs], y[idx], n_threads)
-        clip = self._clip
-        error = 1.0 if self._prev_train_error is None else self._prev_train_error
+        steps = []
         for l, layer in enumerate(layers):
             target, alive = targets[l]
             selected = layer.select(zs[l][idx], target, self.group_sizes_[l],
                                     active=alive, zero_is_wrong=True, n_threads=n_threads)
-            layer.update(selected, target, inputs[l][idx], clip, n_threads)
-            norm = layer.n_in if self.reinforcement_norm == "fan_in" else layer.n_out
-            p = reinforcement_probability(self.reinforcement_prob, error, norm)
-            layer.reinforce(p, self._seed, self._batches_seen * n_layers + l, clip, n_threads)
-        return n_correct
+            steps.append(CPStep(selected, target, inputs[l][idx]))
+        return BatchUpdates(n_correct, steps)
+
+    def _apply_updates(self, state, updates, n_threads):
+        """CP step then reinforcement of every layer (stream: batch and layer)
+        when the batch had a triggering sample."""
+        fan_in = self.reinforcement_norm == "fan_in"
+        norms = [layer.n_in if fan_in else layer.n_out for layer in state.layers]
+        self._apply_layer_steps(state.layers, updates.steps, norms, n_threads)
 
     def _desired_activations(self, state, zs, y, n_threads):
         """Packed ``a*_l`` of every layer for the triggering samples, from the

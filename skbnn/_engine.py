@@ -7,8 +7,16 @@ propagates errors backward, the packed transpose.  The learning rules only
 decide *which* neurons move toward *which* target; the engine does the
 forward products, the clipped-perceptron (CP) step, reinforcement (R) and
 keeps the packed copies in sync.  No scikit-learn in here.
+
+A CP+R batch is split in two (see :class:`BatchUpdates`): what the batch
+asks of every layer, computed from the pre-update weights (a
+:class:`CPStep` per layer), then applying it.  Because the CP step of a
+batch is a sum of integer contributions saturated once, the steps of the
+disjoint shards of a batch, concatenated, are exactly the step of the whole
+batch; :mod:`skbnn.distributed` relies on that.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -80,13 +88,127 @@ class BinaryLayer:
 
         Returns the number of visible-weight sign flips.
         """
+        self._check_trainable()
         return _kernels.cpr_update(self.hidden, self.packed, self.packed_t, selected,
                                    targets, inputs, clip, n_threads)
+
+    def apply(self, step, clip=INT16_MAX, n_threads=1):
+        """Apply a :class:`CPStep` (see :meth:`update`); returns the sign flips."""
+        return self.update(step.selected, step.targets, step.inputs, clip, n_threads)
 
     def reinforce(self, prob, seed, stream, clip=INT16_MAX, n_threads=1):
         """``h += 2 sign(h)`` at each site with probability ``prob`` (signs never
         change, so the packed copies stay valid).  Returns the site count."""
+        self._check_trainable()
         return _kernels.reinforce(self.hidden, prob, seed, stream, clip, n_threads)
+
+    def forward_view(self):
+        """This layer without its hidden weights: the packed weights (and
+        transpose) only.
+
+        Enough to compute a batch's :class:`CPStep` (forward, selection,
+        back-projection) but not to apply one; it is what a data-parallel
+        worker receives every batch (1 bit per weight instead of 16).  The
+        arrays are shared, not copied.
+        """
+        view = object.__new__(BinaryLayer)
+        view.hidden = None
+        view.n_out, view.n_in = self.n_out, self.n_in
+        view.packed, view.packed_t = self.packed, self.packed_t
+        return view
+
+    def _check_trainable(self):
+        if self.hidden is None:
+            raise RuntimeError("this BinaryLayer is a forward-only view (no hidden weights)")
+
+
+@dataclass
+class CPStep:
+    """Operands of one layer's clipped-perceptron step for a batch or a shard.
+
+    Sample ``m`` moves neuron ``j = selected[m, q]`` (when ``j >= 0``) by
+    ``2 t_mj a_m``, with ``t_mj`` bit ``j`` of ``targets[m]`` and ``a_m`` the
+    packed ``inputs[m]``.  :meth:`BinaryLayer.apply` adds every contribution
+    to the pre-update weights in int32 and saturates once, so the result
+    depends only on the set of contributions, not on their order: the steps
+    of disjoint shards of a batch, concatenated (:meth:`concatenate`), give
+    the step of the whole batch bit for bit.
+
+    Attributes
+    ----------
+    selected : ndarray of int32, shape (M, n_out // group_size)
+        Selected neuron per sample and group, -1 for none.
+    targets : ndarray of uint64, shape (M, ceil(n_out / 64))
+        Packed desired signs of the layer's neurons per sample.
+    inputs : ndarray of uint64, shape (M, ceil(n_in / 64))
+        Packed inputs of the layer per sample.
+    """
+
+    selected: np.ndarray
+    targets: np.ndarray
+    inputs: np.ndarray
+
+    def compact(self):
+        """The same step without the samples that select no neuron (they add
+        nothing): what a data-parallel worker sends back."""
+        keep = (self.selected >= 0).any(axis=1)
+        if keep.all():
+            return self
+        return CPStep(self.selected[keep], self.targets[keep], self.inputs[keep])
+
+    @classmethod
+    def concatenate(cls, steps):
+        """One step holding the contributions of all ``steps`` (same layer)."""
+        steps = list(steps)
+        if len(steps) == 1:
+            return steps[0]
+        return cls(*(np.ascontiguousarray(np.concatenate(parts))
+                     for parts in zip(*((s.selected, s.targets, s.inputs) for s in steps))))
+
+    @property
+    def nbytes(self):
+        return self.selected.nbytes + self.targets.nbytes + self.inputs.nbytes
+
+
+@dataclass
+class BatchUpdates:
+    """What one batch (or shard of a batch) asks of the model, computed from
+    the pre-update weights: the rule's "compute" half of a CP+R batch.
+
+    Attributes
+    ----------
+    n_correct : int
+        Samples the network predicted correctly before the update (the
+        on-the-fly training accuracy counts them).
+    steps : list of CPStep or None
+        One entry per trained weight matrix, in an order the rule defines;
+        None means the batch had no erroneous sample for that matrix: no
+        update and no reinforcement.
+    """
+
+    n_correct: int
+    steps: list
+
+    def compact(self):
+        """Drop the samples that contribute nothing from every step."""
+        return BatchUpdates(self.n_correct,
+                            [None if s is None else s.compact() for s in self.steps])
+
+    @classmethod
+    def merge(cls, parts):
+        """The updates of a batch from those of its disjoint shards: correct
+        counts add up, steps concatenate, and a matrix is updated (and
+        reinforced) when any shard asks for it."""
+        parts = list(parts)
+        steps = []
+        for column in zip(*(p.steps for p in parts)):
+            present = [s for s in column if s is not None]
+            steps.append(CPStep.concatenate(present) if present else None)
+        return cls(sum(p.n_correct for p in parts), steps)
+
+    @property
+    def nbytes(self):
+        return sum(s.nbytes for s in self.steps if s is not None)
 
 
 def reinforcement_probability(base_prob, error, fan_in):

@@ -11,7 +11,8 @@ import numpy as np
 from . import _kernels
 from ._base import (BaseBinaryClassifier, check_bool, check_layer_sizes, check_real,
                     nearest_divisor, resolve_group_sizes)
-from ._engine import BinaryLayer, class_scores, pack_pm1_rows, reinforcement_probability
+from ._cpr import CPRTrainingMixin
+from ._engine import BatchUpdates, BinaryLayer, CPStep, class_scores, pack_pm1_rows
 
 # group sizes tuned by the paper for its widths (local.md §3.3)
 _PAPER_GROUP_SIZES = {15: 15, 35: 35, 55: 55, 75: 75, 135: 45, 255: 85, 525: 105,
@@ -34,8 +35,12 @@ class _LocalState:
     class_rows: list        # packed readout rows per layer (C_out x words(K))
     classifier_layers: list = field(default_factory=list)  # train_classifiers=True
 
+    def forward_view(self):
+        """What computing a batch's updates reads: no hidden weights."""
+        return _LocalState([layer.forward_view() for layer in self.layers], self.class_rows)
 
-class LocalBinaryClassifier(BaseBinaryClassifier):
+
+class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
     """Binary MLP trained layer by layer from random local binary error signals.
 
     Every hidden layer ``l`` has int16 hidden weights ``H_l``; the forward
@@ -303,10 +308,16 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
         return pred, (pred != y) | (top2[:, 1] - top2[:, 0] < threshold)
 
     # ------------------------------------------------------------ training
-    def _train_batch(self, state, A, y, n_threads):
-        clip = self._clip
-        accuracy_error = 1.0 if self._prev_train_error is None else self._prev_train_error
+    # a batch = _batch_updates (from the pre-update weights) + _apply_updates;
+    # CPRTrainingMixin._train_batch runs them, skbnn.distributed shards the first
+    def _batch_updates(self, state, A, y, n_threads):
+        """The batch's CP steps: per hidden layer (then, with
+        ``train_classifiers``, per local classifier) a :class:`CPStep` or None
+        when no sample is erroneous for it.  Every layer sees the pre-update
+        activations of the layer below (§11.8), so nothing here changes."""
         n_layers = len(state.layers)
+        steps = [None] * n_layers
+        classifier_steps = [None] * n_layers if self.train_classifiers else []
         a, n_correct = A, 0
         for l, layer in enumerate(state.layers):
             k = layer.n_out
@@ -320,21 +331,29 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
                 targets = self._target_rows(state.class_rows[l], k)[y]
                 selected = layer.select(z, targets, self.group_sizes_[l],
                                         active=err.view(np.uint8), n_threads=n_threads)
-                layer.update(selected, targets, a, clip, n_threads)
-                p = reinforcement_probability(self.reinforcement_prob, accuracy_error,
-                                              layer.n_in)
-                layer.reinforce(p, self._seed, self._batches_seen * n_layers + l, clip,
-                                n_threads)
+                steps[l] = CPStep(selected, targets, a)
                 if self.train_classifiers:
-                    self._train_classifier(state.classifier_layers[l], scores, y, err, a_next,
-                                           clip, n_threads)
+                    classifier_steps[l] = self._classifier_step(
+                        state.class_rows[l].shape[0], scores, y, err, a_next)
             a = a_next
-        return n_correct
+        return BatchUpdates(n_correct, steps + classifier_steps)
+
+    def _apply_updates(self, state, updates, n_threads):
+        """CP step then reinforcement of every layer with an erroneous sample
+        (stream: batch and layer), then the classifiers' steps (no
+        reinforcement)."""
+        n_layers = len(state.layers)
+        self._apply_layer_steps(state.layers, updates.steps[:n_layers],
+                                [layer.n_in for layer in state.layers], n_threads)
+        for classifier, step in zip(state.classifier_layers, updates.steps[n_layers:]):
+            if step is not None:
+                classifier.apply(step, self._clip, n_threads)
 
     @staticmethod
-    def _train_classifier(classifier, scores, y, err, a, clip, n_threads):
+    def _classifier_step(n_out, scores, y, err, a):
         """Train-out ablation: raise the correct class's score where it has the
-        wrong sign (one-hot targets; with one output the target is +/-1)."""
+        wrong sign (one-hot targets; with one output the target is +/-1).
+        None when no sample needs it."""
         n = len(y)
         if scores.shape[1] == 1:
             wrong = err & ((scores[:, 0] > 0) != (y == 1))
@@ -343,9 +362,8 @@ class LocalBinaryClassifier(BaseBinaryClassifier):
         else:
             wrong = err & (scores[np.arange(n), y] < 0)
             selected = np.where(wrong, y, -1).astype(np.int32).reshape(n, 1)
-            targets = pack_pm1_rows(np.ones((n, classifier.n_out), dtype=np.int8))
-        if wrong.any():
-            classifier.update(selected, targets, a, clip, n_threads)
+            targets = pack_pm1_rows(np.ones((n, n_out), dtype=np.int8))
+        return CPStep(selected, targets, a) if wrong.any() else None
 
     # ------------------------------------------------------------ inference
     def _inference_rows(self):
