@@ -57,6 +57,32 @@ def torch_available():
     return True
 
 
+def sign_functions():
+    """``(sign, WeightSign)``: sign with sign(0) = +1, and the autograd
+    function applying it to latent weights with an identity gradient (torch
+    imported lazily; shared with ``_torch_rnn``)."""
+    import torch
+
+    def sign(x):
+        # +1 where x >= 0 (torch.sign(0) = 0 would not do: lowmem.md §2).  copysign
+        # is several times faster here than torch.where on a bool mask; adding
+        # +0.0 turns -0.0 into +0.0 so that -0.0 maps to +1 as well
+        return torch.ones_like(x).copysign_(x + 0.0)
+
+    class WeightSign(torch.autograd.Function):
+        """sign(V) forward; identity gradient (V stays in [-1, 1] by clipping)."""
+
+        @staticmethod
+        def forward(ctx, v):
+            return sign(v)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad
+
+    return sign, WeightSign
+
+
 def _build(n_features, hidden_layer_sizes, n_classes):
     """The model and its autograd helpers (torch imported lazily here).
 
@@ -81,22 +107,7 @@ def _build(n_features, hidden_layer_sizes, n_classes):
     # float32 just above 1: hardtanh_backward passes min < x < max, the spec |x| <= 1
     ste_limit = float(np.nextafter(np.float32(1), np.float32(2)))
 
-    def _sign(x):
-        # +1 where x >= 0 (torch.sign(0) = 0 would not do: lowmem.md §2).  copysign
-        # is several times faster here than torch.where on a bool mask; adding
-        # +0.0 turns -0.0 into +0.0 so that -0.0 maps to +1 as well
-        return torch.ones_like(x).copysign_(x + 0.0)
-
-    class _WeightSign(torch.autograd.Function):
-        """sign(V) forward; identity gradient (V stays in [-1, 1] by clipping)."""
-
-        @staticmethod
-        def forward(ctx, v):
-            return _sign(v)
-
-        @staticmethod
-        def backward(ctx, grad):
-            return grad
+    _sign, _WeightSign = sign_functions()
 
     class _ActSign(torch.autograd.Function):
         """sign(x) forward; gradient passed where |x| <= 1, zero elsewhere."""

@@ -5,6 +5,7 @@ on XNOR/popcount kernels whose SIMD path (AVX-512 VPOPCNTDQ, AVX2, POPCNT or
 portable) is chosen once at import (``SKBNN_ISA`` forces one).
 """
 from ._bep import BEPClassifier
+from ._bep_recurrent import BEPRecurrentClassifier
 from ._config import get_config, show_config
 from ._local import LocalBinaryClassifier
 from ._lowmem import LowMemBNNClassifier
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BEPClassifier",
+    "BEPRecurrentClassifier",
     "LocalBinaryClassifier",
     "LowMemBNNClassifier",
     "MedianBinarizer",

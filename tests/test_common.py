@@ -2,8 +2,8 @@
 transformer, with no expected failures."""
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skbnn import (BEPClassifier, LocalBinaryClassifier, LowMemBNNClassifier, MedianBinarizer,
-                   ThermometerEncoder)
+from skbnn import (BEPClassifier, BEPRecurrentClassifier, LocalBinaryClassifier,
+                   LowMemBNNClassifier, MedianBinarizer, ThermometerEncoder)
 
 ESTIMATORS = [
     LocalBinaryClassifier(),
@@ -11,6 +11,10 @@ ESTIMATORS = [
     BEPClassifier(),
     BEPClassifier(hidden_layer_sizes=(35, 35, 35), group_size=7, group_schedule="train",
                   prototypes="random", n_jobs=2),
+    # 2-D input = univariate series; the paper-size default (1035) triples the time
+    BEPRecurrentClassifier(state_size=255, output_size=255, expansion_size=128, max_iter=30),
+    BEPRecurrentClassifier(state_size=105, output_size=35, expansion_size=None, group_size=(7, 5),
+                           rnn_mask="any", backward_horizon=2, strict_ties=True, n_jobs=2),
     LowMemBNNClassifier(hidden_layer_sizes=(64, 64), max_iter=40),
     LowMemBNNClassifier(hidden_layer_sizes=(64,), binarize_input="auto", solver="bop",
                         training="standard", max_iter=30, n_jobs=2),

@@ -582,7 +582,9 @@ T_AVX512 static unsigned pack_binary_bytes_avx512(const uint8_t *X, int is_signe
             const __mmask64 p = _mm512_cmpeq_epi8_mask(v, one);
             const __mmask64 z = _mm512_cmpeq_epi8_mask(v, zero) & valid;
             const __mmask64 m = is_signed ? _mm512_cmpeq_epi8_mask(v, minus_one) : 0;
-            o[w] = p;
+            /* bit = x > 0 for every value (not only +1), as on the other paths */
+            o[w] = (is_signed ? _mm512_cmpgt_epi8_mask(v, zero) : _mm512_cmpneq_epi8_mask(v, zero))
+                   & valid;
             pos |= p;
             nul |= z;
             neg |= m;
@@ -670,9 +672,12 @@ static int pack_bytes(const uint8_t *X, int is_signed, size_t n, size_t f, const
     const double lo = is_signed ? -128.0 : 0.0, hi = is_signed ? 127.0 : 255.0;
     for (size_t j = 0; j < f; j++) {
         const double tt = strict ? floor(thr[j]) + 1.0 : ceil(thr[j]);
-        const double c = tt < lo ? lo : (tt > hi ? hi : tt);
+        /* a NaN threshold never passes (x > NaN and x >= NaN are false) and must
+         * not reach the integer conversion (undefined for NaN) */
+        const int never = tt > hi || tt != tt;
+        const double c = never ? hi : (tt < lo ? lo : tt);
         t8[j] = is_signed ? (uint8_t)(int8_t)c : (uint8_t)c;
-        ok[j] = tt > hi ? 0x00 : 0xff;
+        ok[j] = never ? 0x00 : 0xff;
     }
     if (g_isa == SKBNN_ISA_AVX512)
         pack_bytes_avx512(X, is_signed, n, f, t8, ok, out, out_words, n_threads);
@@ -739,8 +744,8 @@ DEFINE_PACK_BINARY(pack_binary_u8_portable, uint8_t)
 DEFINE_PACK_BINARY(pack_binary_i8_portable, int8_t)
 DEFINE_PACK_BINARY(pack_binary_i64, int64_t)
 
-/* Bytes, 16 per SSE2 step: the +1 lanes are the bits (valid input holds only
- * -1/0/+1, anything else is reported and refused by the caller). */
+/* Bytes, 16 per SSE2 step: bit = x > 0 and the kinds seen (anything but
+ * -1/0/+1 is reported and refused by the caller). */
 static int pack_binary_bytes_sse2(const uint8_t *X, int is_signed, size_t n, size_t f,
                                   uint64_t *out, size_t out_words, int n_threads,
                                   unsigned *kinds_out)
@@ -767,7 +772,10 @@ static int pack_binary_bytes_sse2(const uint8_t *X, int is_signed, size_t n, siz
             seen_other = _mm_or_si128(seen_other,
                                       _mm_andnot_si128(_mm_or_si128(_mm_or_si128(neg, nul), pos),
                                                        minus_one));
-            o[q >> 2] |= (uint64_t)(uint32_t)_mm_movemask_epi8(pos) << (16 * (q & 3));
+            /* bit = x > 0 for every value (not only +1), as on the other paths */
+            const __m128i gt = is_signed ? _mm_cmpgt_epi8(v, zero)
+                                         : _mm_andnot_si128(nul, minus_one);
+            o[q >> 2] |= (uint64_t)(uint32_t)_mm_movemask_epi8(gt) << (16 * (q & 3));
         }
         unsigned k = (_mm_movemask_epi8(seen_neg) ? 1u : 0u) |
                      (_mm_movemask_epi8(seen_zero) ? 2u : 0u) |
@@ -878,9 +886,16 @@ void skbnn_pack_sign_i16(const int16_t *H, size_t n, size_t k, uint64_t *out, si
 
 void skbnn_unpack_pm1(const uint64_t *P, size_t n, size_t words, size_t nbits, int8_t *out)
 {
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < nbits; j++)
-            out[i * nbits + j] = ((P[i * words + (j >> 6)] >> (j & 63)) & 1ULL) ? 1 : -1;
+    for (size_t i = 0; i < n; i++) {
+        int8_t *o = out + i * nbits;
+        for (size_t w = 0; w * 64 < nbits; w++) {
+            /* one load per word: an int8 store may alias P, so indexing P per
+             * bit reloaded it every time (10x slower) */
+            const uint64_t v = P[i * words + w];
+            const size_t m = nbits - w * 64 < 64 ? nbits - w * 64 : 64;
+            for (size_t b = 0; b < m; b++) o[w * 64 + b] = (int8_t)((int)((v >> b) & 1u) * 2 - 1);
+        }
+    }
 }
 
 void skbnn_transpose_bits(const uint64_t *P, size_t n, size_t k, uint64_t *T)
@@ -889,7 +904,8 @@ void skbnn_transpose_bits(const uint64_t *P, size_t n, size_t k, uint64_t *T)
     memset(T, 0, k * wn * sizeof(uint64_t));
     for (size_t i = 0; i < n; i++)
         for (size_t w = 0; w < wk; w++) {
-            uint64_t d = P[i * wk + w];
+            /* padding bits past k have no row in T: never let one index it */
+            uint64_t d = P[i * wk + w] & (w + 1 == wk ? tail_mask(k - w * 64) : ~0ULL);
             while (d) {
                 const size_t j = w * 64 + (size_t)__builtin_ctzll(d);
                 T[j * wn + (i >> 6)] |= 1ULL << (i & 63);
@@ -1001,20 +1017,21 @@ void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *
     }
 }
 
-/* byte_lanes[v]: byte q of the result holds bit q of v (SWAR bit counters). */
-static uint64_t byte_lanes[256];
-static int byte_lanes_ready = 0;
-
-static void init_byte_lanes(void)
-{
-    if (byte_lanes_ready) return;
-    for (unsigned v = 0; v < 256; v++) {
-        uint64_t x = 0;
-        for (int q = 0; q < 8; q++) x |= (uint64_t)((v >> q) & 1u) << (8 * q);
-        byte_lanes[v] = x;
-    }
-    byte_lanes_ready = 1;
-}
+/* byte_lanes[v]: byte q of the result holds bit q of v (SWAR bit counters).
+ * A compile-time table: a lazily filled one raced when two threads (the GIL
+ * is released) ran their first CP step at the same time. */
+#define BL1(v) ((uint64_t)((v) & 1u) | (uint64_t)(((v) >> 1) & 1u) << 8 |                   \
+                (uint64_t)(((v) >> 2) & 1u) << 16 | (uint64_t)(((v) >> 3) & 1u) << 24 |      \
+                (uint64_t)(((v) >> 4) & 1u) << 32 | (uint64_t)(((v) >> 5) & 1u) << 40 |      \
+                (uint64_t)(((v) >> 6) & 1u) << 48 | (uint64_t)(((v) >> 7) & 1u) << 56)
+#define BL4(v) BL1(v), BL1((v) + 1), BL1((v) + 2), BL1((v) + 3)
+#define BL16(v) BL4(v), BL4((v) + 4), BL4((v) + 8), BL4((v) + 12)
+#define BL64(v) BL16(v), BL16((v) + 16), BL16((v) + 32), BL16((v) + 48)
+static const uint64_t byte_lanes[256] = {BL64(0u), BL64(64u), BL64(128u), BL64(192u)};
+#undef BL64
+#undef BL16
+#undef BL4
+#undef BL1
 
 static inline void flush_counters(uint64_t *cnt8, int32_t *acc, size_t n8)
 {
@@ -1033,7 +1050,6 @@ int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_
     const size_t wN = WORDS(N), wK = WORDS(K), nsel = M * G;
     int64_t flips = 0;
     int failed = 0;
-    init_byte_lanes();
 
     /* bucket the selected (sample, neuron) pairs by neuron, in sample order */
     int32_t *start = (int32_t *)calloc(K + 1, sizeof(int32_t));
