@@ -11,6 +11,8 @@ ternary           reference semantics: H = trunc(N(0,64^2)) (np.trunc), W = sign
                   (0 stays 0), a = sign(z) (0 stays 0), P = sign(trunc(N(0,64^2)))
                   (~1.25 % zeros), targets may be 0.
 ternary_act_only  like binary (odd init, clean P) but a = sign(z) with 0 kept.
+ternary_w_only    like binary but H = trunc(N(0,64^2)): W = sign(H) may be 0.
+ternary_p_only    like binary but P keeps its zeros.
 
 Common: wrong neuron iff t*z < 0 strictly; sample erroneous iff
 argmax(s) != y or top1 - top2 < floor(r*K); per block of gamma consecutive
@@ -28,7 +30,10 @@ Usage (one run per call; the published table ran every mode over seeds
   python benchmarks/study_zero_semantics.py --dataset prototypes --mode ternary \
         --seed 42 --out /tmp/zero/prototypes_ternary_42.json
   python benchmarks/study_zero_semantics.py --quick     # 2 epochs, Prototypes, all modes
-Summary of the published runs: benchmarks/results/zero_semantics.{json,md}.
+  python benchmarks/study_zero_semantics.py --dataset prototypes --mode ternary \
+        --width 35 --gamma 35 --seed 42 --out /tmp/zero35/prototypes_ternary_42.json
+Summary of the published runs: benchmarks/results/zero_semantics.{json,md} (525_525)
+and benchmarks/results/zero_semantics_k35.md (35_35).
 """
 import os
 
@@ -41,7 +46,7 @@ import time
 
 import numpy as np
 
-MODES = ("binary", "ternary", "ternary_act_only")
+MODES = ("binary", "ternary", "ternary_act_only", "ternary_w_only", "ternary_p_only")
 
 
 # ------------------------------------------------------------------ data
@@ -74,6 +79,8 @@ def fmnist_data(seed):
 # ------------------------------------------------------------------ model
 class Net:
     def __init__(self, n_in, widths, n_classes, gammas, mode, seed, r=0.25, p0=0.5):
+        ternary_h = mode in ("ternary", "ternary_w_only")
+        ternary_p = mode in ("ternary", "ternary_p_only")
         assert mode in MODES
         self.mode = mode
         self.widths = list(widths)
@@ -86,19 +93,15 @@ class Net:
         for K in widths:
             h = np.trunc(rng.normal(0.0, 64.0, size=(K, fan))).astype(np.int64)
             pr = np.sign(np.trunc(rng.normal(0.0, 64.0, size=(K, n_classes)))).astype(np.int64)
-            if mode == "ternary":
-                H = h
-                P = pr
-            else:
-                H = 2 * np.floor_divide(h, 2) + 1          # odd: never 0
-                P = np.where(pr == 0, 1, pr)               # clean +-1
+            H = h if ternary_h else 2 * np.floor_divide(h, 2) + 1  # odd: never 0
+            P = pr if ternary_p else np.where(pr == 0, 1, pr)     # clean +-1
             self.H.append(H.astype(np.int32))
             self.P.append(P.astype(np.float32))
             fan = K
         self.fanin = [n_in] + self.widths[:-1]
 
     def act(self, z):
-        if self.mode == "binary":
+        if self.mode not in ("ternary", "ternary_act_only"):
             return np.where(z >= 0, np.float32(1), np.float32(-1))
         return np.sign(z)  # 0 stays 0
 
@@ -179,16 +182,16 @@ def train_epoch(net, X, y, A_prev, rng_shuffle, rng_reinf, stats, bs=100):
     return correct / n
 
 
-def run(dataset, mode, seed, epochs, curve_epochs=None, verbose=True):
+def run(dataset, mode, seed, epochs, curve_epochs=None, verbose=True, width=525, gamma=105):
     t_load = time.perf_counter()
     data = prototypes_data(seed) if dataset == "prototypes" else fmnist_data(seed)
     t_load = time.perf_counter() - t_load
     X, y = data["X_train"], data["y_train"]
-    widths, gammas = [525, 525], [105, 105]
+    widths, gammas = [width, width], [gamma, gamma]
     net = Net(X.shape[1], widths, 10, gammas, mode, seed)
     L = len(widths)
     info = {"dataset": dataset, "mode": mode, "seed": seed, "epochs": epochs,
-            "arch": "525_525", "gamma": 105, "r": 0.25, "p0": 0.5, "bs": 100,
+            "arch": f"{width}_{width}", "gamma": gamma, "r": 0.25, "p0": 0.5, "bs": 100,
             "n_train": int(len(y)), "n_test": int(len(data["y_test"])),
             "load_s": t_load,
             "P_zero_frac": [float(np.mean(P == 0)) for P in net.P],
@@ -252,6 +255,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--out", help="JSON file of the run")
+    ap.add_argument("--width", type=int, default=525, help="K of both hidden layers")
+    ap.add_argument("--gamma", type=int, default=105, help="group size (divides --width)")
     a = ap.parse_args()
     if a.quick:
         jobs = [("prototypes", m, a.seed, 2, None) for m in MODES]
@@ -261,7 +266,7 @@ def main():
         ap.error("give --quick, or --dataset, --mode and --out")
     for dataset, mode, seed, epochs, out in jobs:
         t0 = time.perf_counter()
-        info = run(dataset, mode, seed, epochs)
+        info = run(dataset, mode, seed, epochs, width=a.width, gamma=a.gamma)
         info["wall_s"] = time.perf_counter() - t0
         info["numpy"] = np.__version__
         info["thread_env"] = {v: os.environ.get(v)
