@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 from sklearn.datasets import load_digits
 
-from skbnn import BEPClassifier, LocalBinaryClassifier, LowMemBNNClassifier
+from skbnn import BEPClassifier, LocalBinaryClassifier, LowMemBNNClassifier, _kernels
 
 TINY = {
     LocalBinaryClassifier: dict(hidden_layer_sizes=(35, 35), group_size=7, max_iter=3),
@@ -56,3 +56,28 @@ def model_arrays(est):
     if hasattr(est, "hidden_weights_"):
         return list(est.hidden_weights_) + list(est.packed_weights_)
     return [a for s in est.layers_ for _, a in sorted(s.items()) if a is not None]
+
+
+def fits_on_every_isa(fit):
+    """``fit(n_jobs)`` on every kernel path of this CPU with 1 and 2 threads:
+    a list of ``(isa, n_jobs, fitted)``; the kernel path is restored after."""
+    previous = _kernels.get_isa()
+    fitted = []
+    try:
+        for isa in _kernels.available_isas():
+            _kernels.set_isa(isa)
+            for n_jobs in (1, 2):
+                fitted.append((isa, n_jobs, fit(n_jobs)))
+    finally:
+        _kernels.set_isa(previous)
+    return fitted
+
+
+def assert_same_fits(fitted, arrays):
+    """Every ``(isa, n_jobs, clf)`` of :func:`fits_on_every_isa` has the first
+    one's ``loss_curve_`` and, bit for bit, its ``arrays(clf)``."""
+    _, _, first = fitted[0]
+    for isa, n_jobs, clf in fitted[1:]:
+        assert clf.loss_curve_ == first.loss_curve_, (isa, n_jobs)
+        for a, b in zip(arrays(first), arrays(clf)):
+            np.testing.assert_array_equal(a, b, err_msg=f"{isa} n_jobs={n_jobs}")

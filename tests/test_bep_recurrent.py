@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
+from robustness import assert_same_fits, fits_on_every_isa
 from epoch_check import assert_next_epoch_matches
 from reference import cp_update, pack, reinforce, select_easiest, sign, unpack
 from sklearn.base import clone
@@ -377,23 +378,9 @@ def test_bit_identical_on_every_isa_and_thread_count():
     (X, y) = motif_series(120, seed=3)
     kw = dict(state_size=255, output_size=35, expansion_size=128, group_size=(15, 7),
               max_iter=2, random_state=7, initial_state="random")
-    previous = _kernels.get_isa()
-    results = []
-    try:
-        for isa in _kernels.available_isas():
-            _kernels.set_isa(isa)
-            for n_jobs in (1, 2):
-                clf = BEPRecurrentClassifier(n_jobs=n_jobs, **kw).fit(X, y)
-                results.append((isa, n_jobs, clf.hidden_weights_, clf.loss_curve_,
-                                clf.predict_proba(X)))
-    finally:
-        _kernels.set_isa(previous)
-    _, _, h0, curve0, p0 = results[0]
-    for isa, n_jobs, h, curve, p in results[1:]:
-        assert curve == curve0, (isa, n_jobs)
-        np.testing.assert_array_equal(p, p0)
-        for a, b in zip(h0, h):
-            np.testing.assert_array_equal(a, b, err_msg=f"{isa} n_jobs={n_jobs}")
+    fitted = fits_on_every_isa(lambda n_jobs: BEPRecurrentClassifier(n_jobs=n_jobs, **kw)
+                               .fit(X, y))
+    assert_same_fits(fitted, lambda clf: list(clf.hidden_weights_) + [clf.predict_proba(X)])
 
 
 def test_pickle_and_partial_fit_after_unpickle(motifs):

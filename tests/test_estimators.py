@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
+from robustness import assert_same_fits, fits_on_every_isa
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
@@ -15,7 +16,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from skbnn import BEPClassifier, LocalBinaryClassifier, LowMemBNNClassifier, _kernels
+from skbnn import BEPClassifier, LocalBinaryClassifier, LowMemBNNClassifier
 from skbnn._local import auto_group_size
 
 
@@ -105,21 +106,8 @@ def test_bit_identical_on_every_isa_and_thread_count(make, digits):
     X_tr, _, y_tr, _ = digits
     # layer 1 is large enough (100 x 255 x 256 bits) for the kernels to use both threads
     base = dict(hidden_layer_sizes=(255, 35), group_size=(51, 7), max_iter=3, random_state=7)
-    previous = _kernels.get_isa()
-    results = []
-    try:
-        for isa in _kernels.available_isas():
-            _kernels.set_isa(isa)
-            for n_jobs in (1, 2):
-                clf = make(n_jobs=n_jobs, **base).fit(X_tr, y_tr)
-                results.append((isa, n_jobs, model_arrays(clf), clf.loss_curve_))
-    finally:
-        _kernels.set_isa(previous)
-    _, _, h0, curve0 = results[0]
-    for isa, n_jobs, h, curve in results[1:]:
-        assert curve == curve0, (isa, n_jobs)
-        for a, b in zip(h0, h):
-            np.testing.assert_array_equal(a, b, err_msg=f"{isa} n_jobs={n_jobs}")
+    fitted = fits_on_every_isa(lambda n_jobs: make(n_jobs=n_jobs, **base).fit(X_tr, y_tr))
+    assert_same_fits(fitted, model_arrays)
 
 
 def test_random_state_changes_model(make, digits):
