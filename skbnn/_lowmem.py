@@ -21,7 +21,7 @@ from ._latent import (F32, INITS, Hyper, LatentLayer, StepConfig, Workspace, qua
                       softmax_xent)
 from ._memory_model import MIB, format_memory_table, memory_model, mlp_counts
 from ._memory_probe import traced_call
-from .preprocessing import RealInput, make_input_binarizer
+from .preprocessing import RealInput, make_input_binarizer, max_magnitude
 
 _SOLVERS = ("adam", "sgd", "bop")
 
@@ -368,7 +368,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         if not isinstance(self.binarizer_, RealInput) or \
                 self.layers_[0]["running_scale"].dtype != np.float16:
             return
-        growth = float(np.max(np.abs(X), initial=0.0)) * self.binarizer_.scale_
+        growth = max_magnitude(X) * self.binarizer_.scale_
         if growth > self._MAX_INPUT_GROWTH:
             raise ValueError(
                 f"X reaches {growth:.3g} times the largest magnitude of the data the model "

@@ -271,8 +271,7 @@ class RealInput(_ThresholdBinarizer):
     """
 
     def _fit_thresholds(self, X):
-        peak = float(np.max(np.abs(X))) if X.size else 0.0
-        self.scale_ = input_scale(peak)
+        self.scale_ = input_scale(max_magnitude(X))
         return np.zeros((X.shape[1], 0))
 
     @property
@@ -291,6 +290,14 @@ class RealInput(_ThresholdBinarizer):
                 "X has values beyond the float32 range (|x| > 3.4e38), which the first "
                 "layer reads as float32; rescale X (e.g. with a StandardScaler)")
         return X32
+
+
+def max_magnitude(X):
+    """``max |x|`` over ``X`` (0.0 when empty) without allocating ``|X|``: a
+    training call's whole input would otherwise be copied once more."""
+    if X.size == 0:
+        return 0.0
+    return max(float(X.max()), -float(X.min()))
 
 
 def input_scale(peak):

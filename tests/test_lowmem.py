@@ -164,6 +164,16 @@ def test_measured_memory_of_a_streaming_call(training, solver):
     assert not tracemalloc.is_tracing()  # started and stopped by the call
 
 
+def test_streaming_call_makes_no_copy_of_its_float32_input():
+    """A float32 batch is read in place: checking its magnitude against the
+    first call's (real inputs) allocates nothing of the batch's size."""
+    B, d = 64, 4000  # the batch: 1,000 KiB, far above the transient bound
+    X, y = _data(n=B, d=d, c=4)
+    clf = _stream(LowMemBNNClassifier((32,), batch_size=B, random_state=0,
+                                      measure_memory=True), X, y, 2)
+    assert clf.memory_measured_["transient_peak_bytes"] < B * 32 * 4 + 64 * 1024
+
+
 def test_low_memory_uses_less_than_standard():
     X, y = _data(n=100, d=300, c=5)
     peaks = {}
