@@ -1,6 +1,7 @@
 """Training-memory guard: the ceiling a fit may use (``SKBNN_MAX_MEMORY``,
 else the machine's or the container's memory) and the checks the estimators
 run before allocating a model."""
+import functools
 import os
 import re
 
@@ -19,9 +20,11 @@ def format_bytes(n):
     return f"{int(n)} B"
 
 
+@functools.cache
 def physical_memory():
     """Memory this process may use: physical RAM, lowered to the cgroup
-    limit when one is set (containers); None when unknown."""
+    limit when one is set (containers); None when unknown.  Read once: a
+    stream of partial_fit calls must not reread /sys files every call."""
     total = None
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -44,8 +47,8 @@ def memory_limit():
     ``SKBNN_MAX_MEMORY`` sets it: bytes, or a number with a binary suffix
     (``'512M'``, ``'8GiB'``, ``'1.5T'``), or ``'none'`` to turn the guard
     off; by default it is the memory of the machine (or the cgroup limit),
-    64 GiB when that cannot be read.  Read at every fit, so it can be
-    changed at run time.
+    64 GiB when that cannot be read.  The variable is read at every fit, so
+    it can be changed at run time; the machine's memory once per process.
     """
     text = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
     if not text:

@@ -239,12 +239,12 @@ class _Runner:
         tic = time.perf_counter()
         replica, view = estimator._worker_copy(state)
         bounds = np.linspace(0, len(y), self.n_workers + 1).round().astype(np.intp)
+        view_bytes = _state_nbytes(view)
         calls = []
         for worker, start, stop in zip(self.shard_workers, bounds[:-1], bounds[1:]):
             if stop > start:
                 calls.append(worker.batch_updates(replica, view, A[start:stop], y[start:stop]))
-                self.bytes_sent += (_state_nbytes(view) + A[start:stop].nbytes
-                                    + y[start:stop].nbytes)
+                self.bytes_sent += view_bytes + A[start:stop].nbytes + y[start:stop].nbytes
         parts = [call.result() for call in calls]
         self.seconds_in_rounds += time.perf_counter() - tic
         self.rounds += 1
