@@ -187,10 +187,22 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_hidden_weight_params(self):
         """Parameters of int16 hidden weights (``weight_clip``, ``init_std``,
-        ``odd_init``), for the CP+R estimators."""
+        ``odd_init``, ``ternary_weights``), for the CP+R estimators."""
         check_int("weight_clip", self.weight_clip, 1, INT16_MAX, allow_none=True)
         check_real("init_std", self.init_std, 0.0)
         check_bool("odd_init", self.odd_init)
+        if hasattr(self, "ternary_weights"):
+            check_bool("ternary_weights", self.ternary_weights)
+            if self.ternary_weights and self.odd_init:
+                raise ValueError(
+                    "ternary_weights=True needs odd_init=False: odd hidden weights move "
+                    "in steps of 2 and never reach 0, so no weight would ever be 0")
+
+    @property
+    def _ternary(self):
+        """Weights are sign(H) with sign(0) = 0 (estimators without the
+        ``ternary_weights`` parameter are binary only)."""
+        return bool(getattr(self, "ternary_weights", False))
 
     @property
     def _clip(self):
@@ -205,7 +217,7 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         """Engine layers over the fitted hidden and packed weights.  The
         engine updates in place, so the (writable) arrays it holds become the
         fitted attributes."""
-        layers = [BinaryLayer(h, p, with_transpose)
+        layers = [BinaryLayer(h, p, with_transpose, self._ternary)
                   for h, p in zip(self.hidden_weights_, self.packed_weights_)]
         self.hidden_weights_ = [layer.hidden for layer in layers]
         self.packed_weights_ = [layer.packed for layer in layers]
@@ -280,8 +292,9 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------ resource guard
     def _state_bytes_per_weight(self):
         """Bytes of training state held per weight (subclass hook): here the
-        CP+R rules' int16 hidden weight, packed sign and packed transpose."""
-        return 2.25
+        CP+R rules' int16 hidden weight, packed sign and packed transpose
+        (and the H > 0 plane and its transpose of ternary weights)."""
+        return 2.5 if self._ternary else 2.25
 
     def _layer_fan_ins(self, n_input_bits):
         """Fan-in of every hidden layer (subclass hook: a recurrent layer also
@@ -654,8 +667,12 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         """Logits of packed inputs: every layer's fused sign product, then the
         fixed readout rows of ``_inference_rows``."""
         a = A
-        for w, h in zip(self.packed_weights_, self.hidden_weights_):
-            a = _kernels.bgemm_sign(a, w, h.shape[1], n_threads)
+        if self._ternary:  # the H > 0 planes come from the hidden weights
+            for h, w in zip(self.hidden_weights_, self.packed_weights_):
+                a = BinaryLayer(h, w, ternary=True).forward_sign(a, n_threads)
+        else:
+            for w, h in zip(self.packed_weights_, self.hidden_weights_):
+                a = _kernels.bgemm_sign(a, w, h.shape[1], n_threads)
         return class_scores(a, self._inference_rows(), self.hidden_weights_[-1].shape[0],
                             n_threads)
 

@@ -128,6 +128,14 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         not state one).
     odd_init : bool, default=True
         Make the initial hidden weights odd so they never reach 0.
+    ternary_weights : bool, default=False
+        Read the weights as ``sign(H)`` with ``sign(0) = 0``, as the authors'
+        reference code does: a hidden weight at exactly 0 is a pruned
+        connection, and reinforcement leaves it at 0.  Needs
+        ``odd_init=False`` (odd hidden weights never reach 0); activations
+        stay +/-1.  Every product then costs two XNOR/popcount passes.  It
+        adds capacity to narrow layers (local.md §11.5; measured in the
+        benchmarks page), not to wide ones.
     prototypes : {'bef', 'random'}, default='bef'
         Class prototypes: a binary equiangular frame (the paper's choice)
         or plain random +/-1 rows.
@@ -261,7 +269,8 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
     def __init__(self, hidden_layer_sizes=(525, 525), robustness=0.5, gate_threshold=0.25,
                  strict_ties=True, reinforcement_prob=0.5, reinforcement_norm="fan_in", group_size=15,
                  group_schedule="validation", group_patience=5, validation_fraction=0.1,
-                 weight_clip=None, init_std=64.0, odd_init=True, prototypes="bef",
+                 weight_clip=None, init_std=64.0, odd_init=True,
+                 ternary_weights=False, prototypes="bef",
                  bef_alpha=1.0, bef_max_iter=None, binarize_input="auto",
                  n_thermometer_bits=32, thermometer="quantile", batch_size="auto", max_iter=50,
                  shuffle=True, random_state=None, verbose=0, warm_start=False,
@@ -279,6 +288,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         self.weight_clip = weight_clip
         self.init_std = init_std
         self.odd_init = odd_init
+        self.ternary_weights = ternary_weights
         self.prototypes = prototypes
         self.bef_alpha = bef_alpha
         self.bef_max_iter = bef_max_iter
@@ -396,11 +406,13 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
             if tie is not None:
                 open_ &= ~tie
             gate, _ = _kernels.pack_binary(open_.view(np.uint8), n_threads)
-            if self.strict_ties:
+            if self.strict_ties and not upper.ternary:
                 target = _kernels.bgemm_masked_sign(target, gate, upper.packed_t, upper.n_out,
                                                     n_threads)
+            elif self.strict_ties:
+                target = _kernels.pack_sign_int32(upper.back_project(target, gate, n_threads))
             else:
-                v = _kernels.bgemm_masked(target, gate, upper.packed_t, upper.n_out, n_threads)
+                v = upper.back_project(target, gate, n_threads)
                 tie = v == 0
                 want = np.where(tie, zs[l] >= 0, v > 0)
                 target, _ = _kernels.pack_binary(want.view(np.uint8), n_threads)

@@ -54,6 +54,11 @@ class _StateLink:
     packed_t: np.ndarray  # rows Kx.. of the recurrent layer's packed transpose
     n_in: int             # Kx + Ks
     n_out: int            # Ks
+    ternary = False       # the recurrent classifier's weights are binary
+
+    def back_project(self, targets, gate, n_threads=1):
+        """``W_ss^T (g * t)`` (as :meth:`skbnn._engine.BinaryLayer.back_project`)."""
+        return _kernels.bgemm_masked(targets, gate, self.packed_t, self.n_out, n_threads)
 
 
 class _SeriesEncoder:

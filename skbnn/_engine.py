@@ -3,7 +3,11 @@
 A :class:`BinaryLayer` owns one fully connected layer's training state:
 int16 hidden weights ``H`` (n_out x n_in, row = neuron), the packed visible
 weights ``sign(H)`` (bit 1 = +1, sign(0) = +1) and, when a learning rule
-propagates errors backward, the packed transpose.  The learning rules only
+propagates errors backward, the packed transpose.  A ternary layer (the
+reference codes' ``sign(0) = 0``: a hidden weight at 0 is a pruned
+connection) also keeps the plane ``H > 0``: with ``U = [H >= 0]`` and
+``V = [H > 0]`` read as +/-1, ``sign(H) = (U + V) / 2``, so every ternary
+product is the half-sum of two binary XNOR/popcount products.  The learning rules only
 decide *which* neurons move toward *which* target; the engine does the
 forward products, the clipped-perceptron (CP) step, reinforcement (R) and
 keeps the packed copies in sync.  No scikit-learn in here.
@@ -57,9 +61,12 @@ class BinaryLayer:
     with_transpose : bool, default=False
         Also keep the packed transpose (n_in, ceil(n_out / 64)) in sync,
         for rules that project targets backward through ``W.T``.
+    ternary : bool, default=False
+        Weights are ``sign(H)`` with ``sign(0) = 0``: also keep the packed
+        plane ``H > 0`` (and its transpose) in sync.
     """
 
-    def __init__(self, hidden, packed=None, with_transpose=False):
+    def __init__(self, hidden, packed=None, with_transpose=False, ternary=False):
         self.hidden = _writable(hidden, np.int16)
         self.n_out, self.n_in = self.hidden.shape
         if packed is None:
@@ -67,14 +74,39 @@ class BinaryLayer:
         self.packed = _writable(packed, np.uint64)
         self.packed_t = (_kernels.transpose_bits(self.packed, self.n_in)
                          if with_transpose else None)
+        self.packed_pos = self.packed_pos_t = None
+        if ternary:
+            self.packed_pos = positive_plane(self.hidden)
+            if with_transpose:
+                self.packed_pos_t = _kernels.transpose_bits(self.packed_pos, self.n_in)
+
+    @property
+    def ternary(self):
+        return self.packed_pos is not None
 
     def forward(self, inputs, n_threads=1):
         """Integer pre-activations ``z = W a`` for packed inputs (n, n_words(n_in))."""
-        return _kernels.bgemm(inputs, self.packed, self.n_in, n_threads)
+        z = _kernels.bgemm(inputs, self.packed, self.n_in, n_threads)
+        if self.ternary:
+            z = half_sum(z, _kernels.bgemm(inputs, self.packed_pos, self.n_in, n_threads))
+        return z
 
     def forward_sign(self, inputs, n_threads=1):
-        """Packed ``sign(W a)`` without an integer matrix (inference)."""
+        """Packed ``sign(W a)`` (sign(0) = +1) without an integer matrix when
+        the weights are binary (inference)."""
+        if self.ternary:
+            return _kernels.pack_sign_int32(self.forward(inputs, n_threads))
         return _kernels.bgemm_sign(inputs, self.packed, self.n_in, n_threads)
+
+    def back_project(self, targets, gate, n_threads=1):
+        """``W.T (g * t)`` per sample for packed targets and gates
+        (n, n_words(n_out)): integer sums over the neurons the gate lets
+        through (needs the transpose)."""
+        v = _kernels.bgemm_masked(targets, gate, self.packed_t, self.n_out, n_threads)
+        if self.ternary:
+            v = half_sum(v, _kernels.bgemm_masked(targets, gate, self.packed_pos_t, self.n_out,
+                                                  n_threads))
+        return v
 
     def select(self, z, targets, group_size, active=None, zero_is_wrong=False, n_threads=1):
         """Per sample and block of ``group_size`` neurons, the wrong neuron with
@@ -89,8 +121,11 @@ class BinaryLayer:
         Returns the number of visible-weight sign flips.
         """
         self._check_trainable()
-        return _kernels.cpr_update(self.hidden, self.packed, self.packed_t, selected,
-                                   targets, inputs, clip, n_threads)
+        flips = _kernels.cpr_update(self.hidden, self.packed, self.packed_t, selected,
+                                    targets, inputs, clip, n_threads)
+        if self.ternary:
+            self._sync_positive_plane(selected)
+        return flips
 
     def apply(self, step, clip=INT16_MAX, n_threads=1):
         """Apply a :class:`CPStep` (see :meth:`update`); returns the sign flips."""
@@ -100,7 +135,8 @@ class BinaryLayer:
         """``h += 2 sign(h)`` at each site with probability ``prob`` (signs never
         change, so the packed copies stay valid).  Returns the site count."""
         self._check_trainable()
-        return _kernels.reinforce(self.hidden, prob, seed, stream, clip, n_threads)
+        return _kernels.reinforce(self.hidden, prob, seed, stream, clip, n_threads,
+                                  keep_zero=self.ternary)
 
     def forward_view(self):
         """This layer without its hidden weights: the packed weights (and
@@ -115,7 +151,18 @@ class BinaryLayer:
         view.hidden = None
         view.n_out, view.n_in = self.n_out, self.n_in
         view.packed, view.packed_t = self.packed, self.packed_t
+        view.packed_pos, view.packed_pos_t = self.packed_pos, self.packed_pos_t
         return view
+
+    def _sync_positive_plane(self, selected):
+        """Repack ``H > 0`` for the rows a CP step touched (only they can
+        reach or leave 0), and its transpose when kept."""
+        rows = np.unique(selected[selected >= 0])
+        if rows.size == 0:
+            return
+        self.packed_pos[rows] = positive_plane(self.hidden[rows])
+        if self.packed_pos_t is not None:
+            self.packed_pos_t = _kernels.transpose_bits(self.packed_pos, self.n_in)
 
     def _check_trainable(self):
         if self.hidden is None:
@@ -216,6 +263,20 @@ def reinforcement_probability(base_prob, error, fan_in):
     the rate must stay below ~sqrt(2/(pi N)); sqrt(error) anneals it)."""
     return float(min(1.0, base_prob * math.sqrt(max(0.0, error))
                      * math.sqrt(2.0 / (math.pi * fan_in))))
+
+
+def positive_plane(hidden):
+    """Packed ``H > 0`` of int16 rows: with the sign plane ``H >= 0`` it
+    encodes ternary weights (module docstring)."""
+    return _kernels.pack_binary(np.ascontiguousarray(hidden > 0).view(np.uint8))[0]
+
+
+def half_sum(z_sign, z_pos):
+    """Ternary product from the products with the two planes: both have the
+    parity of the operand length, so their half-sum is exact."""
+    z_sign += z_pos
+    z_sign >>= 1
+    return z_sign
 
 
 def pack_pm1_rows(M):

@@ -68,7 +68,7 @@ cdef extern from "bnn_kernels.h" nogil:
                              const int32_t *sel, size_t M, size_t G, const uint64_t *T,
                              const uint64_t *A, int clip, int n_threads)
     int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
-                            uint64_t stream, int clip, int n_threads)
+                            uint64_t stream, int clip, int keep_zero, int n_threads)
     double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index)
     void skbnn_f16_to_f32(const uint16_t *inp, float *out, size_t n)
     void skbnn_f32_to_f16(const float *inp, uint16_t *out, size_t n)
@@ -540,9 +540,11 @@ def cpr_update(int16_t[:, ::1] H not None, uint64_t[:, ::1] packed not None,
 
 
 def reinforce(int16_t[:, ::1] H not None, double p, uint64_t seed, uint64_t stream, int clip,
-              int n_threads=1):
+              int n_threads=1, bint keep_zero=False):
     """``h += 2 sign(h)`` at sites drawn with probability ``p`` (geometric skips,
-    counter-based stream keyed by seed, stream and row).  Returns the count."""
+    counter-based stream keyed by seed, stream and row).  ``keep_zero`` takes
+    sign(0) = 0 (ternary weights: a 0 stays 0), else sign(0) = +1.  Returns
+    the number of changed sites."""
     if not (0.0 <= p <= 1.0):
         raise ValueError("p must be a probability")
     if clip < 1 or clip > 32767:
@@ -552,7 +554,8 @@ def reinforce(int16_t[:, ::1] H not None, double p, uint64_t seed, uint64_t stre
     _aligned(&H[0, 0], 2, H.shape[0] * H.shape[1], "H")
     if K and N:
         with nogil:
-            count = skbnn_reinforce(&H[0, 0], K, N, p, seed, stream, clip, n_threads)
+            count = skbnn_reinforce(&H[0, 0], K, N, p, seed, stream, clip, keep_zero,
+                                    n_threads)
     return count
 
 

@@ -81,6 +81,14 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
     odd_init : bool, default=True
         Make the initial hidden weights odd (``2*floor(h/2)+1``) so they
         never reach 0 (local.md §11.5).
+    ternary_weights : bool, default=False
+        Read the weights as ``sign(H)`` with ``sign(0) = 0``, as the authors'
+        reference code does: a hidden weight at exactly 0 is a pruned
+        connection, and reinforcement leaves it at 0.  Needs
+        ``odd_init=False`` (odd hidden weights never reach 0); activations
+        stay +/-1.  Every product then costs two XNOR/popcount passes.  It
+        adds capacity to narrow layers (local.md §11.5; measured in the
+        benchmarks page), not to wide ones.
     train_classifiers : bool, default=False
         The paper's "train-out" ablation: the local classifiers are trained
         too (hidden weights, clipped perceptron on the correct class when
@@ -216,8 +224,9 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
 
     def __init__(self, hidden_layer_sizes=(525, 525), group_size="auto", robustness=0.25,
                  reinforcement_prob=0.5, weight_clip=None, init_std=64.0, odd_init=True,
-                 train_classifiers=False, binarize_input="auto", n_thermometer_bits=32,
-                 batch_size=100, max_iter=50, shuffle=True, random_state=None, verbose=0,
+                 ternary_weights=False, train_classifiers=False, binarize_input="auto",
+                 n_thermometer_bits=32, batch_size=100, max_iter=50, shuffle=True,
+                 random_state=None, verbose=0,
                  warm_start=False, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=None, tol=1e-4, n_jobs=None):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -227,6 +236,7 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         self.weight_clip = weight_clip
         self.init_std = init_std
         self.odd_init = odd_init
+        self.ternary_weights = ternary_weights
         self.train_classifiers = train_classifiers
         self.binarize_input = binarize_input
         self.n_thermometer_bits = n_thermometer_bits

@@ -10,6 +10,12 @@ def sign(x):
     return np.where(np.asarray(x) >= 0, 1, -1).astype(np.int64)
 
 
+def weights(H, ternary=False):
+    """Visible weights of hidden weights H: sign(H) with sign(0) = +1, or the
+    reference code's sign(0) = 0 when ``ternary``."""
+    return np.sign(np.asarray(H)).astype(np.int64) if ternary else sign(H)
+
+
 def pack(pm1):
     """Pack a +/-1 (or bool) matrix row by row, bit 1 = +1, little-endian."""
     pm1 = np.atleast_2d(pm1)
@@ -55,9 +61,10 @@ def cp_update(H, selected, t, a, clip):
     return np.clip(H.astype(np.int64) + delta, -clip, clip)
 
 
-def reinforce(H, p, seed, stream, clip, uniform):
+def reinforce(H, p, seed, stream, clip, uniform, keep_zero=False):
     """h += 2 sign(h) at geometric-skip sites of the row streams; ``uniform``
-    is the kernel's documented counter-based draw (seed, stream, row, index)."""
+    is the kernel's documented counter-based draw (seed, stream, row, index).
+    ``keep_zero``: sign(0) = 0, a 0 stays 0 (and is not counted)."""
     H = H.astype(np.int64).copy()
     count = 0
     if p <= 0:
@@ -73,8 +80,9 @@ def reinforce(H, p, seed, stream, clip, uniform):
                 if gap >= n - i:
                     break
                 i += gap
-            H[j, i] = np.clip(H[j, i] + (2 if H[j, i] >= 0 else -2), -clip, clip)
-            count += 1
+            if not (keep_zero and H[j, i] == 0):
+                H[j, i] = np.clip(H[j, i] + (2 if H[j, i] >= 0 else -2), -clip, clip)
+                count += 1
             i += 1
             if i >= n:
                 break
@@ -82,16 +90,17 @@ def reinforce(H, p, seed, stream, clip, uniform):
 
 
 def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stream0, clip,
-                     uniform):
+                     uniform, ternary=False):
     """One LocalBinaryClassifier mini-batch (local.md §13 algorithm card).
 
     Hs: hidden weights per layer; Ps: +/-1 classifiers (K_l x C_out), C_out = 1
-    for binary problems; a0: +/-1 inputs; y: class indices.  Returns the new
-    weights and the number of correct last-layer predictions (pre-update)."""
+    for binary problems; a0: +/-1 inputs; y: class indices; ``ternary``:
+    weights sign(H) with sign(0) = 0.  Returns the new weights and the number
+    of correct last-layer predictions (pre-update)."""
     a, new_H, n_correct = a0.astype(np.int64), [], 0
     for l, (H, P) in enumerate(zip(Hs, Ps)):
         k = H.shape[0]
-        z = a @ sign(H).T
+        z = a @ weights(H, ternary).T
         a_next = sign(z)
         s = a_next @ P.astype(np.int64)
         thr = math.floor(robustness * k)
@@ -110,24 +119,25 @@ def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stre
         if err.any():
             sel = select_easiest(z, t, group_sizes[l], False, err)
             H = cp_update(H, sel, t, a, clip)
-            H, _ = reinforce(H, p_reinf[l], seed, stream0 + l, clip, uniform)
+            H, _ = reinforce(H, p_reinf[l], seed, stream0 + l, clip, uniform, ternary)
         new_H.append(H)
         a = a_next
     return new_H, n_correct
 
 
 def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_reinf, seed,
-                   stream0, clip, uniform, strict_ties=True):
+                   stream0, clip, uniform, strict_ties=True, ternary=False):
     """One BEPClassifier mini-batch (bep.md §4.1) with the documented readings:
     trigger ``correct - best other < r K_L``; a*_L = P[y];
     a*_l = sign(W_{l+1}^T (g * a*_{l+1})) with g = |z_{l+1}| <= nu * fan_in and
     ties -> +1 (``strict_ties``) or else "no signal": a tied neuron's target is
     its own activation and its gate stays closed for the layer below; samples whose gate closes every neuron skip the layers below;
-    wrong = (a != a*), winner = smallest |z|.  Returns the new weights and the
-    number of correct predictions (pre-update)."""
+    wrong = (a != a*), winner = smallest |z|; ``ternary``: weights sign(H)
+    with sign(0) = 0.  Returns the new weights and the number of correct
+    predictions (pre-update)."""
     acts, zs = [a0.astype(np.int64)], []
     for H in Hs:
-        zs.append(acts[-1] @ sign(H).T)
+        zs.append(acts[-1] @ weights(H, ternary).T)
         acts.append(sign(zs[-1]))
     s = acts[-1] @ P.astype(np.int64).T
     rows = np.arange(len(y))
@@ -146,7 +156,7 @@ def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_rein
     alives[-1] = alive.copy()
     tie = np.zeros_like(targets[-1], dtype=bool)
     for l in range(L - 2, -1, -1):
-        W_up = sign(Hs[l + 1])
+        W_up = weights(Hs[l + 1], ternary)
         g = (np.abs(zs[l + 1][T]) <= gate_threshold * W_up.shape[1]) & ~tie
         v = (g * targets[l + 1]) @ W_up
         tie = np.zeros(v.shape, dtype=bool) if strict_ties else v == 0
@@ -157,6 +167,6 @@ def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_rein
     for l, H in enumerate(Hs):
         sel = select_easiest(zs[l][T], targets[l], group_sizes[l], True, alives[l])
         H = cp_update(H.astype(np.int64), sel, targets[l], acts[l][T], clip)
-        H, _ = reinforce(H, p_reinf[l], seed, stream0 + l, clip, uniform)
+        H, _ = reinforce(H, p_reinf[l], seed, stream0 + l, clip, uniform, ternary)
         new_H.append(H)
     return new_H, n_correct

@@ -19,11 +19,12 @@ from skbnn._engine import init_hidden_weights
     (5, (10,), (5,), 0.1),           # one layer: no backward pass
 ])
 @pytest.mark.parametrize("strict_ties", [False, True])
+@pytest.mark.parametrize("ternary", [False, True])
 def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate, strict_ties,
-                                                isa):
+                                                ternary, isa):
     """An epoch of the estimator == bep.md §4.1 in NumPy: trigger, gated
     back-projection, masks, CP update and reinforcement from the documented
-    counter-based stream."""
+    counter-based stream; with ternary weights (sign(0) = 0) too."""
     rng = np.random.default_rng(len(widths) * 10 + n_classes)
     X = rng.choice([-1, 1], size=(64, 70))
     y = rng.integers(0, n_classes, size=64)
@@ -31,12 +32,12 @@ def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate,
     kw = dict(hidden_layer_sizes=widths, group_size=groups, binarize_input=None, batch_size=16,
               shuffle=False, random_state=3, robustness=0.5, gate_threshold=gate,
               reinforcement_prob=0.9, init_std=4.0, weight_clip=40, group_schedule=None,
-              strict_ties=strict_ties)
+              strict_ties=strict_ties, odd_init=not ternary, ternary_weights=ternary)
     clf = BEPClassifier(max_iter=1, **kw).fit(X, y)
     assert_next_epoch_matches(
         clf, X, y, lambda Hs, Xb, yb, p, stream: bep_batch_step(
             Hs, clf.prototypes_, Xb, yb, 0.5, gate, groups, p, clf._seed, stream, 40,
-            _kernels.uniform, strict_ties), 16)
+            _kernels.uniform, strict_ties, ternary), 16)
 
 
 def test_trigger_rule():

@@ -164,6 +164,11 @@ CONFIGS = {
         hidden_layer_sizes=(35, 35, 35), group_size=7, strict_ties=False, gate_threshold=0.1,
         weight_clip=9, init_std=4.0, reinforcement_norm="width", group_schedule="train",
         group_patience=1, max_iter=4),
+    "local-ternary": LocalBinaryClassifier(hidden_layer_sizes=(45, 35), odd_init=False,
+                                           ternary_weights=True, init_std=4.0, max_iter=3),
+    "bep-ternary-loose-ties": BEPClassifier(
+        hidden_layer_sizes=(45, 35), group_size=5, odd_init=False, ternary_weights=True,
+        init_std=4.0, strict_ties=False, group_schedule=None, max_iter=3),
 }
 
 

@@ -209,6 +209,24 @@ def test_reinforce_matches_reference_stream(p):
     assert np.all(sign(got) == sign(H))  # reinforcement never flips a sign
 
 
+@pytest.mark.parametrize("p", [0.3, 1.0])
+def test_reinforce_keep_zero_leaves_pruned_weights(p, isa):
+    """Ternary weights (sign(0) = 0): a sampled 0 stays 0 and is not counted;
+    every other site follows the same stream as the binary rule."""
+    rng = np.random.default_rng(8)
+    H = rng.integers(-6, 7, size=(13, 90)).astype(np.int16)
+    H[:, ::5] = 0
+    want, want_count = reinforce(H, p, 777, 5, 32767, _kernels.uniform, keep_zero=True)
+    got = H.copy()
+    count = _kernels.reinforce(got, p, 777, 5, 32767, keep_zero=True)
+    np.testing.assert_array_equal(got, want)
+    assert count == want_count
+    np.testing.assert_array_equal(got == 0, H == 0)
+    binary = H.copy()
+    _kernels.reinforce(binary, p, 777, 5, 32767)
+    np.testing.assert_array_equal(got[H != 0], binary[H != 0])
+
+
 def test_reinforce_rate_and_threads():
     H = np.ones((400, 500), dtype=np.int16)
     counts = []

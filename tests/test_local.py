@@ -10,24 +10,29 @@ from skbnn import LocalBinaryClassifier, _kernels
 
 
 # ------------------------------------------------------------------ algorithm
+@pytest.mark.parametrize("ternary", [False, True])
 @pytest.mark.parametrize("n_classes,widths,groups", [(4, (7, 9), (7, 3)), (2, (6, 5), (3, 5)),
                                                      (3, (10,), (5,))])
-def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, isa):
+def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, ternary, isa):
     """Two epochs of the estimator == the spec's algorithm card in NumPy,
-    including reinforcement drawn from the documented counter-based stream."""
+    including reinforcement drawn from the documented counter-based stream;
+    with ternary weights (sign(0) = 0, small init_std: many zeros) too."""
     rng = np.random.default_rng(n_classes)
     X = rng.choice([-1, 1], size=(64, 70))
     y = rng.integers(0, n_classes, size=64)
     y[:n_classes] = np.arange(n_classes)
     kw = dict(hidden_layer_sizes=widths, group_size=groups, binarize_input=None, batch_size=16,
               shuffle=False, random_state=3, robustness=0.25, reinforcement_prob=0.9,
-              init_std=4.0, weight_clip=40)
+              init_std=4.0, weight_clip=40, odd_init=not ternary, ternary_weights=ternary)
     clf = LocalBinaryClassifier(max_iter=1, **kw).fit(X, y)
     Ps = clf.classifiers_
     # the reference continues for one epoch from the fitted state
     assert_next_epoch_matches(
         clf, X, y, lambda Hs, Xb, yb, p, stream: local_batch_step(
-            Hs, Ps, Xb, yb, 0.25, groups, p, clf._seed, stream, 40, _kernels.uniform), 16)
+            Hs, Ps, Xb, yb, 0.25, groups, p, clf._seed, stream, 40, _kernels.uniform,
+            ternary), 16)
+    if ternary:
+        assert any(np.any(h == 0) for h in clf.hidden_weights_)
 
 
 def test_hidden_weights_initialisation():

@@ -1207,7 +1207,7 @@ double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t inde
 }
 
 int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
-                        uint64_t stream, int clip, int n_threads)
+                        uint64_t stream, int clip, int keep_zero, int n_threads)
 {
     if (!(p > 0.0) || N == 0) return 0;
     const int all = p >= 1.0;
@@ -1226,10 +1226,12 @@ int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
                 if (gap >= (double)(N - i)) break;
                 i += (size_t)gap;
             }
-            int32_t v = (int32_t)h[i] + (h[i] >= 0 ? 2 : -2);
-            v = v > hi ? hi : (v < lo ? lo : v);
-            h[i] = (int16_t)v;
-            count++;
+            if (!(keep_zero && h[i] == 0)) { /* sign(0) = 0: a pruned weight stays 0 */
+                int32_t v = (int32_t)h[i] + (h[i] >= 0 ? 2 : -2);
+                v = v > hi ? hi : (v < lo ? lo : v);
+                h[i] = (int16_t)v;
+                count++;
+            }
             if (++i >= N) break;
         }
     }

@@ -118,9 +118,10 @@ int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_
 /* Reinforcement h += 2 * sign(h) (saturated to [-clip, clip]) at sites drawn
  * independently with probability p, sampled by geometric skips from a
  * counter-based stream keyed by (seed, stream, row).  Signs never change.
- * Returns the number of reinforced sites. */
+ * With keep_zero, sign(0) = 0: a site holding 0 (a pruned ternary weight)
+ * stays 0; otherwise sign(0) = +1.  Returns the number of changed sites. */
 int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
-                        uint64_t stream, int clip, int n_threads);
+                        uint64_t stream, int clip, int keep_zero, int n_threads);
 
 /* counter-based uniform in [0, 1) for tests of the stream */
 double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index);
