@@ -129,13 +129,13 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
     odd_init : bool, default=True
         Make the initial hidden weights odd so they never reach 0.
     ternary_weights : bool, default=False
-        Read the weights as ``sign(H)`` with ``sign(0) = 0``, as the authors'
-        reference code does: a hidden weight at exactly 0 is a pruned
-        connection, and reinforcement leaves it at 0.  Needs
-        ``odd_init=False`` (odd hidden weights never reach 0); activations
-        stay +/-1.  Every product then costs two XNOR/popcount passes.  It
-        adds capacity to narrow layers (local.md §11.5; measured in the
-        benchmarks page), not to wide ones.
+        Weights ``sign(H)`` with ``sign(0) = 0`` (the reading of the group's
+        reference code) instead of the paper's ``sign(0) = +1``: hidden
+        weights at 0 drop out of the forward products and of the
+        back-projection, and reinforcement keeps them at 0.  Requires
+        ``odd_init=False``; activations and desired activations stay +/-1;
+        forward and backward products run over two bit planes.  Worth up to
+        a few points in narrow networks (benchmarks page, ternary study).
     prototypes : {'bef', 'random'}, default='bef'
         Class prototypes: a binary equiangular frame (the paper's choice)
         or plain random +/-1 rows.
