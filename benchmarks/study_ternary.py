@@ -38,13 +38,24 @@ DEFAULT_CONFIGS = "fmnist:2:35,fmnist:3:35,prototypes_bep:2:35,prototypes_bep:3:
 TERNARY = {"odd_init": False, "ternary_weights": True}
 
 
-def methods_for(name, depth, width, tuning):
+# local.md §9.1 (local rule only, 10 runs): K = 35, 75, 135, 255, 525
+LOCAL_PAPER = {"prototypes": [79.10, 87.65, 92.25, 93.60, 94.84]}
+# LocalBinaryClassifier issue targets (local-rule paper setting)
+LOCAL_TARGETS = {("fmnist", 2, 525): 86.6, ("prototypes", 2, 525): 94.8}
+LABELS = {**DATASETS, "prototypes": "Random Prototypes (p=0.44, local rule)"}
+METHODS = ("bep", "bep_tuned", "local")
+
+
+def methods_for(name, depth, width, tuning, methods=METHODS):
     """(method, estimator class, parameters) of one configuration."""
-    out = [("BEP defaults", BEPClassifier, {"group_size": bep_group_size(width)})]
+    out = []
+    if "bep" in methods:
+        out.append(("BEP defaults", BEPClassifier, {"group_size": bep_group_size(width)}))
     best = tuning.get((name, depth, width))
-    if best is not None:
+    if "bep_tuned" in methods and best is not None:
         out.append(("BEP tuned", BEPClassifier, tuned_params(best, width)))
-    out.append(("Local", LocalBinaryClassifier, {"group_size": auto_group_size(width)}))
+    if "local" in methods:
+        out.append(("Local", LocalBinaryClassifier, {"group_size": auto_group_size(width)}))
     return out
 
 
@@ -55,7 +66,7 @@ def run(args):
     seeds = _common.parse_list(args.seeds, int)
     cache, rows = {}, []
     for name, depth, width in configs:
-        for method, cls, params in methods_for(name, depth, width, tuning):
+        for method, cls, params in methods_for(name, depth, width, tuning, args.methods):
             for seed in seeds:
                 data = _common.load_dataset(name, seed, cache)
                 if data is None:
@@ -96,12 +107,13 @@ def summarise(rows, full):
         t = np.array([r["ternary"]["heldout_accuracy"] for r in rs]) * 100
         d = t - b
         se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        paper = PAPER.get((name, depth))
         pk = PAPER_WIDTHS.index(width) if width in PAPER_WIDTHS else None
-        ref = "—"
-        if paper and pk is not None:
-            ref = f"{paper[1 if method == 'Local' else 0][pk]:.1f}"
-        target = TARGETS.get((name, depth, width)) if method != "Local" else None
+        if name in LOCAL_PAPER:  # the local rule's own data set: its paper, L = 2
+            paper = LOCAL_PAPER[name] if method == "Local" and depth == 2 else None
+        else:
+            paper = PAPER.get((name, depth), (None, None))[1 if method == "Local" else 0]
+        ref = f"{paper[pk]:.2f}" if paper and pk is not None else "—"
+        target = (LOCAL_TARGETS if method == "Local" else TARGETS).get((name, depth, width))
         status = "—"
         if target is not None:
             status = (("PASS" if t.mean() >= target else "FAIL") if full else "n/a") + \
@@ -109,7 +121,7 @@ def summarise(rows, full):
         zeros = np.mean([r["ternary"]["zero_fraction"] for r in rs]) * 100
         speed = (np.mean([r["ternary"]["s_per_epoch"] for r in rs])
                  / np.mean([r["binary"]["s_per_epoch"] for r in rs]))
-        table.append([DATASETS[name], depth, width, method, len(rs),
+        table.append([LABELS[name], depth, width, method, len(rs),
                       f"{b.mean():.2f} ± {b.std():.2f}", f"{t.mean():.2f} ± {t.std():.2f}",
                       f"{d.mean():+.2f}" + (f" ± {se:.2f}" if len(d) > 1 else ""), ref,
                       status, f"{zeros:.2f}",
@@ -122,11 +134,14 @@ def main(argv=None):
                                           "Random Prototypes L = 2 K = 35 only")
     parser.add_argument("--configs", default=DEFAULT_CONFIGS,
                         help="comma list of dataset:L:K (default: %(default)s)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma list of bep, bep_tuned, local (default: all)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="default 50 (quick 3)")
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--tuning", default=str(DEFAULT_TUNING))
     args = parser.parse_args(argv)
+    args.methods = _common.parse_list(args.methods)
     if args.quick:
         args.epochs = args.epochs or 3
         args.train_subset = args.train_subset or 5000
@@ -147,8 +162,11 @@ def main(argv=None):
           "Binary: the default `odd_init=True`; ternary: `odd_init=False, "
           "ternary_weights=True` (sign(0) = 0, the reference code's reading). Same seed, "
           "split and draws in both. \"zero %\": hidden weights at 0 after training "
-          "(ternary); \"time\": ternary ÷ binary seconds per epoch. The target column "
-          "applies to the ternary mean (BEP issue targets).", "",
+          "(ternary); \"time\": ternary ÷ binary seconds per epoch. \"paper\": the BEP "
+          "paper's Fig. 2 (BEP and its local-rule line), or the local-rule paper on its "
+          "own Random Prototypes (p = 0.44). The target column applies to the ternary "
+          "mean (BEP issue targets; Local at K = 525: the LocalBinaryClassifier issue's).",
+          "",
           _common.markdown_table(
               ["data set", "L", "K", "method", "runs", "binary %", "ternary %",
                "ternary − binary", "paper", "target", "zero %", "time"], table,

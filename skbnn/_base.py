@@ -11,6 +11,7 @@ and ``_finish_training``).
 """
 import contextlib
 import copy
+import inspect
 import math
 import time
 import warnings
@@ -422,6 +423,11 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn(InconsistentSkbnnVersionWarning(
                 estimator_name=type(self).__name__, current_skbnn_version=skbnn_version(),
                 original_skbnn_version=version))
+        # a parameter added since the pickle was written takes its default,
+        # which is the behaviour the model was trained with
+        for name, param in inspect.signature(type(self).__init__).parameters.items():
+            if name != "self" and name not in state:
+                state[name] = param.default
         super().__setstate__(realigned(state))
 
     def _call_context(self):

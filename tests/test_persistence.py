@@ -135,6 +135,25 @@ def test_pickle_from_another_version_warns(cls, monkeypatch):
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_pickle_without_a_newer_parameter_takes_its_default(cls):
+    """A pickle written before a parameter existed loads with that
+    parameter at its default: every parameter still at its default is
+    dropped from the state here, and must come back."""
+    X, y = digits(100)
+    clf = tiny(cls).fit(X, y)
+    state = clf.__getstate__()
+    dropped = [name for name, value in cls().get_params().items()
+               if getattr(clf, name) == value]
+    assert dropped
+    for name in dropped:
+        del state[name]
+    restored = cls.__new__(cls)
+    restored.__setstate__(state)
+    assert restored.get_params() == clf.get_params()
+    np.testing.assert_array_equal(restored.predict(X), clf.predict(X))
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
 def test_unpickling_from_misaligned_buffers(cls):
     """Pickle protocol 5 with out-of-band buffers that land at odd offsets
     (as dask can deliver them): the arrays are realigned on load, so the
