@@ -7,10 +7,11 @@ propagates errors backward, the packed transpose.  A ternary layer (the
 reference codes' ``sign(0) = 0``: a hidden weight at 0 is a pruned
 connection) also keeps the plane ``H > 0``: with ``U = [H >= 0]`` and
 ``V = [H > 0]`` read as +/-1, ``sign(H) = (U + V) / 2``, so every ternary
-product is the half-sum of two binary XNOR/popcount products.  The learning rules only
-decide *which* neurons move toward *which* target; the engine does the
-forward products, the clipped-perceptron (CP) step, reinforcement (R) and
-keeps the packed copies in sync.  No scikit-learn in here.
+product is the half-sum of two binary XNOR/popcount products.  The
+learning rules only decide *which* neurons move toward *which* target; the
+engine does the forward products, the clipped-perceptron (CP) step,
+reinforcement (R) and keeps the packed copies in sync.  No scikit-learn in
+here.
 
 A CP+R batch is split in two (see :class:`BatchUpdates`): what the batch
 asks of every layer, computed from the pre-update weights (a
