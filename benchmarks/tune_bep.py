@@ -46,16 +46,23 @@ GRID = {
     "group_patience": [2, 5],
     "strict_ties": [False, True],
 }
+# --extended: also the choices the paper does not tune but skbnn offers (the
+# schedule's monitored error, the reference code's ternary weights, batch size)
+GRID_EXTENDED = {**GRID, "group_schedule": ["validation", "train"],
+                 "ternary_weights": [False, True], "batch_size": [50, 100]}
 FIG2 = [(name, depth, width) for name in ("prototypes_bep", "fmnist") for depth in (2, 3)
         for width in (35, 75, 135, 255, 525)] + [("fmnist", 5, 255)]
 
 
-def draw_configs(rng, n, width):
-    """``n`` distinct random grid points (group sizes mapped to divisors of K)."""
+def draw_configs(rng, n, width, grid=GRID):
+    """``n`` distinct random grid points (group sizes mapped to divisors of K;
+    ternary weights come with ``odd_init=False``, which they require)."""
     seen, out = set(), []
     for _ in range(50 * n):
-        cfg = {k: v[rng.integers(len(v))] for k, v in GRID.items()}
+        cfg = {k: v[rng.integers(len(v))] for k, v in grid.items()}
         cfg["group_size"] = nearest_divisor(width, cfg["group_size"])
+        if cfg.get("ternary_weights"):
+            cfg["odd_init"] = False
         key = tuple(sorted(cfg.items()))
         if key not in seen:
             seen.add(key)
@@ -69,6 +76,8 @@ def _plain(v):
     """JSON-able Python scalar of a grid value."""
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
+    if isinstance(v, (str, np.str_)):
+        return str(v)
     return float(v) if isinstance(v, (float, np.floating)) else int(v)
 
 
@@ -99,7 +108,8 @@ def tune_one(name, depth, width, args, cache):
         return None
     split = validation_split(data, args.seed)
     rng = np.random.default_rng([args.seed, depth, width])
-    configs = draw_configs(rng, args.n_configs, width)
+    configs = draw_configs(rng, args.n_configs, width,
+                           GRID_EXTENDED if args.extended else GRID)
     short = max(1, args.epochs // 3)
     trials = []
     for cfg in configs:
@@ -117,23 +127,26 @@ def tune_one(name, depth, width, args, cache):
             "screen": trials, "finals": finals, "best": chosen}
 
 
-def render_markdown(entries, meta):
+def render_markdown(entries, meta, grid=GRID):
+    extra = [k for k in GRID_EXTENDED if k not in GRID and k in grid]
     lines = ["# BEPClassifier tuning on validation splits", "",
              f"- command: `{meta['command']}`",
              f"- date: {meta['date']}", "",
              "Random search over the grid " + ", ".join(
-                 f"{k} {v}" for k, v in GRID.items())
+                 f"{k} {v}" for k, v in grid.items())
              + "; validation = stratified 10 % of the training split (seed as listed); "
              "screening at a third of the epochs, finalists at the full count.", "",
              "| data set | L | K | r | nu | p_r | gamma0 | patience | init_std | strict ties "
-             "| val % | epochs |",
-             "| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :--- | ---: | ---: |"]
+             + "".join(f"| {k} " for k in extra) + "| val % | epochs |",
+             "| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :--- "
+             + "| :--- " * len(extra) + "| ---: | ---: |"]
     for e in sorted(entries.values(), key=lambda e: (e["dataset"], e["depth"], e["width"])):
         p = e["best"]["params"]
         lines.append(f"| {e['dataset']} | {e['depth']} | {e['width']} | {p['robustness']} | "
                      f"{p['gate_threshold']} | {p['reinforcement_prob']} | {p['group_size']} | "
-                     f"{p['group_patience']} | {p['init_std']:g} | {p['strict_ties']} | {100 * e['best']['val_accuracy']:.2f} | "
-                     f"{e['best']['epochs']} |")
+                     f"{p['group_patience']} | {p['init_std']:g} | {p['strict_ties']} | "
+                     + "".join(f"{p.get(k, '—')} | " for k in extra)
+                     + f"{100 * e['best']['val_accuracy']:.2f} | {e['best']['epochs']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -146,7 +159,10 @@ def main(argv=None):
     parser.add_argument("--finalists", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--extended", action="store_true",
+                        help="also search group_schedule, ternary_weights and batch_size")
     args = parser.parse_args(argv)
+    grid = GRID_EXTENDED if args.extended else GRID
     if args.quick:
         args.n_configs, args.finalists, args.epochs = 4, 1, 6
         configs = [("prototypes_bep", 2, 35), ("prototypes_bep", 3, 35), ("fmnist", 2, 35)]
@@ -170,8 +186,8 @@ def main(argv=None):
             continue
         entries[f"{name}:{depth}:{width}"] = entry
         path.write_text(json.dumps({"meta": meta, "entries": entries}, indent=1))
-        (out / "bep_tuning.md").write_text(render_markdown(entries, meta))
-    print(render_markdown(entries, meta))
+        (out / "bep_tuning.md").write_text(render_markdown(entries, meta, grid))
+    print(render_markdown(entries, meta, grid))
 
 
 if __name__ == "__main__":
