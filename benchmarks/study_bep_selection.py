@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Which stability should pick BEP's winner neuron: visible or hidden?
+
+bep.md §8.1: the paper says the winner is the wrong neuron "easiest to
+correct based on its pre-activation", then "smallest signed stability
+a* H_{l,j}".  ``BEPClassifier`` takes the visible reading (wrong: a* z < 0
+with z = W a; winner: smallest |z|), as the local-rule code does; a
+third-party re-implementation (``TheoCoombes/Brute``) takes the hidden one
+(wrong: a* (H a) < 0; winner: smallest |H a|).  This study trains both on a
+validation split (the last 10 % of each benchmark training split; held-out
+and test splits unused) with the BEPClassifier defaults otherwise (group
+size: the divisor of K nearest 15), 50 epochs, one thread.  The hidden field
+``H a`` is computed here in float64 NumPy (exact: every partial sum is an
+integer far below 2**53) inside a subclass, so the variant is slow and is
+not a package option.
+
+    python3 benchmarks/study_bep_selection.py --seeds 0,1,2   # about 15 minutes
+    python3 benchmarks/study_bep_selection.py --quick          # seconds
+
+Writes ``<out>/bep_selection.json`` and ``<out>/bep_selection.md``.
+"""
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import _common  # noqa: E402
+from bench_bep import BEP_DEFAULTS, DATASETS  # noqa: E402
+from skbnn import BEPClassifier, _kernels  # noqa: E402
+from skbnn._engine import BatchUpdates, CPStep  # noqa: E402
+from study_bep_gate import validation_score  # noqa: E402
+
+CONFIGS = [("prototypes_bep", 3, 35), ("fmnist", 5, 255), ("prototypes_bep", 2, 35),
+           ("fmnist", 2, 35), ("prototypes_bep", 2, 525)]
+QUICK_CONFIGS = [("prototypes_bep", 2, 35)]
+
+
+class HiddenSelectionBEP(BEPClassifier):
+    """BEPClassifier whose winners are chosen by the hidden stability: the
+    batch's steps are recomputed with ``select`` over ``H a`` (zero fields
+    count as +1, the sign convention of the visible reading), keeping the
+    package's targets, gates and the samples whose gates closed."""
+
+    def _batch_updates(self, state, A, y, n_threads):
+        updates = super()._batch_updates(state, A, y, n_threads)
+        if updates.steps[0] is None:
+            return updates
+        steps = []
+        for l, (layer, step) in enumerate(zip(state.layers, updates.steps)):
+            a = _kernels.unpack_pm1(step.inputs, layer.n_in).astype(np.float64)
+            field = a @ layer.hidden.T.astype(np.float64)
+            field = np.where(field == 0, 1, field).astype(np.int32)
+            selected = layer.select(field, step.targets, self.group_sizes_[l],
+                                    zero_is_wrong=True, n_threads=n_threads)
+            selected[(step.selected < 0).all(axis=1)] = -1  # closed gates stay silent
+            steps.append(CPStep(selected, step.targets, step.inputs))
+        return BatchUpdates(updates.n_correct, steps)
+
+
+VARIANTS = {"visible (default)": BEPClassifier, "hidden": HiddenSelectionBEP}
+
+
+def main(argv=None):
+    parser = _common.make_parser(__doc__, "one small configuration, 3 epochs")
+    parser.add_argument("--seeds", default="0", help="comma list of seeds (default 0)")
+    parser.add_argument("--configs", default=None,
+                        help="comma list of dataset:L:K (default: the five of the docstring)")
+    args = parser.parse_args(argv)
+    seeds = _common.parse_list(args.seeds, int)
+    configs = QUICK_CONFIGS if args.quick else CONFIGS
+    if args.configs:
+        configs = [(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2]))
+                   for c in _common.parse_list(args.configs)]
+    epochs, subset = (3, 3000) if args.quick else (50, None)
+    cache, rows = {}, []
+    for name, depth, width in configs:
+        scores = {v: [] for v in VARIANTS}
+        for seed in seeds:
+            for v, cls in VARIANTS.items():
+                s = validation_score(name, depth, width, BEP_DEFAULTS["gate_threshold"], seed,
+                                     epochs, cache, subset, cls=cls)
+                if s is not None:
+                    scores[v].append(s)
+        print(f"[{name} L={depth} K={width}] " + ", ".join(
+            f"{k}: {100 * np.mean(s):.2f}" for k, s in scores.items() if s),
+            file=sys.stderr, flush=True)
+        rows.append({"dataset": name, "depth": depth, "width": width, "scores": scores})
+    res = {"machine": _common.machine_info(), "args": vars(args), "epochs": epochs,
+           "variants": list(VARIANTS), "rows": rows}
+    out = _common.Path(args.out)
+    _common.write_json(out / "bep_selection.json", res)
+    names = list(VARIANTS)
+    table = []
+    for r in rows:
+        if not all(r["scores"][n] for n in names):
+            continue
+        base, other = (np.array(r["scores"][n]) for n in names)
+        d = 100 * (other - base)
+        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        table.append([DATASETS[r["dataset"]], r["depth"], r["width"]]
+                     + [f"{100 * np.mean(r['scores'][n]):.2f}" for n in names]
+                     + [f"{d.mean():+.2f}" + (f" ± {se:.2f}" if len(d) > 1 else "")])
+    md = "\n\n".join([
+        f"# BEPClassifier: winner by visible or hidden stability"
+        f"{' (quick run)' if args.quick else ''}",
+        _common.machine_summary_md(res["machine"]),
+        f"Validation accuracy % (the last 10 % of each training split; held-out and test "
+        f"splits unused), mean over seeds {seeds}; BEPClassifier defaults otherwise, "
+        f"{epochs} epochs, one thread.  The difference is paired (± its standard error).",
+        _common.markdown_table(["data set", "L", "K"] + names + ["hidden − visible"], table)])
+    _common.write_markdown(out / "bep_selection.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
