@@ -406,11 +406,8 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
             if tie is not None:
                 open_ &= ~tie
             gate, _ = _kernels.pack_binary(open_.view(np.uint8), n_threads)
-            if self.strict_ties and not upper.ternary:
-                target = _kernels.bgemm_masked_sign(target, gate, upper.packed_t, upper.n_out,
-                                                    n_threads)
-            elif self.strict_ties:
-                target = _kernels.pack_sign_int32(upper.back_project(target, gate, n_threads))
+            if self.strict_ties:
+                target = upper.back_project_sign(target, gate, n_threads)
             else:
                 v = upper.back_project(target, gate, n_threads)
                 tie = v == 0

@@ -13,7 +13,6 @@ prototypes, trigger, gated back-projection, CP step, reinforcement, group
 schedule -- is :class:`~skbnn.BEPClassifier`'s code, inherited unchanged.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,7 +21,8 @@ from sklearn.utils.validation import check_is_fitted
 from . import _kernels
 from ._base import check_choice, check_int
 from ._bep import BEPClassifier, _BEPState, trigger_mask
-from ._engine import BatchUpdates, CPStep, class_scores, n_words, pack_pm1_rows
+from ._engine import (BatchUpdates, BinaryLayer, CPStep, class_scores, n_words,
+                      pack_pm1_rows)
 from .preprocessing import make_input_binarizer
 
 __all__ = ["BEPRecurrentClassifier"]
@@ -42,23 +42,6 @@ def concat_bits(a, n_a, b, n_b):
         carry = out.shape[1] - (w0 + 1)  # words that receive the high bits
         out[:, w0 + 1:] |= (b >> np.uint64(64 - off))[:, :carry]
     return out
-
-
-@dataclass
-class _StateLink:
-    """The recurrent layer seen from the time step below: the back-projection
-    ``W_ss^T (g * s*_{t+1})`` reads only the state columns of the packed
-    transpose of ``[W_xs W_ss]``, and the gate uses the full fan-in
-    ``Kx + Ks`` (bep.md §8.12)."""
-
-    packed_t: np.ndarray  # rows Kx.. of the recurrent layer's packed transpose
-    n_in: int             # Kx + Ks
-    n_out: int            # Ks
-    ternary = False       # the recurrent classifier's weights are binary
-
-    def back_project(self, targets, gate, n_threads=1):
-        """``W_ss^T (g * t)`` (as :meth:`skbnn._engine.BinaryLayer.back_project`)."""
-        return _kernels.bgemm_masked(targets, gate, self.packed_t, self.n_out, n_threads)
 
 
 class _SeriesEncoder:
@@ -594,7 +577,10 @@ class BEPRecurrentClassifier(BEPClassifier):
         idx = np.flatnonzero(trigger)
         k = T if self.backward_horizon is None else min(self.backward_horizon, T)
         n_x = rec.n_in - rec.n_out
-        link = _StateLink(rec.packed_t[n_x:], rec.n_in, rec.n_out)
+        # seen from the step below, the recurrent layer back-projects through
+        # the state columns of [W_xs W_ss] only, with the gate of its full
+        # fan-in Kx + Ks (bep.md §8.12)
+        link = BinaryLayer.backward_view(rec.packed_t[n_x:], rec.n_in, rec.n_out)
         unrolled = _BEPState([link] * k + [readout], state.prototype_rows)
         zs = [Z[t][idx] for t in range(T - k, T)]
         targets = self._desired_activations(unrolled, zs + [z_y[idx]], y[idx], n_threads)

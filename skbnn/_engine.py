@@ -85,6 +85,12 @@ class BinaryLayer:
     def ternary(self):
         return self.packed_pos is not None
 
+    @property
+    def nbytes(self):
+        """Bytes of the arrays this layer (or view) holds."""
+        return sum(a.nbytes for a in (self.hidden, self.packed, self.packed_t, self.packed_pos,
+                                      self.packed_pos_t) if a is not None)
+
     def forward(self, inputs, n_threads=1):
         """Integer pre-activations ``z = W a`` for packed inputs (n, n_words(n_in))."""
         z = _kernels.bgemm(inputs, self.packed, self.n_in, n_threads)
@@ -108,6 +114,13 @@ class BinaryLayer:
             v = half_sum(v, _kernels.bgemm_masked(targets, gate, self.packed_pos_t, self.n_out,
                                                   n_threads))
         return v
+
+    def back_project_sign(self, targets, gate, n_threads=1):
+        """Packed ``sign(W.T (g * t))`` (ties -> +1), without an integer
+        matrix when the weights are binary."""
+        if self.ternary:
+            return _kernels.pack_sign_int32(self.back_project(targets, gate, n_threads))
+        return _kernels.bgemm_masked_sign(targets, gate, self.packed_t, self.n_out, n_threads)
 
     def select(self, z, targets, group_size, active=None, zero_is_wrong=False, n_threads=1):
         """Per sample and block of ``group_size`` neurons, the wrong neuron with
@@ -153,6 +166,17 @@ class BinaryLayer:
         view.n_out, view.n_in = self.n_out, self.n_in
         view.packed, view.packed_t = self.packed, self.packed_t
         view.packed_pos, view.packed_pos_t = self.packed_pos, self.packed_pos_t
+        return view
+
+    @classmethod
+    def backward_view(cls, packed_t, n_in, n_out):
+        """A binary layer known only by rows of its packed transpose: enough
+        to back-project targets through them (``n_in``: the fan-in the gate
+        uses, which may exceed ``packed_t``'s rows, e.g. the state columns of
+        a recurrent layer), not to compute forward or train."""
+        view = object.__new__(cls)
+        view.hidden = view.packed = view.packed_pos = view.packed_pos_t = None
+        view.packed_t, view.n_in, view.n_out = packed_t, n_in, n_out
         return view
 
     def _sync_positive_plane(self, selected):

@@ -65,7 +65,7 @@ from numbers import Integral
 import numpy as np
 
 from ._cpr import CPRTrainingMixin, data_parallel_scope
-from ._engine import BatchUpdates
+from ._engine import BatchUpdates, BinaryLayer
 
 __all__ = ["fit_data_parallel"]
 
@@ -260,8 +260,6 @@ def _state_nbytes(state):
         for item in items:
             if isinstance(item, np.ndarray):
                 total += item.nbytes
-            elif hasattr(item, "packed"):
-                total += item.packed.nbytes
-                if item.packed_t is not None:
-                    total += item.packed_t.nbytes
+            elif isinstance(item, BinaryLayer):
+                total += item.nbytes  # a view: packed planes only
     return total
