@@ -47,10 +47,9 @@ def label(variant):
     return f"nu = {value:g}" if kind == "fraction" else f"c = {value:g} (nu = c/sqrt(K))"
 
 
-def validation_score(name, depth, width, nu, seed, epochs, cache, subset=None,
-                     cls=BEPClassifier):
-    """Validation accuracy of ``cls`` (BEPClassifier defaults, gate ``nu``)
-    trained on the first 90 % of the benchmark training split."""
+def validation_score(name, depth, width, nu, seed, epochs, cache, subset=None, params=None):
+    """Validation accuracy of a BEPClassifier (defaults, gate ``nu``, then
+    ``params``) trained on the first 90 % of the benchmark training split."""
     data = _common.load_dataset(name, seed, cache)
     if data is None:
         return None
@@ -58,9 +57,10 @@ def validation_score(name, depth, width, nu, seed, epochs, cache, subset=None,
     if subset:
         X, y = X[:subset], y[:subset]
     n_val = len(y) // 10
-    est = cls(hidden_layer_sizes=(width,) * depth, group_size=bep_group_size(width),
-              gate_threshold=float(nu), max_iter=epochs, random_state=seed,
-              binarize_input="global_median" if name == "fmnist" else None)
+    est = BEPClassifier(hidden_layer_sizes=(width,) * depth, group_size=bep_group_size(width),
+                        gate_threshold=float(nu), max_iter=epochs, random_state=seed,
+                        binarize_input="global_median" if name == "fmnist" else None)
+    est.set_params(**(params or {}))
     est.fit(X[:-n_val], y[:-n_val])
     return float(est.score(X[-n_val:], y[-n_val:]))
 

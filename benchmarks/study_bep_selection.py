@@ -9,10 +9,8 @@ third-party re-implementation (``TheoCoombes/Brute``) takes the hidden one
 (wrong: a* (H a) < 0; winner: smallest |H a|).  This study trains both on a
 validation split (the last 10 % of each benchmark training split; held-out
 and test splits unused) with the BEPClassifier defaults otherwise (group
-size: the divisor of K nearest 15), 50 epochs, one thread.  The hidden field
-``H a`` is computed here in float64 NumPy (exact: every partial sum is an
-integer far below 2**53) inside a subclass, so the variant is slow and is
-not a package option.
+size: the divisor of K nearest 15), 50 epochs, one thread.  The hidden
+reading is the package option ``selection='hidden'`` (exact int16 fields).
 
     python3 benchmarks/study_bep_selection.py --seeds 0,1,2   # about 15 minutes
     python3 benchmarks/study_bep_selection.py --quick          # seconds
@@ -30,38 +28,12 @@ import numpy as np  # noqa: E402
 
 import _common  # noqa: E402
 from bench_bep import BEP_DEFAULTS, DATASETS  # noqa: E402
-from skbnn import BEPClassifier, _kernels  # noqa: E402
-from skbnn._engine import BatchUpdates, CPStep  # noqa: E402
 from study_bep_gate import validation_score  # noqa: E402
 
 CONFIGS = [("prototypes_bep", 3, 35), ("fmnist", 5, 255), ("prototypes_bep", 2, 35),
            ("fmnist", 2, 35), ("prototypes_bep", 2, 525)]
 QUICK_CONFIGS = [("prototypes_bep", 2, 35)]
-
-
-class HiddenSelectionBEP(BEPClassifier):
-    """BEPClassifier whose winners are chosen by the hidden stability: the
-    batch's steps are recomputed with ``select`` over ``H a`` (zero fields
-    count as +1, the sign convention of the visible reading), keeping the
-    package's targets, gates and the samples whose gates closed."""
-
-    def _batch_updates(self, state, A, y, n_threads):
-        updates = super()._batch_updates(state, A, y, n_threads)
-        if updates.steps[0] is None:
-            return updates
-        steps = []
-        for l, (layer, step) in enumerate(zip(state.layers, updates.steps)):
-            a = _kernels.unpack_pm1(step.inputs, layer.n_in).astype(np.float64)
-            field = a @ layer.hidden.T.astype(np.float64)
-            field = np.where(field == 0, 1, field).astype(np.int32)
-            selected = layer.select(field, step.targets, self.group_sizes_[l],
-                                    zero_is_wrong=True, n_threads=n_threads)
-            selected[(step.selected < 0).all(axis=1)] = -1  # closed gates stay silent
-            steps.append(CPStep(selected, step.targets, step.inputs))
-        return BatchUpdates(updates.n_correct, steps)
-
-
-VARIANTS = {"visible (default)": BEPClassifier, "hidden": HiddenSelectionBEP}
+VARIANTS = {"visible (default)": "visible", "hidden": "hidden"}
 
 
 def main(argv=None):
@@ -80,9 +52,9 @@ def main(argv=None):
     for name, depth, width in configs:
         scores = {v: [] for v in VARIANTS}
         for seed in seeds:
-            for v, cls in VARIANTS.items():
+            for v, selection in VARIANTS.items():
                 s = validation_score(name, depth, width, BEP_DEFAULTS["gate_threshold"], seed,
-                                     epochs, cache, subset, cls=cls)
+                                     epochs, cache, subset, params={"selection": selection})
                 if s is not None:
                     scores[v].append(s)
         print(f"[{name} L={depth} K={width}] " + ", ".join(

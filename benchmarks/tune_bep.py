@@ -50,6 +50,8 @@ GRID = {
 # schedule's monitored error, the reference code's ternary weights, batch size)
 GRID_EXTENDED = {**GRID, "group_schedule": ["validation", "train"],
                  "ternary_weights": [False, True], "batch_size": [50, 100]}
+# --search-selection: also the winner's stability (bep.md §8.1)
+GRID_SELECTION = {"selection": ["visible", "hidden"]}
 FIG2 = [(name, depth, width) for name in ("prototypes_bep", "fmnist") for depth in (2, 3)
         for width in (35, 75, 135, 255, 525)] + [("fmnist", 5, 255)]
 
@@ -108,8 +110,7 @@ def tune_one(name, depth, width, args, cache):
         return None
     split = validation_split(data, args.seed)
     rng = np.random.default_rng([args.seed, depth, width])
-    configs = draw_configs(rng, args.n_configs, width,
-                           GRID_EXTENDED if args.extended else GRID)
+    configs = draw_configs(rng, args.n_configs, width, search_grid(args))
     short = max(1, args.epochs // 3)
     trials = []
     for cfg in configs:
@@ -127,8 +128,14 @@ def tune_one(name, depth, width, args, cache):
             "screen": trials, "finals": finals, "best": chosen}
 
 
+def search_grid(args):
+    """The grid the command line asks for."""
+    grid = GRID_EXTENDED if args.extended else GRID
+    return {**grid, **GRID_SELECTION} if args.search_selection else grid
+
+
 def render_markdown(entries, meta, grid=GRID):
-    extra = [k for k in GRID_EXTENDED if k not in GRID and k in grid]
+    extra = [k for k in {**GRID_EXTENDED, **GRID_SELECTION} if k not in GRID and k in grid]
     lines = ["# BEPClassifier tuning on validation splits", "",
              f"- command: `{meta['command']}`",
              f"- date: {meta['date']}", "",
@@ -161,8 +168,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extended", action="store_true",
                         help="also search group_schedule, ternary_weights and batch_size")
+    parser.add_argument("--search-selection", action="store_true",
+                        help="also search selection ('visible' or 'hidden' stability)")
     args = parser.parse_args(argv)
-    grid = GRID_EXTENDED if args.extended else GRID
+    grid = search_grid(args)
     if args.quick:
         args.n_configs, args.finalists, args.epochs = 4, 1, 6
         configs = [("prototypes_bep", 2, 35), ("prototypes_bep", 3, 35), ("fmnist", 2, 35)]

@@ -101,6 +101,16 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         coordinate carries no signal, so that neuron keeps its activation
         as target (it is never selected) and its gate stays closed for the
         layer below.
+    selection : {'visible', 'hidden'}, default='visible'
+        Which stability picks a group's winner (bep.md §8.1).  'visible':
+        wrong means ``a_j != a*_j`` and the winner has the smallest visible
+        ``|z_j|``, ``z = sign(H) a`` (the local-rule code's "easiest to
+        correct").  'hidden': the same test and ranking on the exact hidden
+        field ``H a`` (the paper's "stability a* H" wording, read as a
+        re-implementation does); it costs an int16 product per layer and
+        batch, and data-parallel workers then receive the hidden weights.
+        Helps deep or narrow networks on the validation studies, hurts
+        shallow narrow ones (benchmarks page).
     reinforcement_prob : float, default=0.5
         Base reinforcement probability ``p_r``.
     reinforcement_norm : {'fan_in', 'width'}, default='fan_in'
@@ -231,6 +241,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
       (``a_j != a*_j``, so ``z = 0`` with target -1 counts, with ``|z| = 0``
       the easiest), and the winner of a group has the smallest visible
       ``|z|`` (§8.1, §8.2); ties go to the lowest index.
+      ``selection='hidden'`` applies the same test and ranking to ``H a``.
     - Reinforcement uses the fan-in (§8.3); ``E_prev`` is the previous
       epoch's on-the-fly training error, 1 before the first epoch (in
       ``partial_fit`` the previous call's) (§8.4).  It runs once per
@@ -267,7 +278,8 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
     _model_attributes = ("hidden_weights_", "packed_weights_", "group_sizes_")
 
     def __init__(self, hidden_layer_sizes=(525, 525), robustness=0.5, gate_threshold=0.25,
-                 strict_ties=True, reinforcement_prob=0.5, reinforcement_norm="fan_in", group_size=15,
+                 strict_ties=True, selection="visible", reinforcement_prob=0.5,
+                 reinforcement_norm="fan_in", group_size=15,
                  group_schedule="validation", group_patience=5, validation_fraction=0.1,
                  weight_clip=None, init_std=64.0, odd_init=True,
                  ternary_weights=False, prototypes="bef",
@@ -279,6 +291,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         self.robustness = robustness
         self.gate_threshold = gate_threshold
         self.strict_ties = strict_ties
+        self.selection = selection
         self.reinforcement_prob = reinforcement_prob
         self.reinforcement_norm = reinforcement_norm
         self.group_size = group_size
@@ -313,6 +326,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         check_real("robustness", self.robustness, 0.0)
         check_real("gate_threshold", self.gate_threshold, 0.0, 1.0)
         check_bool("strict_ties", self.strict_ties)
+        check_choice("selection", self._selection, ("visible", "hidden"))
         check_real("reinforcement_prob", self.reinforcement_prob, 0.0)
         check_choice("reinforcement_norm", self.reinforcement_norm, ("fan_in", "width"))
         check_choice("group_schedule", self.group_schedule, ("validation", "train", None))
@@ -322,6 +336,12 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         check_real("bef_alpha", self.bef_alpha, 0.0)
         check_int("bef_max_iter", self.bef_max_iter, min_value=0, allow_none=True)
         check_choice("thermometer", self.thermometer, ("quantile", "uniform"))
+
+    @property
+    def _selection(self):
+        """The winner's stability (estimators without a ``selection``
+        parameter, the recurrent one, use the visible reading)."""
+        return getattr(self, "selection", "visible")
 
     def _uses_validation_split(self):
         return self.early_stopping or self.group_schedule == "validation"
@@ -347,8 +367,14 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         self._schedule_wait = 0
 
     def _training_state(self):
-        return _BEPState(layers=self._engine_layers(with_transpose=True),
-                         prototype_rows=self._inference_rows())
+        layers = self._engine_layers(with_transpose=True)
+        fan_in = max(layer.n_in for layer in layers)
+        if self._selection == "hidden" and fan_in > _kernels.MAX_FIELD_FAN_IN:
+            raise ValueError(
+                f"selection='hidden' needs fan-ins of at most {_kernels.MAX_FIELD_FAN_IN} "
+                f"(exact int32 hidden fields); this network has {fan_in}: use "
+                f"selection='visible' or fewer input bits")
+        return _BEPState(layers=layers, prototype_rows=self._inference_rows())
 
     def _inference_rows(self):
         return pack_pm1_rows(self.prototypes_)
@@ -377,12 +403,20 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         idx = np.flatnonzero(trigger)
         targets = self._desired_activations(state, [z[idx] for z in zs], y[idx], n_threads)
         steps = []
+        hidden = self._selection == "hidden"
         for l, layer in enumerate(layers):
             target, alive = targets[l]
-            selected = layer.select(zs[l][idx], target, self.group_sizes_[l],
+            field = (layer.hidden_field(inputs[l][idx], n_threads) if hidden
+                     else zs[l][idx])
+            selected = layer.select(field, target, self.group_sizes_[l],
                                     active=alive, zero_is_wrong=True, n_threads=n_threads)
             steps.append(CPStep(selected, target, inputs[l][idx]))
         return BatchUpdates(n_correct, steps)
+
+    def _worker_copy(self, state):
+        # hidden selection ranks by H a: the workers need the hidden weights
+        replica, view = super()._worker_copy(state)
+        return replica, (state if self._selection == "hidden" else view)
 
     def _apply_updates(self, state, updates, n_threads):
         """CP step then reinforcement of every layer (stream: batch and layer)

@@ -105,6 +105,13 @@ class BinaryLayer:
             return _kernels.pack_sign_int32(self.forward(inputs, n_threads))
         return _kernels.bgemm_sign(inputs, self.packed, self.n_in, n_threads)
 
+    def hidden_field(self, inputs, n_threads=1):
+        """Exact hidden fields ``H a`` (int32, n x n_out) for packed inputs:
+        the pre-activation the hidden weights would give, which a hidden
+        stability ranks neurons by (needs the hidden weights)."""
+        self._check_trainable()
+        return _kernels.hidden_field(self.hidden, inputs, n_threads)
+
     def back_project(self, targets, gate, n_threads=1):
         """``W.T (g * t)`` per sample for packed targets and gates
         (n, n_words(n_out)): integer sums over the neurons the gate lets

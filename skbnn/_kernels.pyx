@@ -61,6 +61,8 @@ cdef extern from "bnn_kernels.h" nogil:
     int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M,
                                 const uint64_t *B, size_t N, size_t nw, uint64_t *S,
                                 int n_threads)
+    int skbnn_hidden_field(const int16_t *H, size_t N, size_t K, const uint64_t *A, size_t M,
+                           int32_t *F, int n_threads)
     void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *T,
                               const uint8_t *active, size_t g, int zero_is_wrong,
                               int32_t *out, int n_threads)
@@ -462,6 +464,36 @@ def bgemm_masked_sign(const uint64_t[:, ::1] A not None, const uint64_t[:, ::1] 
                                          n_threads)
         if rc != 0:
             raise MemoryError("bgemm_masked_sign: out of memory")
+    return out
+
+
+MAX_FIELD_FAN_IN = 65536  # 32767 * fan-in must fit an int32
+
+
+def hidden_field(const int16_t[:, ::1] H not None, const uint64_t[:, ::1] A not None,
+                 int n_threads=1):
+    """Exact hidden fields ``F[m, j] = sum_i H[j, i] a_mi`` of int16 weights
+    ``H`` (n_out, n_in) and packed +/-1 inputs ``A`` (M, ceil(n_in/64)):
+    int32 (M, n_out).  Padding bits of ``A`` are ignored."""
+    cdef size_t N = H.shape[0], K = H.shape[1], M = A.shape[0]
+    if <size_t>A.shape[1] != _words(K):
+        raise ValueError(f"packed inputs have {A.shape[1]} words per row, the weights' "
+                         f"fan-in {K} needs {_words(K)}")
+    if K > MAX_FIELD_FAN_IN:
+        raise ValueError(f"hidden fields need a fan-in of at most {MAX_FIELD_FAN_IN} "
+                         f"(int32 sums), got {K}")
+    if _misaligned_at(&H[0, 0], sizeof(int16_t), H.shape[0] * H.shape[1]):
+        H = _realign(H)
+    if _misaligned_at(&A[0, 0], 8, A.shape[0] * A.shape[1]):
+        A = _realign(A)
+    out = np.zeros((M, N), dtype=np.int32)
+    cdef int32_t[:, ::1] F = out
+    cdef int rc = 0
+    if M and N and K:
+        with nogil:
+            rc = skbnn_hidden_field(&H[0, 0], N, K, &A[0, 0], M, &F[0, 0], n_threads)
+        if rc != 0:
+            raise MemoryError("hidden_field: out of memory")
     return out
 
 

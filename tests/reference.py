@@ -126,14 +126,15 @@ def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stre
 
 
 def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_reinf, seed,
-                   stream0, clip, uniform, strict_ties=True, ternary=False):
+                   stream0, clip, uniform, strict_ties=True, ternary=False, hidden=False):
     """One BEPClassifier mini-batch (bep.md §4.1) with the documented readings:
     trigger ``correct - best other < r K_L``; a*_L = P[y];
     a*_l = sign(W_{l+1}^T (g * a*_{l+1})) with g = |z_{l+1}| <= nu * fan_in and
     ties -> +1 (``strict_ties``) or else "no signal": a tied neuron's target is
     its own activation and its gate stays closed for the layer below; samples whose gate closes every neuron skip the layers below;
-    wrong = (a != a*), winner = smallest |z|; ``ternary``: weights sign(H)
-    with sign(0) = 0.  Returns the new weights and the number of correct
+    wrong = (a != a*), winner = smallest |z| (``hidden``: the same on the
+    hidden field H a instead of z); ``ternary``: weights sign(H) with
+    sign(0) = 0.  Returns the new weights and the number of correct
     predictions (pre-update)."""
     acts, zs = [a0.astype(np.int64)], []
     for H in Hs:
@@ -165,7 +166,8 @@ def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_rein
         alives[l] = alive.copy()
     new_H = []
     for l, H in enumerate(Hs):
-        sel = select_easiest(zs[l][T], targets[l], group_sizes[l], True, alives[l])
+        field = acts[l][T] @ H.astype(np.int64).T if hidden else zs[l][T]
+        sel = select_easiest(field, targets[l], group_sizes[l], True, alives[l])
         H = cp_update(H.astype(np.int64), sel, targets[l], acts[l][T], clip)
         H, _ = reinforce(H, p_reinf[l], seed, stream0 + l, clip, uniform, ternary)
         new_H.append(H)

@@ -19,12 +19,14 @@ from skbnn._engine import init_hidden_weights
     (5, (10,), (5,), 0.1),           # one layer: no backward pass
 ])
 @pytest.mark.parametrize("strict_ties", [False, True])
-@pytest.mark.parametrize("ternary", [False, True])
+@pytest.mark.parametrize("ternary,selection", [(False, "visible"), (True, "visible"),
+                                               (False, "hidden"), (True, "hidden")])
 def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate, strict_ties,
-                                                ternary, isa):
+                                                ternary, selection, isa):
     """An epoch of the estimator == bep.md §4.1 in NumPy: trigger, gated
     back-projection, masks, CP update and reinforcement from the documented
-    counter-based stream; with ternary weights (sign(0) = 0) too."""
+    counter-based stream; with ternary weights (sign(0) = 0) and with the
+    winners ranked by the hidden field too."""
     rng = np.random.default_rng(len(widths) * 10 + n_classes)
     X = rng.choice([-1, 1], size=(64, 70))
     y = rng.integers(0, n_classes, size=64)
@@ -32,12 +34,13 @@ def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate,
     kw = dict(hidden_layer_sizes=widths, group_size=groups, binarize_input=None, batch_size=16,
               shuffle=False, random_state=3, robustness=0.5, gate_threshold=gate,
               reinforcement_prob=0.9, init_std=4.0, weight_clip=40, group_schedule=None,
-              strict_ties=strict_ties, odd_init=not ternary, ternary_weights=ternary)
+              strict_ties=strict_ties, odd_init=not ternary, ternary_weights=ternary,
+              selection=selection)
     clf = BEPClassifier(max_iter=1, **kw).fit(X, y)
     assert_next_epoch_matches(
         clf, X, y, lambda Hs, Xb, yb, p, stream: bep_batch_step(
             Hs, clf.prototypes_, Xb, yb, 0.5, gate, groups, p, clf._seed, stream, 40,
-            _kernels.uniform, strict_ties, ternary), 16)
+            _kernels.uniform, strict_ties, ternary, selection == "hidden"), 16)
 
 
 def test_trigger_rule():
@@ -181,7 +184,19 @@ BAD_PARAMS = [
     (dict(bef_alpha=-1.0), ValueError, "bef_alpha"),
     (dict(bef_max_iter=-5), ValueError, "bef_max_iter"),
     (dict(thermometer="log"), ValueError, "thermometer"),
+    (dict(selection="stable"), ValueError, "selection"),
+    (dict(selection=None), ValueError, "selection"),
 ]
+
+
+def test_hidden_selection_refuses_fan_ins_beyond_int32_fields(monkeypatch, digits):
+    X_tr, _, y_tr, _ = digits
+    monkeypatch.setattr(_kernels, "MAX_FIELD_FAN_IN", 63)  # digits: 64 input bits
+    clf = BEPClassifier(hidden_layer_sizes=(35,), group_size=7, max_iter=1,
+                        binarize_input="median", selection="hidden")
+    with pytest.raises(ValueError, match="selection='hidden' needs fan-ins of at most 63"):
+        clf.fit(X_tr, y_tr)
+    clf.set_params(selection="visible").fit(X_tr, y_tr)
 
 
 @pytest.mark.parametrize("params,error,match", BAD_PARAMS)

@@ -169,6 +169,8 @@ CONFIGS = {
     "bep-ternary-loose-ties": BEPClassifier(
         hidden_layer_sizes=(45, 35), group_size=5, odd_init=False, ternary_weights=True,
         init_std=4.0, strict_ties=False, group_schedule=None, max_iter=3),
+    "bep-hidden-selection": BEPClassifier(hidden_layer_sizes=(45, 35), group_size=5,
+                                          selection="hidden", init_std=4.0, max_iter=3),
 }
 
 

@@ -100,6 +100,7 @@ def test_threaded_kernels_identical(isa):
                 _kernels.pack_binary(X, n)[0],
                 _kernels.pack_threshold(X, np.zeros((300, 1)), True, n),
                 _kernels.select_easiest(Z, T, 105, True, None, n),
+                _kernels.hidden_field(H0, inputs, n),
                 H, Wp, WT, np.array([flips, sites])]
 
     want = run(1)
@@ -123,6 +124,35 @@ def test_bgemm_masked_matches_numpy(k, m, isa):
         np.testing.assert_array_equal(_kernels.bgemm_masked(Ap, Gp, Bp, k, n_threads), want)
         np.testing.assert_array_equal(_kernels.bgemm_masked_sign(Ap, Gp, Bp, k, n_threads),
                                       pack(sign(want)))
+
+
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("m", BATCHES)
+def test_hidden_field_matches_numpy(k, m, isa):
+    """Exact int16 x +/-1 fields H a, at the int16 extremes too, read-only
+    operands, 1 and 2 threads; padding bits of the inputs are ignored."""
+    rng = np.random.default_rng(k * 11 + m)
+    n = 13 if k > 1000 else 37
+    A = rand_pm1(rng, m, k)
+    H = rng.integers(-32768, 32768, size=(n, k)).astype(np.int16)
+    H[0] = 32767
+    H[-1] = -32768
+    want = A @ H.astype(np.int64).T
+    Ap, Hr = pack(A), readonly(H)
+    if k % 64:
+        Ap[:, -1] |= np.uint64(1) << np.uint64(63)  # dirty padding: not read
+    for n_threads in (1, 2):
+        np.testing.assert_array_equal(_kernels.hidden_field(Hr, readonly(Ap), n_threads), want)
+
+
+def test_hidden_field_checks_shapes():
+    H = np.ones((3, 70), dtype=np.int16)
+    with pytest.raises(ValueError, match="words per row"):
+        _kernels.hidden_field(H, np.zeros((2, 1), dtype=np.uint64))
+    with pytest.raises(ValueError, match="fan-in of at most 65536"):
+        _kernels.hidden_field(np.ones((1, 65537), dtype=np.int16),
+                              np.zeros((1, 1025), dtype=np.uint64))
+    assert _kernels.hidden_field(H, np.zeros((0, 2), dtype=np.uint64)).shape == (0, 3)
 
 
 def test_bgemm_masked_checks_mask():

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from reference import cp_update, select_easiest
 from test_bn_kernels import bn_backward_reference, bn_forward_reference
 from test_real_kernels import HYPER, dot_reference, fma_sum, reference_step
@@ -261,6 +262,15 @@ def test_bgemm_masked_property(m, n, k, data):
         dirty = Gp.copy()
         dirty[0, -1] |= np.uint64(1) << np.uint64(63)
         refused_on_every_isa(lambda: _kernels.bgemm_masked(Ap, dirty, Bp, k), match="padding")
+
+
+@PROPERTY
+@given(m=dims(0, 9), n=dims(0, 20), k=BITS, data=st.data())
+def test_hidden_field_property(m, n, k, data):
+    A = data.draw(bit_matrices(m, k))
+    H = data.draw(hnp.arrays(np.int16, (n, k)))
+    F = pm1(A) @ H.astype(np.int64).T
+    assert_every_isa(lambda: _kernels.hidden_field(H, pack_bool(A)), F.astype(np.int32))
 
 
 # ------------------------------------------------------------------ CP+R

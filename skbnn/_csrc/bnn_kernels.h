@@ -93,6 +93,13 @@ int skbnn_bgemm_masked(const uint64_t *A, const uint64_t *G, size_t M, const uin
 int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M, const uint64_t *B,
                             size_t N, size_t nw, uint64_t *S, int n_threads);
 
+/* Hidden fields (exact): F[m, j] = sum_i H[j, i] * a_mi with a_mi = +1 where
+ * bit i of A[m] is set, else -1.  H: N x K int16 (row j = neuron), A: M x
+ * ceil(K/64) packed, F: M x N int32; needs K <= 65536 (no int32 overflow).
+ * Returns 0, or -1 on allocation failure. */
+int skbnn_hidden_field(const int16_t *H, size_t N, size_t K, const uint64_t *A, size_t M,
+                       int32_t *F, int n_threads);
+
 /* ---- CP+R ---------------------------------------------------------------- */
 /* Per sample m, per block of g consecutive neurons: the "wrong" neuron with
  * the smallest |z| (ties: lowest index), or -1.  Wrong means
