@@ -76,6 +76,8 @@ def draw_configs(rng, n, width, grid=GRID):
 
 def _plain(v):
     """JSON-able Python scalar of a grid value."""
+    if v is None:
+        return None
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
     if isinstance(v, (str, np.str_)):

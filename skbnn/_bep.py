@@ -98,9 +98,10 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         True keeps the letter of the paper: a tie in the gated
         back-projection ``W^T (g * a*)`` gives +1 (better on the validation
         tuning of both data sets).  False (bep.md §8.7's reading): such a
-        coordinate carries no signal, so that neuron keeps its activation
-        as target (it is never selected) and its gate stays closed for the
-        layer below.
+        coordinate carries no signal, so that neuron's target is the sign
+        of the stability it is ranked by (its activation, or ``H a`` with
+        ``selection='hidden'``): it is never selected, and its gate stays
+        closed for the layer below.
     selection : {'visible', 'hidden'}, default='visible'
         Which stability picks a group's winner (bep.md §8.1).  'visible':
         wrong means ``a_j != a*_j`` and the winner has the smallest visible
@@ -401,14 +402,15 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         if not trigger.any():
             return BatchUpdates(n_correct, [None] * n_layers)
         idx = np.flatnonzero(trigger)
-        targets = self._desired_activations(state, [z[idx] for z in zs], y[idx], n_threads)
+        zs = [z[idx] for z in zs]
+        # the stability a group's winner is ranked by (bep.md §8.1)
+        fields = ([layer.hidden_field(a[idx], n_threads) for layer, a in zip(layers, inputs)]
+                  if self._selection == "hidden" else zs)
+        targets = self._desired_activations(state, zs, y[idx], n_threads, fields)
         steps = []
-        hidden = self._selection == "hidden"
         for l, layer in enumerate(layers):
             target, alive = targets[l]
-            field = (layer.hidden_field(inputs[l][idx], n_threads) if hidden
-                     else zs[l][idx])
-            selected = layer.select(field, target, self.group_sizes_[l],
+            selected = layer.select(fields[l], target, self.group_sizes_[l],
                                     active=alive, zero_is_wrong=True, n_threads=n_threads)
             steps.append(CPStep(selected, target, inputs[l][idx]))
         return BatchUpdates(n_correct, steps)
@@ -425,10 +427,14 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         norms = [layer.n_in if fan_in else layer.n_out for layer in state.layers]
         self._apply_layer_steps(state.layers, updates.steps, norms, n_threads)
 
-    def _desired_activations(self, state, zs, y, n_threads):
+    def _desired_activations(self, state, zs, y, n_threads, fields=None):
         """Packed ``a*_l`` of every layer for the triggering samples, from the
         pre-update weights, with the per-sample flags of who still carries a
-        signal (None = everyone)."""
+        signal (None = everyone).  ``zs`` open the gates; a tie that carries
+        no signal (``strict_ties=False``) takes the sign of ``fields`` (the
+        stabilities the selection ranks by; default ``zs``), so it is never
+        selected."""
+        fields = zs if fields is None else fields
         layers = state.layers
         target = state.prototype_rows[y]
         alive = tie = None
@@ -445,7 +451,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
             else:
                 v = upper.back_project(target, gate, n_threads)
                 tie = v == 0
-                want = np.where(tie, zs[l] >= 0, v > 0)
+                want = np.where(tie, fields[l] >= 0, v > 0)
                 target, _ = _kernels.pack_binary(want.view(np.uint8), n_threads)
             carries = open_.any(axis=1)
             if not carries.all():  # a closed gate sends nothing further down

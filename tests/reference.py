@@ -131,7 +131,8 @@ def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_rein
     trigger ``correct - best other < r K_L``; a*_L = P[y];
     a*_l = sign(W_{l+1}^T (g * a*_{l+1})) with g = |z_{l+1}| <= nu * fan_in and
     ties -> +1 (``strict_ties``) or else "no signal": a tied neuron's target is
-    its own activation and its gate stays closed for the layer below; samples whose gate closes every neuron skip the layers below;
+    the sign of its ranking field (its activation; ``hidden``: sign(H a)), so
+    it is never selected, and its gate stays closed for the layer below; samples whose gate closes every neuron skip the layers below;
     wrong = (a != a*), winner = smallest |z| (``hidden``: the same on the
     hidden field H a instead of z); ``ternary``: weights sign(H) with
     sign(0) = 0.  Returns the new weights and the number of correct
@@ -156,18 +157,20 @@ def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_rein
     alive = np.ones(len(T), dtype=bool)
     alives[-1] = alive.copy()
     tie = np.zeros_like(targets[-1], dtype=bool)
+    # the stabilities the winners are ranked by; a tie without signal takes their sign
+    fields = [acts[l][T] @ H.astype(np.int64).T if hidden else zs[l][T]
+              for l, H in enumerate(Hs)]
     for l in range(L - 2, -1, -1):
         W_up = weights(Hs[l + 1], ternary)
         g = (np.abs(zs[l + 1][T]) <= gate_threshold * W_up.shape[1]) & ~tie
         v = (g * targets[l + 1]) @ W_up
         tie = np.zeros(v.shape, dtype=bool) if strict_ties else v == 0
-        targets[l] = np.where(tie, acts[l + 1][T], sign(v))
+        targets[l] = np.where(tie, sign(fields[l]), sign(v))
         alive = alive & g.any(axis=1)
         alives[l] = alive.copy()
     new_H = []
     for l, H in enumerate(Hs):
-        field = acts[l][T] @ H.astype(np.int64).T if hidden else zs[l][T]
-        sel = select_easiest(field, targets[l], group_sizes[l], True, alives[l])
+        sel = select_easiest(fields[l], targets[l], group_sizes[l], True, alives[l])
         H = cp_update(H.astype(np.int64), sel, targets[l], acts[l][T], clip)
         H, _ = reinforce(H, p_reinf[l], seed, stream0 + l, clip, uniform, ternary)
         new_H.append(H)

@@ -221,6 +221,7 @@ KERNEL_CALLS = [
     ("bgemm_sign", lambda: [_u64(3, 2), _u64(5, 2), 100]),
     ("bgemm_masked", lambda: [_u64(3, 2), _u64(3, 2), _u64(5, 2), 100]),
     ("bgemm_masked_sign", lambda: [_u64(3, 2), _u64(3, 2), _u64(5, 2), 100]),
+    ("hidden_field", lambda: [np.ones((5, 100), np.int16), _u64(3, 2)]),
     ("select_easiest", lambda: [np.ones((3, 70), np.int32), _u64(3, 2), 7, True,
                                 np.ones(3, np.uint8)]),
     ("cpr_update", lambda: [np.ones((70, 10), np.int16), _u64(70, 1), _u64(10, 2),
