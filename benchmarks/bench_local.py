@@ -68,7 +68,7 @@ def inference_bytes(clf):
 
 
 def run_one(name, width, seed, args, data_cache, blas_note):
-    data = _common.load_dataset(name, seed, data_cache)
+    data = _common.load_dataset(name, seed, data_cache, args.split)
     if data is None:
         return None
     X_tr, y_tr = data["X_train"], data["y_train"]
@@ -299,7 +299,11 @@ def render_markdown(res):
                   "full training split; paper: seeds 42..51, last-epoch test accuracy on the "
                   "held-out split; it binarised before splitting, here the median is learned "
                   "on the training split). The s/epoch target applies to the full training "
-                  "split."]
+                  "split. Row order of the splits: "
+                  + ("the local-rule code's own shuffle (`--split reference`), so seeds "
+                     "42..51 are the paper's held-out splits."
+                     if res["args"].get("split") == "reference" else
+                     "NumPy permutation of the run seed (`--split permutation`).")]
     if res["skipped"]:
         lines += [""] + [f"- skipped {k}: {v}" for k, v in res["skipped"].items()]
     other = res["cpu_use_during_run"]["other_processes_cpus"]
@@ -329,6 +333,7 @@ def main(argv=None):
                         help="use only the first n training samples (default: all; quick 10000)")
     parser.add_argument("--predict-repeats", type=int, default=3,
                         help="timed predict samples, best kept (default 3)")
+    _common.add_split_argument(parser)
     args = parser.parse_args(argv)
 
     datasets = _common.parse_list(args.datasets)

@@ -68,7 +68,7 @@ def run(args):
     for name, depth, width in configs:
         for method, cls, params in methods_for(name, depth, width, tuning, args.methods):
             for seed in seeds:
-                data = _common.load_dataset(name, seed, cache)
+                data = _common.load_dataset(name, seed, cache, args.split)
                 if data is None:
                     print(f"{name} unavailable: skipped", file=sys.stderr)
                     break
@@ -140,6 +140,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None, help="default 50 (quick 3)")
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--tuning", default=str(DEFAULT_TUNING))
+    _common.add_split_argument(parser)
     args = parser.parse_args(argv)
     args.methods = _common.parse_list(args.methods)
     if args.quick:
@@ -161,7 +162,7 @@ def main(argv=None):
           "(mean ± std; the paired difference ternary − binary ± its standard error). "
           "Binary: the default `odd_init=True`; ternary: `odd_init=False, "
           "ternary_weights=True` (sign(0) = 0, the reference code's reading). Same seed, "
-          "split and draws in both. \"zero %\": hidden weights at 0 after training "
+          f"split ({args.split} row order) and draws in both. \"zero %\": hidden weights at 0 after training "
           "(ternary); \"time\": ternary ÷ binary seconds per epoch. \"paper\": the BEP "
           "paper's Fig. 2 (BEP and its local-rule line), or the local-rule paper on its "
           "own Random Prototypes (p = 0.44). The target column applies to the ternary "
