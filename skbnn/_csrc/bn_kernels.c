@@ -17,10 +17,6 @@
 #include <math.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__FLT16_MAX__)
 #define SKBNN_X86_F16 1
 #else

@@ -15,17 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#if defined(__x86_64__) || defined(__i386__)
-#define SKBNN_X86 1
-#include <immintrin.h>
-#else
-#define SKBNN_X86 0
-#endif
-
 #if defined(__SSE2__)
 #include <emmintrin.h> /* part of the x86-64 baseline: no target attribute needed */
 #endif

@@ -16,17 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#if defined(__x86_64__) || defined(__i386__)
-#define SKBNN_X86 1
-#include <immintrin.h>
-#else
-#define SKBNN_X86 0
-#endif
-
 #define FIELD_ROWS 4 /* samples per block: each weight row is read once per block */
 #define FIELD_PAD 32 /* expanded rows are padded to whole 512-bit vectors */
 

@@ -5,6 +5,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* x86 builds carry SIMD paths in functions with target attributes */
+#if defined(__x86_64__) || defined(__i386__)
+#define SKBNN_X86 1
+#include <immintrin.h>
+#else
+#define SKBNN_X86 0
+#endif
+
 #define WORDS(bits) (((bits) + 63) / 64)
 
 /* Threads for a parallel region: below ~64k elementary operations the fork

@@ -17,16 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#if defined(__x86_64__) || defined(__i386__)
-#define SKBNN_X86 1
+#if SKBNN_X86
 #include <cpuid.h>
-#include <immintrin.h>
-#else
-#define SKBNN_X86 0
 #endif
 
 /* ------------------------------------------------------------------------ */
