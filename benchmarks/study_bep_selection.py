@@ -14,6 +14,9 @@ reading is the package option ``selection='hidden'`` (exact int16 fields).
 
     python3 benchmarks/study_bep_selection.py --seeds 0,1,2   # about 15 minutes
     python3 benchmarks/study_bep_selection.py --quick          # seconds
+    python3 benchmarks/study_bep_selection.py --tuning benchmarks/results/\
+        bep_tuning_selection/bep_tuning.json --configs fmnist:5:255 --seeds 0,1
+                                    # from the tuned parameters instead of the defaults
 
 Writes ``<out>/bep_selection.json`` and ``<out>/bep_selection.md``.
 """
@@ -22,6 +25,7 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import json  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -36,9 +40,19 @@ QUICK_CONFIGS = [("prototypes_bep", 2, 35)]
 VARIANTS = {"visible (default)": "visible", "hidden": "hidden"}
 
 
+def base_params(tuning, name, depth, width):
+    """The configuration's validation-tuned parameters (none: the defaults)."""
+    if tuning is None:
+        return {}
+    return dict(tuning[f"{name}:{depth}:{width}"]["best"]["params"])
+
+
 def main(argv=None):
     parser = _common.make_parser(__doc__, "one small configuration, 3 epochs")
     parser.add_argument("--seeds", default="0", help="comma list of seeds (default 0)")
+    parser.add_argument("--tuning", default=None,
+                        help="a tune_bep.py JSON: start from each configuration's "
+                             "best.params instead of the defaults")
     parser.add_argument("--configs", default=None,
                         help="comma list of dataset:L:K (default: the five of the docstring)")
     args = parser.parse_args(argv)
@@ -48,13 +62,17 @@ def main(argv=None):
         configs = [(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2]))
                    for c in _common.parse_list(args.configs)]
     epochs, subset = (3, 3000) if args.quick else (50, None)
+    tuning = (json.loads(_common.Path(args.tuning).read_text())["entries"]
+              if args.tuning else None)
     cache, rows = {}, []
     for name, depth, width in configs:
         scores = {v: [] for v in VARIANTS}
         for seed in seeds:
             for v, selection in VARIANTS.items():
-                s = validation_score(name, depth, width, BEP_DEFAULTS["gate_threshold"], seed,
-                                     epochs, cache, subset, params={"selection": selection})
+                params = {**base_params(tuning, name, depth, width), "selection": selection}
+                nu = params.pop("gate_threshold", BEP_DEFAULTS["gate_threshold"])
+                s = validation_score(name, depth, width, nu, seed, epochs, cache, subset,
+                                     params=params)
                 if s is not None:
                     scores[v].append(s)
         print(f"[{name} L={depth} K={width}] " + ", ".join(
@@ -81,7 +99,9 @@ def main(argv=None):
         f"{' (quick run)' if args.quick else ''}",
         _common.machine_summary_md(res["machine"]),
         f"Validation accuracy % (the last 10 % of each training split; held-out and test "
-        f"splits unused), mean over seeds {seeds}; BEPClassifier defaults otherwise, "
+        f"splits unused), mean over seeds {seeds}; "
+        + (f"the tuned parameters of `{args.tuning}` otherwise, " if args.tuning
+           else "BEPClassifier defaults otherwise, ") +
         f"{epochs} epochs, one thread.  The difference is paired (± its standard error).",
         _common.markdown_table(["data set", "L", "K"] + names + ["hidden − visible"], table)])
     _common.write_markdown(out / "bep_selection.md", md)

@@ -50,8 +50,10 @@ GRID = {
 # schedule's monitored error, the reference code's ternary weights, batch size)
 GRID_EXTENDED = {**GRID, "group_schedule": ["validation", "train"],
                  "ternary_weights": [False, True], "batch_size": [50, 100]}
-# --search-selection: also the winner's stability (bep.md §8.1)
+# --search-selection: also the winner's stability (bep.md §8.1);
+# --search-activations: also activations with sign(0) = 0 (the reference code's)
 GRID_SELECTION = {"selection": ["visible", "hidden"]}
+GRID_ACTIVATIONS = {"ternary_activations": [False, True]}
 FIG2 = [(name, depth, width) for name in ("prototypes_bep", "fmnist") for depth in (2, 3)
         for width in (35, 75, 135, 255, 525)] + [("fmnist", 5, 255)]
 
@@ -133,11 +135,16 @@ def tune_one(name, depth, width, args, cache):
 def search_grid(args):
     """The grid the command line asks for."""
     grid = GRID_EXTENDED if args.extended else GRID
-    return {**grid, **GRID_SELECTION} if args.search_selection else grid
+    if args.search_selection:
+        grid = {**grid, **GRID_SELECTION}
+    if args.search_activations:
+        grid = {**grid, **GRID_ACTIVATIONS}
+    return grid
 
 
 def render_markdown(entries, meta, grid=GRID):
-    extra = [k for k in {**GRID_EXTENDED, **GRID_SELECTION} if k not in GRID and k in grid]
+    extra = [k for k in {**GRID_EXTENDED, **GRID_SELECTION, **GRID_ACTIVATIONS}
+             if k not in GRID and k in grid]
     lines = ["# BEPClassifier tuning on validation splits", "",
              f"- command: `{meta['command']}`",
              f"- date: {meta['date']}", "",
@@ -172,6 +179,8 @@ def main(argv=None):
                         help="also search group_schedule, ternary_weights and batch_size")
     parser.add_argument("--search-selection", action="store_true",
                         help="also search selection ('visible' or 'hidden' stability)")
+    parser.add_argument("--search-activations", action="store_true",
+                        help="also search ternary_activations (sign(0) = 0)")
     args = parser.parse_args(argv)
     grid = search_grid(args)
     if args.quick:

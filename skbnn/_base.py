@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels
 from ._config import effective_n_threads
-from ._engine import INT16_MAX, BinaryLayer, class_scores, init_hidden_weights
+from ._engine import INT16_MAX, BinaryLayer, class_scores, init_hidden_weights, ternary_planes
 from ._persistence import UNKNOWN_VERSION, realigned, skbnn_version
 from ._resources import MAX_FAN_IN, MEMORY_LIMIT_ENV, format_bytes, memory_limit
 from .exceptions import InconsistentSkbnnVersionWarning
@@ -204,6 +204,12 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         """Weights are sign(H) with sign(0) = 0 (estimators without the
         ``ternary_weights`` parameter are binary only)."""
         return bool(getattr(self, "ternary_weights", False))
+
+    @property
+    def _ternary_activations(self):
+        """Hidden activations are sign(z) with sign(0) = 0 (estimators without
+        the ``ternary_activations`` parameter use sign(0) = +1)."""
+        return bool(getattr(self, "ternary_activations", False))
 
     @property
     def _clip(self):
@@ -673,7 +679,11 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         """Logits of packed inputs: every layer's fused sign product, then the
         fixed readout rows of ``_inference_rows``."""
         a = A
-        if self._ternary:  # the H > 0 planes come from the hidden weights
+        if self._ternary_activations:  # two planes per activation: z >= 0, z > 0
+            for h, w in zip(self.hidden_weights_, self.packed_weights_):
+                z = BinaryLayer(h, w, ternary=self._ternary).forward(a, n_threads)
+                a = ternary_planes(z, n_threads)
+        elif self._ternary:  # the H > 0 planes come from the hidden weights
             for h, w in zip(self.hidden_weights_, self.packed_weights_):
                 a = BinaryLayer(h, w, ternary=True).forward_sign(a, n_threads)
         else:

@@ -13,7 +13,8 @@ from . import _kernels
 from ._base import (BaseBinaryClassifier, check_bool, check_choice, check_int,
                     check_layer_sizes, check_real, resolve_group_sizes)
 from ._cpr import CPRTrainingMixin
-from ._engine import BatchUpdates, CPStep, class_scores, pack_pm1_rows
+from ._engine import (BatchUpdates, CPStep, class_scores, pack_pm1_rows, step_inputs,
+                      take_rows, ternary_planes)
 
 
 def next_divisor(width, group_size):
@@ -147,6 +148,14 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         ``odd_init=False``; activations and desired activations stay +/-1;
         forward and backward products run over two bit planes.  Worth up to
         a few points in narrow networks (benchmarks page, ternary study).
+    ternary_activations : bool, default=False
+        Hidden activations ``sign(z)`` with ``sign(0) = 0`` (the reference
+        code's ``cupy.sign``) instead of the paper's ``sign(0) = +1``: a
+        neuron at ``z = 0`` outputs 0, drops out of the next layer's product,
+        the logits and the update of the layer above, and counts as wrong
+        whatever its target (``|z| = 0``, the easiest).  Frequent in narrow
+        layers with ternary weights; every product then runs over two
+        activation planes.
     prototypes : {'bef', 'random'}, default='bef'
         Class prototypes: a binary equiangular frame (the paper's choice)
         or plain random +/-1 rows.
@@ -283,7 +292,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
                  reinforcement_norm="fan_in", group_size=15,
                  group_schedule="validation", group_patience=5, validation_fraction=0.1,
                  weight_clip=None, init_std=64.0, odd_init=True,
-                 ternary_weights=False, prototypes="bef",
+                 ternary_weights=False, ternary_activations=False, prototypes="bef",
                  bef_alpha=1.0, bef_max_iter=None, binarize_input="auto",
                  n_thermometer_bits=32, thermometer="quantile", batch_size="auto", max_iter=50,
                  shuffle=True, random_state=None, verbose=0, warm_start=False,
@@ -303,6 +312,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         self.init_std = init_std
         self.odd_init = odd_init
         self.ternary_weights = ternary_weights
+        self.ternary_activations = ternary_activations
         self.prototypes = prototypes
         self.bef_alpha = bef_alpha
         self.bef_max_iter = bef_max_iter
@@ -328,6 +338,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         check_real("gate_threshold", self.gate_threshold, 0.0, 1.0)
         check_bool("strict_ties", self.strict_ties)
         check_choice("selection", self._selection, ("visible", "hidden"))
+        check_bool("ternary_activations", getattr(self, "ternary_activations", False))
         check_real("reinforcement_prob", self.reinforcement_prob, 0.0)
         check_choice("reinforcement_norm", self.reinforcement_norm, ("fan_in", "width"))
         check_choice("group_schedule", self.group_schedule, ("validation", "train", None))
@@ -388,13 +399,14 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         (all None when no sample triggers), every desired activation from
         the pre-update weights (§8.6)."""
         layers, n_layers = state.layers, len(state.layers)
+        zero_act = self._ternary_activations
         # forward, keeping every layer's input and pre-activation
         inputs, zs, a = [], [], A
         for layer in layers:
             z = layer.forward(a, n_threads)
             inputs.append(a)
             zs.append(z)
-            a = _kernels.pack_sign_int32(z)
+            a = ternary_planes(z, n_threads) if zero_act else _kernels.pack_sign_int32(z)
         k_last = layers[-1].n_out
         scores = class_scores(a, state.prototype_rows, k_last, n_threads)
         pred, trigger = trigger_mask(scores, y, self.robustness * k_last)
@@ -403,16 +415,27 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
             return BatchUpdates(n_correct, [None] * n_layers)
         idx = np.flatnonzero(trigger)
         zs = [z[idx] for z in zs]
-        # the stability a group's winner is ranked by (bep.md §8.1)
-        fields = ([layer.hidden_field(a[idx], n_threads) for layer, a in zip(layers, inputs)]
-                  if self._selection == "hidden" else zs)
-        targets = self._desired_activations(state, zs, y[idx], n_threads, fields)
+        inputs = [take_rows(a, idx) for a in inputs]
+        # the stability a group's winner is ranked by (bep.md §8.1); a neuron
+        # whose activation is 0 ranks first (|field| = 0)
+        fields = zs
+        if self._selection == "hidden":
+            fields = [layer.hidden_field(a, n_threads) for layer, a in zip(layers, inputs)]
+            if zero_act:
+                fields = [np.where(z == 0, 0, f).astype(np.int32) for z, f in zip(zs, fields)]
+        ties = [None] * n_layers
+        targets = self._desired_activations(state, zs, y[idx], n_threads, fields, ties)
         steps = []
         for l, layer in enumerate(layers):
             target, alive = targets[l]
-            selected = layer.select(fields[l], target, self.group_sizes_[l],
+            pick = target
+            if zero_act:  # an activation at 0 is wrong whatever its target
+                zero = zs[l] == 0 if ties[l] is None else (zs[l] == 0) & ~ties[l]
+                if zero.any():  # select against -1 there (a 0 field reads as +1)
+                    pick = target & ~_kernels.pack_binary(zero.view(np.uint8), n_threads)[0]
+            selected = layer.select(fields[l], pick, self.group_sizes_[l],
                                     active=alive, zero_is_wrong=True, n_threads=n_threads)
-            steps.append(CPStep(selected, target, inputs[l][idx]))
+            steps.append(CPStep(selected, target, *step_inputs(inputs[l])))
         return BatchUpdates(n_correct, steps)
 
     def _worker_copy(self, state):
@@ -427,13 +450,13 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         norms = [layer.n_in if fan_in else layer.n_out for layer in state.layers]
         self._apply_layer_steps(state.layers, updates.steps, norms, n_threads)
 
-    def _desired_activations(self, state, zs, y, n_threads, fields=None):
+    def _desired_activations(self, state, zs, y, n_threads, fields=None, ties=None):
         """Packed ``a*_l`` of every layer for the triggering samples, from the
         pre-update weights, with the per-sample flags of who still carries a
         signal (None = everyone).  ``zs`` open the gates; a tie that carries
         no signal (``strict_ties=False``) takes the sign of ``fields`` (the
         stabilities the selection ranks by; default ``zs``), so it is never
-        selected."""
+        selected; ``ties`` (a list, optional) receives each layer's tie mask."""
         fields = zs if fields is None else fields
         layers = state.layers
         target = state.prototype_rows[y]
@@ -451,6 +474,8 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
             else:
                 v = upper.back_project(target, gate, n_threads)
                 tie = v == 0
+                if ties is not None:
+                    ties[l] = tie
                 want = np.where(tie, fields[l] >= 0, v > 0)
                 target, _ = _kernels.pack_binary(want.view(np.uint8), n_threads)
             carries = open_.any(axis=1)

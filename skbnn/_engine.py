@@ -92,7 +92,11 @@ class BinaryLayer:
                                       self.packed_pos_t) if a is not None)
 
     def forward(self, inputs, n_threads=1):
-        """Integer pre-activations ``z = W a`` for packed inputs (n, n_words(n_in))."""
+        """Integer pre-activations ``z = W a`` for packed inputs (n, n_words(n_in)),
+        or for ternary inputs given as their two planes (:func:`ternary_planes`)."""
+        if isinstance(inputs, tuple):  # a = (U + V) / 2 over the planes z >= 0, z > 0
+            return half_sum(self.forward(inputs[0], n_threads),
+                            self.forward(inputs[1], n_threads))
         z = _kernels.bgemm(inputs, self.packed, self.n_in, n_threads)
         if self.ternary:
             z = half_sum(z, _kernels.bgemm(inputs, self.packed_pos, self.n_in, n_threads))
@@ -110,6 +114,9 @@ class BinaryLayer:
         the pre-activation the hidden weights would give, which a hidden
         stability ranks neurons by (needs the hidden weights)."""
         self._check_trainable()
+        if isinstance(inputs, tuple):  # ternary inputs: half-sum over the two planes
+            return half_sum(_kernels.hidden_field(self.hidden, inputs[0], n_threads),
+                            _kernels.hidden_field(self.hidden, inputs[1], n_threads))
         return _kernels.hidden_field(self.hidden, inputs, n_threads)
 
     def back_project(self, targets, gate, n_threads=1):
@@ -135,22 +142,24 @@ class BinaryLayer:
         return _kernels.select_easiest(z, targets, group_size, zero_is_wrong, active,
                                        n_threads)
 
-    def update(self, selected, targets, inputs, clip=INT16_MAX, n_threads=1):
+    def update(self, selected, targets, inputs, clip=INT16_MAX, n_threads=1, input_mask=None):
         """CP step of a batch, from the pre-update weights:
-        ``H[j] += 2 t_mj a_m`` for every selected (m, j), saturated at ``clip``.
+        ``H[j] += 2 t_mj a_m`` for every selected (m, j), saturated at ``clip``
+        (``input_mask``: ternary inputs, 0 where its bit is clear).
 
         Returns the number of visible-weight sign flips.
         """
         self._check_trainable()
         flips = _kernels.cpr_update(self.hidden, self.packed, self.packed_t, selected,
-                                    targets, inputs, clip, n_threads)
+                                    targets, inputs, clip, n_threads, input_mask)
         if self.ternary:
             self._sync_positive_plane(selected)
         return flips
 
     def apply(self, step, clip=INT16_MAX, n_threads=1):
         """Apply a :class:`CPStep` (see :meth:`update`); returns the sign flips."""
-        return self.update(step.selected, step.targets, step.inputs, clip, n_threads)
+        return self.update(step.selected, step.targets, step.inputs, clip, n_threads,
+                           step.input_mask)
 
     def reinforce(self, prob, seed, stream, clip=INT16_MAX, n_threads=1):
         """``h += 2 sign(h)`` at each site with probability ``prob`` (signs never
@@ -220,12 +229,20 @@ class CPStep:
     targets : ndarray of uint64, shape (M, ceil(n_out / 64))
         Packed desired signs of the layer's neurons per sample.
     inputs : ndarray of uint64, shape (M, ceil(n_in / 64))
-        Packed inputs of the layer per sample.
+        Packed inputs of the layer per sample (their signs).
+    input_mask : ndarray of uint64 like ``inputs``, or None
+        Ternary inputs: bit clear where ``a_mi = 0`` (no contribution);
+        None when every input is +/-1.
     """
 
     selected: np.ndarray
     targets: np.ndarray
     inputs: np.ndarray
+    input_mask: np.ndarray = None
+
+    def _arrays(self):
+        return (self.selected, self.targets, self.inputs) + (
+            () if self.input_mask is None else (self.input_mask,))
 
     def compact(self):
         """The same step without the samples that select no neuron (they add
@@ -233,7 +250,7 @@ class CPStep:
         keep = (self.selected >= 0).any(axis=1)
         if keep.all():
             return self
-        return CPStep(self.selected[keep], self.targets[keep], self.inputs[keep])
+        return CPStep(*(a[keep] for a in self._arrays()))
 
     @classmethod
     def concatenate(cls, steps):
@@ -242,11 +259,11 @@ class CPStep:
         if len(steps) == 1:
             return steps[0]
         return cls(*(np.ascontiguousarray(np.concatenate(parts))
-                     for parts in zip(*((s.selected, s.targets, s.inputs) for s in steps))))
+                     for parts in zip(*(s._arrays() for s in steps))))
 
     @property
     def nbytes(self):
-        return self.selected.nbytes + self.targets.nbytes + self.inputs.nbytes
+        return sum(a.nbytes for a in self._arrays())
 
 
 @dataclass
@@ -303,6 +320,30 @@ def positive_plane(hidden):
     return _kernels.pack_binary(np.ascontiguousarray(hidden > 0).view(np.uint8))[0]
 
 
+def ternary_planes(z, n_threads=1):
+    """Activations ``sign(z)`` with sign(0) = 0 as two packed planes
+    ``(z >= 0, z > 0)``: read as +/-1 their half-sum is the activation, so
+    every product with them is the half-sum of two binary products; the
+    first is also the sign of each nonzero activation."""
+    return (_kernels.pack_sign_int32(z),
+            _kernels.pack_binary(np.ascontiguousarray(z > 0).view(np.uint8), n_threads)[0])
+
+
+def step_inputs(inputs):
+    """``(inputs, input_mask)`` of a CP step: ternary planes become their
+    sign plane and the mask of nonzero activations (the planes agree there)."""
+    if not isinstance(inputs, tuple):
+        return inputs, None
+    return inputs[0], ~(inputs[0] ^ inputs[1])
+
+
+def take_rows(inputs, rows):
+    """Rows of packed inputs, or of both planes of ternary ones."""
+    if isinstance(inputs, tuple):
+        return tuple(p[rows] for p in inputs)
+    return inputs[rows]
+
+
 def half_sum(z_sign, z_pos):
     """Ternary product from the products with the two planes: both have the
     parity of the operand length, so their half-sum is exact."""
@@ -320,8 +361,11 @@ def pack_pm1_rows(M):
 
 
 def class_scores(activations, class_rows, n_bits, n_threads=1):
-    """Integer scores ``<a, row_c>`` of packed activations against packed
-    class rows (a fixed classifier or prototypes)."""
+    """Integer scores ``<a, row_c>`` of packed activations (or ternary planes)
+    against packed class rows (a fixed classifier or prototypes)."""
+    if isinstance(activations, tuple):
+        return half_sum(*(_kernels.bgemm(p, class_rows, n_bits, n_threads)
+                          for p in activations))
     return _kernels.bgemm(activations, class_rows, n_bits, n_threads)
 
 

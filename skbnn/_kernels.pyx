@@ -68,7 +68,7 @@ cdef extern from "bnn_kernels.h" nogil:
                               int32_t *out, int n_threads)
     int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_t N,
                              const int32_t *sel, size_t M, size_t G, const uint64_t *T,
-                             const uint64_t *A, int clip, int n_threads)
+                             const uint64_t *A, const uint64_t *Am, int clip, int n_threads)
     int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
                             uint64_t stream, int clip, int keep_zero, int n_threads)
     double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index)
@@ -530,10 +530,13 @@ def select_easiest(const int32_t[:, ::1] Z not None, const uint64_t[:, ::1] targ
 def cpr_update(int16_t[:, ::1] H not None, uint64_t[:, ::1] packed not None,
                uint64_t[:, ::1] packed_t, const int32_t[:, ::1] selected not None,
                const uint64_t[:, ::1] targets not None, const uint64_t[:, ::1] inputs not None,
-               int clip, int n_threads=1):
+               int clip, int n_threads=1, const uint64_t[:, ::1] input_mask=None):
     """Apply ``H[j] += 2 t_mj a_m`` for every selected (m, j), all from the
     pre-update weights, saturated to [-clip, clip]; repack the changed rows of
-    ``packed`` and bits of ``packed_t`` (may be None).  Returns sign flips."""
+    ``packed`` and bits of ``packed_t`` (may be None).  ``input_mask`` (packed
+    like ``inputs``) marks the nonzero inputs of ternary activations: where
+    its bit is clear ``a_mi = 0`` and the weight does not move.  Returns
+    sign flips."""
     cdef size_t K = H.shape[0], N = H.shape[1], M = selected.shape[0]
     cdef size_t G = selected.shape[1]
     if <size_t>packed.shape[0] != K or <size_t>packed.shape[1] != _words(N):
@@ -545,6 +548,9 @@ def cpr_update(int16_t[:, ::1] H not None, uint64_t[:, ::1] packed not None,
         raise ValueError("targets must be packed (n_samples, ceil(n_out/64))")
     if <size_t>inputs.shape[0] != M or <size_t>inputs.shape[1] != _words(N):
         raise ValueError("inputs must be packed (n_samples, ceil(n_in/64))")
+    if input_mask is not None and (input_mask.shape[0] != inputs.shape[0]
+                                   or input_mask.shape[1] != inputs.shape[1]):
+        raise ValueError("input_mask must have the shape of inputs")
     if clip < 1 or clip > 32767:
         raise ValueError("clip must be in [1, 32767]")
     _aligned(&H[0, 0], 2, H.shape[0] * H.shape[1], "H")
@@ -557,6 +563,12 @@ def cpr_update(int16_t[:, ::1] H not None, uint64_t[:, ::1] packed not None,
         targets = _realign(targets)
     if _misaligned_at(&inputs[0, 0], 8, inputs.shape[0] * inputs.shape[1]):
         inputs = _realign(inputs)
+    cdef const uint64_t *pm = NULL
+    if input_mask is not None:
+        if _misaligned_at(&input_mask[0, 0], 8, input_mask.shape[0] * input_mask.shape[1]):
+            input_mask = _realign(input_mask)
+        if M and N:
+            pm = &input_mask[0, 0]
     cdef uint64_t *pt = NULL
     if packed_t is not None and N and K:
         pt = &packed_t[0, 0]
@@ -565,7 +577,7 @@ def cpr_update(int16_t[:, ::1] H not None, uint64_t[:, ::1] packed not None,
         return 0
     with nogil:
         flips = skbnn_cpr_update(&H[0, 0], &packed[0, 0], pt, K, N, &selected[0, 0], M, G,
-                                 &targets[0, 0], &inputs[0, 0], clip, n_threads)
+                                 &targets[0, 0], &inputs[0, 0], pm, clip, n_threads)
     if flips < 0:
         raise MemoryError("cpr_update: out of memory")
     return flips

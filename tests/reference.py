@@ -126,7 +126,8 @@ def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stre
 
 
 def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_reinf, seed,
-                   stream0, clip, uniform, strict_ties=True, ternary=False, hidden=False):
+                   stream0, clip, uniform, strict_ties=True, ternary=False, hidden=False,
+                   zero_act=False):
     """One BEPClassifier mini-batch (bep.md §4.1) with the documented readings:
     trigger ``correct - best other < r K_L``; a*_L = P[y];
     a*_l = sign(W_{l+1}^T (g * a*_{l+1})) with g = |z_{l+1}| <= nu * fan_in and
@@ -135,12 +136,14 @@ def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_rein
     it is never selected, and its gate stays closed for the layer below; samples whose gate closes every neuron skip the layers below;
     wrong = (a != a*), winner = smallest |z| (``hidden``: the same on the
     hidden field H a instead of z); ``ternary``: weights sign(H) with
-    sign(0) = 0.  Returns the new weights and the number of correct
-    predictions (pre-update)."""
+    sign(0) = 0; ``zero_act``: activations sign(z) with sign(0) = 0 (a 0
+    input moves no weight; a neuron at z = 0 is wrong whatever its target,
+    unless it is a tie without signal, and ranks first).  Returns the new
+    weights and the number of correct predictions (pre-update)."""
     acts, zs = [a0.astype(np.int64)], []
     for H in Hs:
         zs.append(acts[-1] @ weights(H, ternary).T)
-        acts.append(sign(zs[-1]))
+        acts.append(np.sign(zs[-1]) if zero_act else sign(zs[-1]))
     s = acts[-1] @ P.astype(np.int64).T
     rows = np.arange(len(y))
     pred = np.argmax(s, axis=1)
@@ -160,17 +163,24 @@ def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_rein
     # the stabilities the winners are ranked by; a tie without signal takes their sign
     fields = [acts[l][T] @ H.astype(np.int64).T if hidden else zs[l][T]
               for l, H in enumerate(Hs)]
+    if zero_act:  # a neuron at z = 0 ranks first
+        fields = [np.where(zs[l][T] == 0, 0, f) for l, f in enumerate(fields)]
+    ties = [np.zeros(t.shape, dtype=bool) for t in [zs[l][T] for l in range(L)]]
     for l in range(L - 2, -1, -1):
         W_up = weights(Hs[l + 1], ternary)
         g = (np.abs(zs[l + 1][T]) <= gate_threshold * W_up.shape[1]) & ~tie
         v = (g * targets[l + 1]) @ W_up
         tie = np.zeros(v.shape, dtype=bool) if strict_ties else v == 0
+        ties[l] = tie
         targets[l] = np.where(tie, sign(fields[l]), sign(v))
         alive = alive & g.any(axis=1)
         alives[l] = alive.copy()
     new_H = []
     for l, H in enumerate(Hs):
-        sel = select_easiest(fields[l], targets[l], group_sizes[l], True, alives[l])
+        pick = targets[l]
+        if zero_act:  # z = 0 (not a silent tie) is wrong for either target
+            pick = np.where((zs[l][T] == 0) & ~ties[l], -1, pick)
+        sel = select_easiest(fields[l], pick, group_sizes[l], True, alives[l])
         H = cp_update(H.astype(np.int64), sel, targets[l], acts[l][T], clip)
         H, _ = reinforce(H, p_reinf[l], seed, stream0 + l, clip, uniform, ternary)
         new_H.append(H)

@@ -19,14 +19,16 @@ from skbnn._engine import init_hidden_weights
     (5, (10,), (5,), 0.1),           # one layer: no backward pass
 ])
 @pytest.mark.parametrize("strict_ties", [False, True])
-@pytest.mark.parametrize("ternary,selection", [(False, "visible"), (True, "visible"),
-                                               (False, "hidden"), (True, "hidden")])
+@pytest.mark.parametrize("ternary,selection,zero_act", [
+    (False, "visible", False), (True, "visible", False), (False, "hidden", False),
+    (True, "hidden", False), (True, "visible", True), (True, "hidden", True),
+    (False, "visible", True)])
 def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate, strict_ties,
-                                                ternary, selection, isa):
+                                                ternary, selection, zero_act, isa):
     """An epoch of the estimator == bep.md §4.1 in NumPy: trigger, gated
     back-projection, masks, CP update and reinforcement from the documented
-    counter-based stream; with ternary weights (sign(0) = 0) and with the
-    winners ranked by the hidden field too."""
+    counter-based stream; with ternary weights and activations (sign(0) =
+    0) and with the winners ranked by the hidden field too."""
     rng = np.random.default_rng(len(widths) * 10 + n_classes)
     X = rng.choice([-1, 1], size=(64, 70))
     y = rng.integers(0, n_classes, size=64)
@@ -35,12 +37,12 @@ def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate,
               shuffle=False, random_state=3, robustness=0.5, gate_threshold=gate,
               reinforcement_prob=0.9, init_std=4.0, weight_clip=40, group_schedule=None,
               strict_ties=strict_ties, odd_init=not ternary, ternary_weights=ternary,
-              selection=selection)
+              selection=selection, ternary_activations=zero_act)
     clf = BEPClassifier(max_iter=1, **kw).fit(X, y)
     assert_next_epoch_matches(
         clf, X, y, lambda Hs, Xb, yb, p, stream: bep_batch_step(
             Hs, clf.prototypes_, Xb, yb, 0.5, gate, groups, p, clf._seed, stream, 40,
-            _kernels.uniform, strict_ties, ternary, selection == "hidden"), 16)
+            _kernels.uniform, strict_ties, ternary, selection == "hidden", zero_act), 16)
 
 
 def test_trigger_rule():

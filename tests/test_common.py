@@ -12,7 +12,7 @@ ESTIMATORS = [
     BEPClassifier(),
     BEPClassifier(hidden_layer_sizes=(35, 35, 35), group_size=7, group_schedule="train",
                   prototypes="random", odd_init=False, ternary_weights=True, selection="hidden",
-                  n_jobs=2),
+                  ternary_activations=True, n_jobs=2),
     # 2-D input = univariate series; the paper-size default (1035) triples the time
     BEPRecurrentClassifier(state_size=255, output_size=255, expansion_size=128, max_iter=30),
     BEPRecurrentClassifier(state_size=105, output_size=35, expansion_size=None, group_size=(7, 5),

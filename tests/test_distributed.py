@@ -171,6 +171,9 @@ CONFIGS = {
         init_std=4.0, strict_ties=False, group_schedule=None, max_iter=3),
     "bep-hidden-selection": BEPClassifier(hidden_layer_sizes=(45, 35), group_size=5,
                                           selection="hidden", init_std=4.0, max_iter=3),
+    "bep-zero-activations": BEPClassifier(
+        hidden_layer_sizes=(46, 36), group_size=(23, 6), odd_init=False, ternary_weights=True,
+        ternary_activations=True, strict_ties=False, init_std=4.0, max_iter=3),
 }
 
 

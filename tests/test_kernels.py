@@ -217,6 +217,29 @@ def test_cpr_update_matches_reference(n_in, n_out, clip, isa):
     assert flips == int(np.sum(sign(want) != sign(H)))
 
 
+@pytest.mark.parametrize("m", [40, 600])  # byte counters direct / flushed (> 255 per row)
+@pytest.mark.parametrize("n_in,n_out", [(1, 3), (65, 70), (300, 129)])
+def test_cpr_update_with_zero_inputs(m, n_in, n_out, isa):
+    """Ternary inputs (sign plane + nonzero mask): a 0 input leaves its weight."""
+    rng = np.random.default_rng(m + n_in)
+    H = (2 * rng.integers(-40, 40, size=(n_out, n_in)) + 1).astype(np.int16)
+    a = rand_pm1(rng, m, n_in) * (rng.random((m, n_in)) < 0.6)
+    t = rand_pm1(rng, m, n_out)
+    sel = np.where(rng.random((m, n_out)) < 0.7, np.arange(n_out)[None, :], -1)
+    want = cp_update(H, sel, t, a, 32767)
+    packed = _kernels.pack_sign_int16(H)
+    packed_t = _kernels.transpose_bits(packed, n_in)
+    Hk = H.copy()
+    _kernels.cpr_update(Hk, packed, packed_t, sel.astype(np.int32), pack(t), pack(a),
+                        32767, 1, readonly(pack(np.where(a != 0, 1, -1))))
+    np.testing.assert_array_equal(Hk, want)
+    np.testing.assert_array_equal(packed, pack(sign(want)))
+    np.testing.assert_array_equal(packed_t, pack(sign(want).T))
+    with pytest.raises(ValueError, match="input_mask"):
+        _kernels.cpr_update(Hk, packed, packed_t, sel.astype(np.int32), pack(t), pack(a),
+                            32767, 1, np.zeros((m + 1, packed.shape[1]), np.uint64))
+
+
 def test_cpr_update_int16_saturation():
     H = np.array([[32765, -32765]], dtype=np.int16)
     a = np.array([[1, -1]] * 3)

@@ -1034,7 +1034,7 @@ static inline void flush_counters(uint64_t *cnt8, int32_t *acc, size_t n8)
 
 int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_t N,
                          const int32_t *sel, size_t M, size_t G, const uint64_t *T,
-                         const uint64_t *A, int clip, int n_threads)
+                         const uint64_t *A, const uint64_t *Am, int clip, int n_threads)
 {
     const size_t wN = WORDS(N), wK = WORDS(K), nsel = M * G;
     int64_t flips = 0;
@@ -1075,7 +1075,10 @@ int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_
         uint64_t *cnt8 = (uint64_t *)calloc(wN * 8 + 1, sizeof(uint64_t));
         int32_t *acc = (int32_t *)malloc((wN * 64 + 1) * sizeof(int32_t));
         uint64_t *row_bits = (uint64_t *)malloc((wN + 1) * sizeof(uint64_t));
-        const int ok = cnt8 && acc && row_bits && !failed;
+        /* with an input mask: per-position counts of the samples whose input is nonzero */
+        uint64_t *cntm8 = Am ? (uint64_t *)calloc(wN * 8 + 1, sizeof(uint64_t)) : NULL;
+        int32_t *accm = Am ? (int32_t *)malloc((wN * 64 + 1) * sizeof(int32_t)) : NULL;
+        const int ok = cnt8 && acc && row_bits && (!Am || (cntm8 && accm)) && !failed;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -1086,40 +1089,54 @@ int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_
             const size_t j = (size_t)rows[r];
             const int32_t n = start[j + 1] - start[j];
             const int direct = n <= 255; /* byte lanes cannot overflow */
-            if (!direct) memset(acc, 0, wN * 64 * sizeof(int32_t));
+            if (!direct) {
+                memset(acc, 0, wN * 64 * sizeof(int32_t));
+                if (Am) memset(accm, 0, wN * 64 * sizeof(int32_t));
+            }
             int pending = 0;
             for (int32_t s = start[j]; s < start[j + 1]; s++) {
                 const size_t m = (size_t)list[s];
                 const int tb = (int)((T[m * wK + (j >> 6)] >> (j & 63)) & 1ULL);
-                const uint64_t *a = A + m * wN;
+                const uint64_t *a = A + m * wN, *am = Am ? Am + m * wN : NULL;
                 for (size_t w = 0; w < wN; w++) {
-                    const uint64_t v = tb ? a[w] : ~a[w]; /* bits where a_i == t_j */
+                    uint64_t v = tb ? a[w] : ~a[w]; /* bits where a_i == t_j */
+                    if (am) { /* a zero input agrees with nothing and counts for nothing */
+                        v &= am[w];
+                        uint64_t *cm = cntm8 + w * 8;
+                        for (int q = 0; q < 8; q++)
+                            cm[q] += byte_lanes[(am[w] >> (8 * q)) & 0xffu];
+                    }
                     uint64_t *c = cnt8 + w * 8;
                     for (int q = 0; q < 8; q++) c[q] += byte_lanes[(v >> (8 * q)) & 0xffu];
                 }
                 if (!direct && ++pending == 255) {
                     flush_counters(cnt8, acc, wN * 8);
+                    if (Am) flush_counters(cntm8, accm, wN * 8);
                     pending = 0;
                 }
             }
-            /* c agreements move h by +2 each, n - c disagreements by -2 each */
+            /* of the n_i samples with a nonzero input i (n without a mask), c_i
+             * agreements move h by +2 each, n_i - c_i disagreements by -2 each */
             int16_t *h = H + j * N;
             int32_t flip = 0;
             if (direct) {
                 const uint8_t *cb = (const uint8_t *)cnt8; /* byte i counts bit i */
+                const uint8_t *nb = (const uint8_t *)cntm8;
                 for (size_t i = 0; i < N; i++) {
                     const int32_t old = h[i];
-                    int32_t v = old + 4 * (int32_t)cb[i] - 2 * n;
+                    int32_t v = old + 4 * (int32_t)cb[i] - 2 * (nb ? (int32_t)nb[i] : n);
                     v = v > hi ? hi : (v < lo ? lo : v);
                     h[i] = (int16_t)v;
                     flip |= old ^ v;
                 }
                 memset(cnt8, 0, wN * 8 * sizeof(uint64_t));
+                if (Am) memset(cntm8, 0, wN * 8 * sizeof(uint64_t));
             } else {
                 flush_counters(cnt8, acc, wN * 8);
+                if (Am) flush_counters(cntm8, accm, wN * 8);
                 for (size_t i = 0; i < N; i++) {
                     const int32_t old = h[i];
-                    int32_t v = old + 2 * (2 * acc[i] - n);
+                    int32_t v = old + 2 * (2 * acc[i] - (accm ? accm[i] : n));
                     v = v > hi ? hi : (v < lo ? lo : v);
                     h[i] = (int16_t)v;
                     flip |= old ^ v;
@@ -1141,6 +1158,8 @@ int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_
         free(cnt8);
         free(acc);
         free(row_bits);
+        free(cntm8);
+        free(accm);
     }
 
     if (diff && !failed) /* transpose: bit j of row i flips where H[j, i] changed sign */

@@ -116,11 +116,13 @@ void skbnn_select_easiest(const int32_t *Z, size_t M, size_t K, const uint64_t *
  *   H[j, :] += 2 * t_mj * a_m          (t_mj = target bit j of sample m)
  * saturated to [-clip, clip]; then repack the changed rows of Wp (K x wN)
  * and, when WT != NULL, flip the changed bits of the transpose WT (N x wK).
+ * Am (may be NULL): M x ceil(N/64) mask of the nonzero inputs (ternary
+ * activations, a_mi = 0 where the bit is clear: H[j, i] does not move).
  * sel: M x G neuron indices (-1 = none).  Returns the number of sign flips,
  * or -1 on allocation failure. */
 int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_t N,
                          const int32_t *sel, size_t M, size_t G, const uint64_t *T,
-                         const uint64_t *A, int clip, int n_threads);
+                         const uint64_t *A, const uint64_t *Am, int clip, int n_threads);
 
 /* Reinforcement h += 2 * sign(h) (saturated to [-clip, clip]) at sites drawn
  * independently with probability p, sampled by geometric skips from a
