@@ -96,6 +96,23 @@ def load_tuning(path):
     return out
 
 
+def parse_overrides(text):
+    """'key=value,key=value' -> dict (true/false/none, ints and floats parsed)."""
+    out = {}
+    for item in _common.parse_list(text or ""):
+        key, _, value = item.partition("=")
+        v = {"true": True, "false": False, "none": None}.get(value.strip().lower(), value.strip())
+        if isinstance(v, str):
+            for cast in (int, float):
+                try:
+                    v = cast(v)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = v
+    return out
+
+
 def tuned_params(best, width):
     """``best.params`` with the group size mapped to a divisor of K exactly as
     tune_bep.py's ``draw_configs`` does (``nearest_divisor(K, group_size)``)."""
@@ -235,7 +252,10 @@ def render_markdown(res):
              f"BEP tuned: per configuration the `best.params` of "
              f"`{os.path.basename(res['args'].get('tuning') or '')}` (chosen by tune_bep.py on a "
              "10 % validation split of the training split only, group size mapped to a divisor "
-             "of K as there), trained on the whole training split with the same epochs, input "
+             "of K as there)"
+             + (f" with `{res['args']['tuned_set']}` set on top" if res['args'].get('tuned_set')
+                else "")
+             + ", trained on the whole training split with the same epochs, input "
              "binarisation and seed; \"—\" = no tuning entry; ")
     lines = [f"# BEPClassifier benchmark{' (quick run)' if res['quick'] else ''}", "",
              _common.machine_summary_md(res["machine"]), "",
@@ -364,6 +384,10 @@ def main(argv=None):
     parser.add_argument("--tuning", default=str(DEFAULT_TUNING),
                         help="tune_bep.py result file with the tuned parameters "
                              "(default: benchmarks/results/bep_tuning.json)")
+    parser.add_argument("--tuned-set", default=None, metavar="KEY=VALUE,...",
+                        help="parameters set on top of every tuned configuration (e.g. "
+                             "ternary_activations=true, a choice made on validation "
+                             "evidence elsewhere)")
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = 3 if args.quick else 50
@@ -379,6 +403,8 @@ def main(argv=None):
     names = _common.parse_list(args.datasets)
 
     tuning = {} if args.no_tuned else load_tuning(args.tuning)
+    overrides = parse_overrides(args.tuned_set)
+    tuning = {key: {**params, **overrides} for key, params in tuning.items()}
     res = {"machine": _common.machine_info(), "quick": args.quick, "args": vars(args),
            "seeds": seeds, "runs": [], "depth": {},
            "bep_default_params": {k: v for k, v in BEP_DEFAULTS.items()

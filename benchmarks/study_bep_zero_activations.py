@@ -29,6 +29,8 @@ training error stalls for ``group_patience`` epochs.
 
     python3 benchmarks/study_bep_zero_activations.py --seeds 0,1,2,3,4   # minutes
     python3 benchmarks/study_bep_zero_activations.py --quick             # seconds
+    python3 benchmarks/study_bep_zero_activations.py --package --seeds 0,1,2,3,4
+        # the same comparison with BEPClassifier(ternary_activations=...)
 
 Writes ``<out>/bep_zero_activations.json`` and ``.md``.
 """
@@ -45,7 +47,7 @@ import numpy as np  # noqa: E402
 
 import _common  # noqa: E402
 from bench_bep import DATASETS  # noqa: E402
-from tune_bep import validation_split  # noqa: E402
+from tune_bep import score_config, validation_split  # noqa: E402
 from skbnn._bep import bef_prototypes, next_divisor  # noqa: E402
 
 DEFAULT_TUNING = _common.DEFAULT_OUT / "bep_tuning_selection" / "bep_tuning.json"
@@ -57,12 +59,18 @@ def pm1(z):
     return np.where(z >= 0, 1.0, -1.0)
 
 
-def train_and_score(name, depth, width, params, seed, zero_act, epochs, subset=None):
-    """Validation accuracy of one NumPy BEP run (see the module docstring)."""
+def train_and_score(name, depth, width, params, seed, zero_act, epochs, subset=None,
+                    package=False):
+    """Validation accuracy of one NumPy BEP run (see the module docstring), or
+    of ``BEPClassifier(ternary_activations=zero_act)`` with ``package``."""
     data = _common.load_dataset(name, seed, {})
     X_fit, y_fit, X_val, y_val = validation_split(data, seed)
     if subset:
         X_fit, y_fit = X_fit[:subset], y_fit[:subset]
+    if package:
+        split = (X_fit, y_fit, X_val, y_val)
+        return score_config({**params, "ternary_activations": zero_act}, name, depth, width,
+                            epochs, split, seed)["val_accuracy"]
     if name == "fmnist":  # 'global_median' of the training part, as the benchmarks
         med = np.median(X_fit)
         X_fit, X_val = np.where(X_fit > med, 1, -1), np.where(X_val > med, 1, -1)
@@ -156,6 +164,9 @@ def main(argv=None):
                         help="comma list of dataset:L:K with a tuning entry "
                              "(default prototypes_bep:3:35)")
     parser.add_argument("--tuning", default=str(DEFAULT_TUNING))
+    parser.add_argument("--package", action="store_true",
+                        help="train BEPClassifier(ternary_activations=False/True) instead "
+                             "of the NumPy model (same splits and parameters)")
     args = parser.parse_args(argv)
     seeds = _common.parse_list(args.seeds, int)
     configs = CONFIGS
@@ -173,7 +184,7 @@ def main(argv=None):
         for seed in seeds:
             for v, zero_act in VARIANTS.items():
                 scores[v].append(train_and_score(name, depth, width, params, seed, zero_act,
-                                                 epochs, subset))
+                                                 epochs, subset, args.package))
             print(f"[{name} L={depth} K={width} seed={seed}] " + ", ".join(
                 f"{k}: {100 * s[-1]:.2f}" for k, s in scores.items()), file=sys.stderr,
                 flush=True)
@@ -194,7 +205,8 @@ def main(argv=None):
                       f"{other.mean():.2f} ± {other.std():.2f}",
                       f"{d.mean():+.2f}" + (f" ± {se:.2f}" if len(d) > 1 else "")])
     md = "\n\n".join([
-        f"# BEP (NumPy): activations with sign(0) = +1 or 0{' (quick run)' if args.quick else ''}",
+        f"# BEP ({'BEPClassifier' if args.package else 'NumPy'}): activations with "
+        f"sign(0) = +1 or 0{' (quick run)' if args.quick else ''}",
         _common.machine_summary_md(res["machine"]),
         f"Validation accuracy % (stratified 10 % of each benchmark training split; held-out "
         f"and test splits unused), seeds {seeds}, {epochs} epochs, one thread; the tuned "
