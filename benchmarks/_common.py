@@ -498,6 +498,15 @@ def parse_list(text, cast=str):
     return [cast(t.strip()) for t in str(text).split(",") if t.strip()]
 
 
+def parse_configs(text):
+    """'dataset:L:K,...' -> [(dataset, L, K), ...]."""
+    out = []
+    for item in parse_list(text):
+        name, depth, width = item.split(":")
+        out.append((name, int(depth), int(width)))
+    return out
+
+
 def fmt_si(x, unit="", digits=3):
     """1.234e12 -> '1.23 T' (engineering prefixes)."""
     if x is None or not np.isfinite(x):

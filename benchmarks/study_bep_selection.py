@@ -59,8 +59,7 @@ def main(argv=None):
     seeds = _common.parse_list(args.seeds, int)
     configs = QUICK_CONFIGS if args.quick else CONFIGS
     if args.configs:
-        configs = [(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2]))
-                   for c in _common.parse_list(args.configs)]
+        configs = _common.parse_configs(args.configs)
     epochs, subset = (3, 3000) if args.quick else (50, None)
     tuning = (json.loads(_common.Path(args.tuning).read_text())["entries"]
               if args.tuning else None)

@@ -171,8 +171,7 @@ def main(argv=None):
     seeds = _common.parse_list(args.seeds, int)
     configs = CONFIGS
     if args.configs:
-        configs = [(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2]))
-                   for c in _common.parse_list(args.configs)]
+        configs = _common.parse_configs(args.configs)
     epochs, subset = (3, 3000) if args.quick else (50, None)
     if args.quick:
         seeds = seeds if len(seeds) > 1 else [0, 1]

@@ -61,8 +61,7 @@ def methods_for(name, depth, width, tuning, methods=METHODS):
 
 def run(args):
     tuning = load_tuning(args.tuning)
-    configs = [tuple(int(p) if i else p for i, p in enumerate(c.split(":")))
-               for c in _common.parse_list(args.configs)]
+    configs = _common.parse_configs(args.configs)
     seeds = _common.parse_list(args.seeds, int)
     cache, rows = {}, []
     for name, depth, width in configs:

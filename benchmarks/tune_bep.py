@@ -187,8 +187,7 @@ def main(argv=None):
         args.n_configs, args.finalists, args.epochs = 4, 1, 6
         configs = [("prototypes_bep", 2, 35), ("prototypes_bep", 3, 35), ("fmnist", 2, 35)]
     elif args.configs:
-        configs = [(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2]))
-                   for c in args.configs.split(",")]
+        configs = _common.parse_configs(args.configs)
     else:
         configs = FIG2
     out = _common.Path(args.out)
