@@ -498,6 +498,15 @@ def parse_list(text, cast=str):
     return [cast(t.strip()) for t in str(text).split(",") if t.strip()]
 
 
+def paired_difference(base, other):
+    """'+d ± se' of the paired differences ``other - base`` (se of their
+    mean, ddof=1; just '+d' for one pair)."""
+    d = np.asarray(other, dtype=float) - np.asarray(base, dtype=float)
+    if len(d) < 2:
+        return f"{d.mean():+.2f}"
+    return f"{d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f}"
+
+
 def parse_configs(text):
     """'dataset:L:K,...' -> [(dataset, L, K), ...]."""
     out = []

@@ -87,12 +87,10 @@ def main(argv=None):
     for r in rows:
         if not all(r["scores"][n] for n in names):
             continue
-        base, other = (np.array(r["scores"][n]) for n in names)
-        d = 100 * (other - base)
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        base, other = (100 * np.array(r["scores"][n]) for n in names)
         table.append([DATASETS[r["dataset"]], r["depth"], r["width"]]
                      + [f"{100 * np.mean(r['scores'][n]):.2f}" for n in names]
-                     + [f"{d.mean():+.2f}" + (f" ± {se:.2f}" if len(d) > 1 else "")])
+                     + [_common.paired_difference(base, other)])
     md = "\n\n".join([
         f"# BEPClassifier: winner by visible or hidden stability"
         f"{' (quick run)' if args.quick else ''}",

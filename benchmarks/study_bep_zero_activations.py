@@ -197,12 +197,10 @@ def main(argv=None):
     table = []
     for r in rows:
         base, other = (100 * np.array(r["scores"][n]) for n in names)
-        d = other - base
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        table.append([DATASETS[r["dataset"]], r["depth"], r["width"], len(d),
+        table.append([DATASETS[r["dataset"]], r["depth"], r["width"], len(base),
                       f"{base.mean():.2f} ± {base.std():.2f}",
                       f"{other.mean():.2f} ± {other.std():.2f}",
-                      f"{d.mean():+.2f}" + (f" ± {se:.2f}" if len(d) > 1 else "")])
+                      _common.paired_difference(base, other)])
     md = "\n\n".join([
         f"# BEP ({'BEPClassifier' if args.package else 'NumPy'}): activations with "
         f"sign(0) = +1 or 0{' (quick run)' if args.quick else ''}",

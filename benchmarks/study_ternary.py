@@ -104,8 +104,6 @@ def summarise(rows, full):
     for (name, depth, width, method), rs in groups.items():
         b = np.array([r["binary"]["heldout_accuracy"] for r in rs]) * 100
         t = np.array([r["ternary"]["heldout_accuracy"] for r in rs]) * 100
-        d = t - b
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
         pk = PAPER_WIDTHS.index(width) if width in PAPER_WIDTHS else None
         if name in LOCAL_PAPER:  # the local rule's own data set: its paper, L = 2
             paper = LOCAL_PAPER[name] if method == "Local" and depth == 2 else None
@@ -122,7 +120,7 @@ def summarise(rows, full):
                  / np.mean([r["binary"]["s_per_epoch"] for r in rs]))
         table.append([LABELS[name], depth, width, method, len(rs),
                       f"{b.mean():.2f} ± {b.std():.2f}", f"{t.mean():.2f} ± {t.std():.2f}",
-                      f"{d.mean():+.2f}" + (f" ± {se:.2f}" if len(d) > 1 else ""), ref,
+                      _common.paired_difference(b, t), ref,
                       status, f"{zeros:.2f}",
                       f"{speed:.2f}×"])
     return table

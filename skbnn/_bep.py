@@ -421,8 +421,9 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         fields = zs
         if self._selection == "hidden":
             fields = [layer.hidden_field(a, n_threads) for layer, a in zip(layers, inputs)]
-            if zero_act:
-                fields = [np.where(z == 0, 0, f).astype(np.int32) for z, f in zip(zs, fields)]
+            if zero_act:  # fresh arrays: zeroed in place
+                for z, f in zip(zs, fields):
+                    f[z == 0] = 0
         ties = [None] * n_layers
         targets = self._desired_activations(state, zs, y[idx], n_threads, fields, ties)
         steps = []

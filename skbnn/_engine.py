@@ -314,10 +314,11 @@ def reinforcement_probability(base_prob, error, fan_in):
                      * math.sqrt(2.0 / (math.pi * fan_in))))
 
 
-def positive_plane(hidden):
-    """Packed ``H > 0`` of int16 rows: with the sign plane ``H >= 0`` it
-    encodes ternary weights (module docstring)."""
-    return _kernels.pack_binary(np.ascontiguousarray(hidden > 0).view(np.uint8))[0]
+def positive_plane(values, n_threads=1):
+    """Packed ``x > 0`` of integer rows (hidden weights or pre-activations):
+    with the sign plane ``x >= 0`` it encodes ternary values (module
+    docstring)."""
+    return _kernels.pack_binary(np.ascontiguousarray(values > 0).view(np.uint8), n_threads)[0]
 
 
 def ternary_planes(z, n_threads=1):
@@ -325,8 +326,7 @@ def ternary_planes(z, n_threads=1):
     ``(z >= 0, z > 0)``: read as +/-1 their half-sum is the activation, so
     every product with them is the half-sum of two binary products; the
     first is also the sign of each nonzero activation."""
-    return (_kernels.pack_sign_int32(z),
-            _kernels.pack_binary(np.ascontiguousarray(z > 0).view(np.uint8), n_threads)[0])
+    return _kernels.pack_sign_int32(z), positive_plane(z, n_threads)
 
 
 def step_inputs(inputs):

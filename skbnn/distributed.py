@@ -261,5 +261,5 @@ def _state_nbytes(state):
             if isinstance(item, np.ndarray):
                 total += item.nbytes
             elif isinstance(item, BinaryLayer):
-                total += item.nbytes  # a view: packed planes only
+                total += item.nbytes  # packed planes (and hidden weights when shipped)
     return total

@@ -1022,6 +1022,12 @@ static const uint64_t byte_lanes[256] = {BL64(0u), BL64(64u), BL64(128u), BL64(1
 #undef BL4
 #undef BL1
 
+/* add the bits of x to 8 byte-counter words: byte b of c[q] counts bit 8q + b */
+static inline void count_bits(uint64_t *c, uint64_t x)
+{
+    for (int q = 0; q < 8; q++) c[q] += byte_lanes[(x >> (8 * q)) & 0xffu];
+}
+
 static inline void flush_counters(uint64_t *cnt8, int32_t *acc, size_t n8)
 {
     for (size_t idx = 0; idx < n8; idx++) {
@@ -1102,12 +1108,9 @@ int64_t skbnn_cpr_update(int16_t *H, uint64_t *Wp, uint64_t *WT, size_t K, size_
                     uint64_t v = tb ? a[w] : ~a[w]; /* bits where a_i == t_j */
                     if (am) { /* a zero input agrees with nothing and counts for nothing */
                         v &= am[w];
-                        uint64_t *cm = cntm8 + w * 8;
-                        for (int q = 0; q < 8; q++)
-                            cm[q] += byte_lanes[(am[w] >> (8 * q)) & 0xffu];
+                        count_bits(cntm8 + w * 8, am[w]);
                     }
-                    uint64_t *c = cnt8 + w * 8;
-                    for (int q = 0; q < 8; q++) c[q] += byte_lanes[(v >> (8 * q)) & 0xffu];
+                    count_bits(cnt8 + w * 8, v);
                 }
                 if (!direct && ++pending == 255) {
                     flush_counters(cnt8, acc, wN * 8);
