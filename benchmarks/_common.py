@@ -473,6 +473,16 @@ def load_dataset(name, seed, data_cache, split="permutation"):
     return prototypes_splits(seed, split)
 
 
+def training_split(name, seed, data_cache, subset=None):
+    """``(X_train, y_train)`` of data set ``name`` for run ``seed`` (its first
+    ``subset`` rows when given), or None when the data set is unavailable."""
+    data = load_dataset(name, seed, data_cache)
+    if data is None:
+        return None
+    X, y = data["X_train"], data["y_train"]
+    return (X[:subset], y[:subset]) if subset else (X, y)
+
+
 def mlp_inputs(name, X):
     """Float inputs of the MLP baseline: FMNIST pixels scaled to [0, 1];
     Prototypes as +/-1.  float32, which MLPClassifier keeps (its fastest

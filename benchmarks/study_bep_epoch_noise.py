@@ -45,12 +45,10 @@ TAIL = 10  # epochs whose spread is reported
 
 def validation_curve(name, depth, width, params, seed, epochs, cache, subset=None):
     """Per-epoch validation accuracies (%) of one fit on the training split."""
-    data = _common.load_dataset(name, seed, cache)
-    if data is None:
+    split = _common.training_split(name, seed, cache, subset)
+    if split is None:
         return None
-    X, y = data["X_train"], data["y_train"]
-    if subset:
-        X, y = X[:subset], y[:subset]
+    X, y = split
     est = BEPClassifier(hidden_layer_sizes=(width,) * depth, max_iter=epochs,
                         binarize_input="global_median" if name == "fmnist" else None,
                         random_state=seed, early_stopping=True, **params)

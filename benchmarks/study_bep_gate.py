@@ -50,12 +50,10 @@ def label(variant):
 def validation_score(name, depth, width, nu, seed, epochs, cache, subset=None, params=None):
     """Validation accuracy of a BEPClassifier (defaults, gate ``nu``, then
     ``params``) trained on the first 90 % of the benchmark training split."""
-    data = _common.load_dataset(name, seed, cache)
-    if data is None:
+    split = _common.training_split(name, seed, cache, subset)
+    if split is None:
         return None
-    X, y = data["X_train"], data["y_train"]
-    if subset:
-        X, y = X[:subset], y[:subset]
+    X, y = split
     n_val = len(y) // 10
     est = BEPClassifier(hidden_layer_sizes=(width,) * depth, group_size=bep_group_size(width),
                         gate_threshold=float(nu), max_iter=epochs, random_state=seed,
