@@ -16,6 +16,9 @@ accuracy, one thread, 50 epochs.
     python3 benchmarks/study_ternary.py                # the K = 35 targets and FMNIST K = 525
     python3 benchmarks/study_ternary.py --quick        # 3 epochs, 5,000 samples, one seed
 
+``--activations`` adds ``ternary_activations=True`` to the ternary arm: the
+reference code's reading of both weights and activations (sign(0) = 0).
+
 Writes ``<out>/ternary.json`` and ``<out>/ternary.md``.
 """
 import os
@@ -76,7 +79,9 @@ def run(args):
                                 y_train=data["y_train"][:args.train_subset])
                 rec = {"dataset": name, "depth": depth, "width": width, "method": method,
                        "seed": seed}
-                for mode, extra in (("binary", {}), ("ternary", TERNARY)):
+                ternary = {**TERNARY, "ternary_activations": True} if args.activations \
+                    else TERNARY
+                for mode, extra in (("binary", {}), ("ternary", ternary)):
                     est = cls(hidden_layer_sizes=(width,) * depth, max_iter=args.epochs,
                               binarize_input="global_median" if name == "fmnist" else None,
                               random_state=seed, **{**params, **extra})
@@ -137,6 +142,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None, help="default 50 (quick 3)")
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--tuning", default=str(DEFAULT_TUNING))
+    parser.add_argument("--activations", action="store_true",
+                        help="the ternary arm also takes ternary_activations=True")
     _common.add_split_argument(parser)
     args = parser.parse_args(argv)
     args.methods = _common.parse_list(args.methods)
@@ -158,7 +165,9 @@ def main(argv=None):
           f"Held-out accuracy %, {args.epochs} epochs, one thread, seeds {args.seeds} "
           "(mean ± std; the paired difference ternary − binary ± its standard error). "
           "Binary: the default `odd_init=True`; ternary: `odd_init=False, "
-          "ternary_weights=True` (sign(0) = 0, the reference code's reading). Same seed, "
+          "ternary_weights=True`"
+          + (", ternary_activations=True" if args.activations else "")
+          + " (sign(0) = 0, the reference code's reading). Same seed, "
           f"split ({args.split} row order) and draws in both. \"zero %\": hidden weights at 0 after training "
           "(ternary); \"time\": ternary ÷ binary seconds per epoch. \"paper\": the BEP "
           "paper's Fig. 2 (BEP and its local-rule line), or the local-rule paper on its "

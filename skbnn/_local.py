@@ -12,7 +12,8 @@ from . import _kernels
 from ._base import (BaseBinaryClassifier, check_bool, check_layer_sizes, check_real,
                     nearest_divisor, resolve_group_sizes)
 from ._cpr import CPRTrainingMixin
-from ._engine import BatchUpdates, BinaryLayer, CPStep, class_scores, pack_pm1_rows
+from ._engine import (BatchUpdates, BinaryLayer, CPStep, class_scores, pack_pm1_rows,
+                      step_inputs, ternary_planes)
 
 # group sizes tuned by the paper for its widths (local.md §3.3)
 _PAPER_GROUP_SIZES = {15: 15, 35: 35, 55: 55, 75: 75, 135: 45, 255: 85, 525: 105,
@@ -89,6 +90,15 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         stay +/-1.  Every product then costs two XNOR/popcount passes.  It
         adds capacity to narrow layers (local.md §11.5; measured in the
         benchmarks page), not to wide ones.
+    ternary_activations : bool, default=False
+        Hidden activations ``sign(z)`` with sign(0) = 0, as the reference
+        code's ``cupy.sign``: a neuron at ``z = 0`` outputs 0, so it drops
+        out of the next layer's product and of its layer's class scores,
+        and it moves no weight of the layer above.  Such a neuron is not
+        "wrong" (the strict ``t * z < 0``).  Activations travel as two bit
+        planes, so every product with them costs two passes.  With
+        ``ternary_weights`` it is the reference code's reading, which
+        reproduces the paper at width 35 (local.md §11.5; benchmarks page).
     train_classifiers : bool, default=False
         The paper's "train-out" ablation: the local classifiers are trained
         too (hidden weights, clipped perceptron on the correct class when
@@ -188,10 +198,11 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
       that had an erroneous sample; ``A_prev`` is the previous epoch's
       on-the-fly training accuracy of the whole network (0 before the
       first epoch; in ``partial_fit`` the previous call's) (§11.4).
-    - sign(0) = +1 everywhere (bit-packing cannot hold 0): hidden weights
-      start odd, ``z = 0`` activates +1, classifiers are clean +/-1 (§11.5).
-      A neuron with ``z = 0`` is never "wrong" (the reference's strict
-      ``t * z < 0``).
+    - sign(0) = +1 everywhere by default: hidden weights start odd, ``z = 0``
+      activates +1, classifiers are clean +/-1 (§11.5);
+      ``ternary_weights`` and ``ternary_activations`` take the reference
+      code's sign(0) = 0 instead.  A neuron with ``z = 0`` is never "wrong"
+      (the reference's strict ``t * z < 0``).
     - Hidden weights are int16 with saturation at +/-32767 (§11.7).
     - Binary problems use one +/-1 output as the reference code (§2.4): the
       prediction is ``classes_[1]`` when the score is positive (a zero
@@ -224,7 +235,8 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
 
     def __init__(self, hidden_layer_sizes=(525, 525), group_size="auto", robustness=0.25,
                  reinforcement_prob=0.5, weight_clip=None, init_std=64.0, odd_init=True,
-                 ternary_weights=False, train_classifiers=False, binarize_input="auto",
+                 ternary_weights=False, ternary_activations=False, train_classifiers=False,
+                 binarize_input="auto",
                  n_thermometer_bits=32, batch_size=100, max_iter=50, shuffle=True,
                  random_state=None, verbose=0,
                  warm_start=False, early_stopping=False, validation_fraction=0.1,
@@ -237,6 +249,7 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         self.init_std = init_std
         self.odd_init = odd_init
         self.ternary_weights = ternary_weights
+        self.ternary_activations = ternary_activations
         self.train_classifiers = train_classifiers
         self.binarize_input = binarize_input
         self.n_thermometer_bits = n_thermometer_bits
@@ -259,6 +272,7 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         check_real("robustness", self.robustness, 0.0)
         check_real("reinforcement_prob", self.reinforcement_prob, 0.0)
         self._validate_hidden_weight_params()
+        check_bool("ternary_activations", self.ternary_activations)
         check_bool("train_classifiers", self.train_classifiers)
 
     # ------------------------------------------------------------ model
@@ -329,10 +343,12 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         steps = [None] * n_layers
         classifier_steps = [None] * n_layers if self.train_classifiers else []
         a, n_correct = A, 0
+        zero_act = self._ternary_activations
         for l, layer in enumerate(state.layers):
             k = layer.n_out
             z = layer.forward(a, n_threads)
-            a_next = _kernels.pack_sign_int32(z)  # pre-update activations go forward
+            # pre-update activations go forward
+            a_next = ternary_planes(z, n_threads) if zero_act else _kernels.pack_sign_int32(z)
             scores = class_scores(a_next, state.class_rows[l], k, n_threads)
             pred, err = self._readout(scores, y, math.floor(self.robustness * k))
             if l == n_layers - 1:
@@ -341,7 +357,7 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
                 targets = self._target_rows(state.class_rows[l], k)[y]
                 selected = layer.select(z, targets, self.group_sizes_[l],
                                         active=err.view(np.uint8), n_threads=n_threads)
-                steps[l] = CPStep(selected, targets, a)
+                steps[l] = CPStep(selected, targets, *step_inputs(a))
                 if self.train_classifiers:
                     classifier_steps[l] = self._classifier_step(
                         state.class_rows[l].shape[0], scores, y, err, a_next)
@@ -373,7 +389,7 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
             wrong = err & (scores[np.arange(n), y] < 0)
             selected = np.where(wrong, y, -1).astype(np.int32).reshape(n, 1)
             targets = pack_pm1_rows(np.ones((n, n_out), dtype=np.int8))
-        return CPStep(selected, targets, a) if wrong.any() else None
+        return CPStep(selected, targets, *step_inputs(a)) if wrong.any() else None
 
     # ------------------------------------------------------------ inference
     def _inference_rows(self):

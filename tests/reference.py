@@ -90,18 +90,20 @@ def reinforce(H, p, seed, stream, clip, uniform, keep_zero=False):
 
 
 def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stream0, clip,
-                     uniform, ternary=False):
+                     uniform, ternary=False, zero_act=False):
     """One LocalBinaryClassifier mini-batch (local.md §13 algorithm card).
 
     Hs: hidden weights per layer; Ps: +/-1 classifiers (K_l x C_out), C_out = 1
     for binary problems; a0: +/-1 inputs; y: class indices; ``ternary``:
-    weights sign(H) with sign(0) = 0.  Returns the new weights and the number
-    of correct last-layer predictions (pre-update)."""
+    weights sign(H) with sign(0) = 0; ``zero_act``: activations sign(z) with
+    sign(0) = 0 (such a neuron is never wrong: the strict t z < 0, and a 0
+    input moves no weight).  Returns the new weights and the number of
+    correct last-layer predictions (pre-update)."""
     a, new_H, n_correct = a0.astype(np.int64), [], 0
     for l, (H, P) in enumerate(zip(Hs, Ps)):
         k = H.shape[0]
         z = a @ weights(H, ternary).T
-        a_next = sign(z)
+        a_next = np.sign(z).astype(np.int64) if zero_act else sign(z)
         s = a_next @ P.astype(np.int64)
         thr = math.floor(robustness * k)
         if P.shape[1] == 1:

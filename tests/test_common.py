@@ -8,7 +8,7 @@ from skbnn import (BEPClassifier, BEPRecurrentClassifier, LocalBinaryClassifier,
 ESTIMATORS = [
     LocalBinaryClassifier(),
     LocalBinaryClassifier(hidden_layer_sizes=(35, 35), group_size=7, odd_init=False,
-                          ternary_weights=True, n_jobs=2),
+                          ternary_weights=True, ternary_activations=True, n_jobs=2),
     BEPClassifier(),
     BEPClassifier(hidden_layer_sizes=(35, 35, 35), group_size=7, group_schedule="train",
                   prototypes="random", odd_init=False, ternary_weights=True, selection="hidden",

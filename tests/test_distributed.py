@@ -166,6 +166,9 @@ CONFIGS = {
         group_patience=1, max_iter=4),
     "local-ternary": LocalBinaryClassifier(hidden_layer_sizes=(45, 35), odd_init=False,
                                            ternary_weights=True, init_std=4.0, max_iter=3),
+    "local-zero-activations": LocalBinaryClassifier(
+        hidden_layer_sizes=(46, 36), group_size=(23, 6), odd_init=False, ternary_weights=True,
+        ternary_activations=True, train_classifiers=True, init_std=4.0, max_iter=3),
     "bep-ternary-loose-ties": BEPClassifier(
         hidden_layer_sizes=(45, 35), group_size=5, odd_init=False, ternary_weights=True,
         init_std=4.0, strict_ties=False, group_schedule=None, max_iter=3),

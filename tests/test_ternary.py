@@ -97,17 +97,24 @@ def test_ternary_parameter_validation(cls, bits):
 
 
 # ------------------------------------------------------------------ ternary activations
+ZERO_ACT_FITS = {
+    "bep": lambda **kw: BEPClassifier(group_schedule=None, **kw),
+    "local": lambda **kw: LocalBinaryClassifier(**kw),
+}
+
+
+@pytest.mark.parametrize("method", list(ZERO_ACT_FITS))
 @pytest.mark.parametrize("ternary_weights", [False, True])
-def test_decision_function_with_zero_activations(ternary_weights, bits, isa):
-    """BEP with ``ternary_activations``: integer logits == a NumPy forward
-    with activations sign(z), sign(0) = 0 (a neuron at 0 drops out of the
-    next product and the logits), on every kernel path; even widths make
-    zeros certain."""
+def test_decision_function_with_zero_activations(method, ternary_weights, bits, isa):
+    """``ternary_activations``: integer logits == a NumPy forward with
+    activations sign(z), sign(0) = 0 (a neuron at 0 drops out of the next
+    product and the logits), on every kernel path; even widths make zeros
+    certain."""
     X, y = bits
     kw = dict(TERNARY) if ternary_weights else dict(init_std=4.0)
-    clf = BEPClassifier(hidden_layer_sizes=(46, 36), group_size=(23, 6), group_schedule=None,
-                        binarize_input=None, max_iter=3, random_state=0,
-                        ternary_activations=True, **kw).fit(X, y)
+    clf = ZERO_ACT_FITS[method](hidden_layer_sizes=(46, 36), group_size=(23, 6),
+                                binarize_input=None, max_iter=3, random_state=0,
+                                ternary_activations=True, **kw).fit(X, y)
     a, zeros = X.astype(np.int64), 0
     for h in clf.hidden_weights_:
         w = np.sign(h.astype(np.int64)) if ternary_weights else np.where(h >= 0, 1, -1)
@@ -119,18 +126,19 @@ def test_decision_function_with_zero_activations(ternary_weights, bits, isa):
     assert clf.score(X, y) > 0.9
 
 
-def test_zero_activations_change_the_model_and_are_deterministic(bits):
+@pytest.mark.parametrize("cls", [BEPClassifier, LocalBinaryClassifier])
+def test_zero_activations_change_the_model_and_are_deterministic(cls, bits):
     X, y = bits
     kw = dict(hidden_layer_sizes=(46, 36), group_size=(23, 6), binarize_input=None,
               max_iter=2, random_state=3, **TERNARY)
-    plain = BEPClassifier(**kw).fit(X, y)
-    zero = BEPClassifier(ternary_activations=True, **kw).fit(X, y)
+    plain = cls(**kw).fit(X, y)
+    zero = cls(ternary_activations=True, **kw).fit(X, y)
     assert not all(np.array_equal(a, b)
                    for a, b in zip(plain.hidden_weights_, zero.hidden_weights_))
-    fitted = fits_on_every_isa(lambda n_jobs: BEPClassifier(
+    fitted = fits_on_every_isa(lambda n_jobs: cls(
         ternary_activations=True, n_jobs=n_jobs, **kw).fit(X, y))
     assert_same_fits(fitted, lambda c: list(c.hidden_weights_) + list(c.packed_weights_))
     loaded = pickle.loads(pickle.dumps(zero))
     np.testing.assert_array_equal(loaded.decision_function(X), zero.decision_function(X))
     with pytest.raises(TypeError, match="ternary_activations must be a bool"):
-        BEPClassifier(ternary_activations=1, hidden_layer_sizes=(35,), group_size=5).fit(X, y)
+        cls(ternary_activations=1, hidden_layer_sizes=(35,), group_size=5).fit(X, y)
