@@ -116,9 +116,12 @@ def parse_overrides(text):
 
 def tuned_params(best, width):
     """``best.params`` with the group size mapped to a divisor of K exactly as
-    tune_bep.py's ``draw_configs`` does (``nearest_divisor(K, group_size)``)."""
+    tune_bep.py's ``draw_configs`` does (``nearest_divisor(K, group_size)``),
+    and ``odd_init=False`` with ternary weights (which need it)."""
     params = dict(best)
     params["group_size"] = nearest_divisor(width, params["group_size"])
+    if params.get("ternary_weights"):
+        params["odd_init"] = False
     return params
 
 

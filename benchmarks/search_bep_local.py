@@ -70,8 +70,6 @@ def main(argv=None):
     for values in itertools.product(*grid.values()):
         change = dict(zip(grid, values))
         params = tuned_params({**base, **change}, width)
-        if params.get("ternary_weights"):
-            params["odd_init"] = False
         scores = []
         for seed in seeds:
             data = _common.load_dataset(name, seed, cache)

@@ -87,9 +87,7 @@ def main(argv=None):
         if key not in entries:
             print(f"no tuning entry for {key}: skipped", file=sys.stderr)
             continue
-        params = {**tuned_params(entries[key]["best"]["params"], width), **extra}
-        if params.get("ternary_weights"):
-            params["odd_init"] = False
+        params = tuned_params({**entries[key]["best"]["params"], **extra}, width)
         curves = []
         for seed in seeds:
             curve = validation_curve(name, depth, width, params, seed, args.epochs, cache,

@@ -67,6 +67,7 @@ def run(args):
     configs = _common.parse_configs(args.configs)
     seeds = _common.parse_list(args.seeds, int)
     cache, rows = {}, []
+    ternary = {**TERNARY, "ternary_activations": True} if args.activations else TERNARY
     for name, depth, width in configs:
         for method, cls, params in methods_for(name, depth, width, tuning, args.methods):
             for seed in seeds:
@@ -79,8 +80,6 @@ def run(args):
                                 y_train=data["y_train"][:args.train_subset])
                 rec = {"dataset": name, "depth": depth, "width": width, "method": method,
                        "seed": seed}
-                ternary = {**TERNARY, "ternary_activations": True} if args.activations \
-                    else TERNARY
                 for mode, extra in (("binary", {}), ("ternary", ternary)):
                     est = cls(hidden_layer_sizes=(width,) * depth, max_iter=args.epochs,
                               binarize_input="global_median" if name == "fmnist" else None,

@@ -188,7 +188,8 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_hidden_weight_params(self):
         """Parameters of int16 hidden weights (``weight_clip``, ``init_std``,
-        ``odd_init``, ``ternary_weights``), for the CP+R estimators."""
+        ``odd_init``, ``ternary_weights``) and ``ternary_activations``, for
+        the CP+R estimators."""
         check_int("weight_clip", self.weight_clip, 1, INT16_MAX, allow_none=True)
         check_real("init_std", self.init_std, 0.0)
         check_bool("odd_init", self.odd_init)
@@ -198,6 +199,8 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(
                     "ternary_weights=True needs odd_init=False: odd hidden weights move "
                     "in steps of 2 and never reach 0, so no weight would ever be 0")
+        if hasattr(self, "ternary_activations"):
+            check_bool("ternary_activations", self.ternary_activations)
 
     @property
     def _ternary(self):

@@ -13,8 +13,8 @@ from . import _kernels
 from ._base import (BaseBinaryClassifier, check_bool, check_choice, check_int,
                     check_layer_sizes, check_real, resolve_group_sizes)
 from ._cpr import CPRTrainingMixin
-from ._engine import (BatchUpdates, CPStep, class_scores, pack_pm1_rows, step_inputs,
-                      take_rows, ternary_planes)
+from ._engine import (BatchUpdates, CPStep, class_scores, pack_pm1_rows, sign_activations,
+                      step_inputs, take_rows)
 
 
 def next_divisor(width, group_size):
@@ -338,7 +338,6 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         check_real("gate_threshold", self.gate_threshold, 0.0, 1.0)
         check_bool("strict_ties", self.strict_ties)
         check_choice("selection", self._selection, ("visible", "hidden"))
-        check_bool("ternary_activations", getattr(self, "ternary_activations", False))
         check_real("reinforcement_prob", self.reinforcement_prob, 0.0)
         check_choice("reinforcement_norm", self.reinforcement_norm, ("fan_in", "width"))
         check_choice("group_schedule", self.group_schedule, ("validation", "train", None))
@@ -406,7 +405,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
             z = layer.forward(a, n_threads)
             inputs.append(a)
             zs.append(z)
-            a = ternary_planes(z, n_threads) if zero_act else _kernels.pack_sign_int32(z)
+            a = sign_activations(z, zero_act, n_threads)
         k_last = layers[-1].n_out
         scores = class_scores(a, state.prototype_rows, k_last, n_threads)
         pred, trigger = trigger_mask(scores, y, self.robustness * k_last)

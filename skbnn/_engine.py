@@ -329,6 +329,13 @@ def ternary_planes(z, n_threads=1):
     return _kernels.pack_sign_int32(z), positive_plane(z, n_threads)
 
 
+def sign_activations(z, zero=False, n_threads=1):
+    """Packed activations ``sign(z)`` of pre-activations: one plane with
+    sign(0) = +1, or with ``zero`` the two :func:`ternary_planes` of
+    sign(0) = 0."""
+    return ternary_planes(z, n_threads) if zero else _kernels.pack_sign_int32(z)
+
+
 def step_inputs(inputs):
     """``(inputs, input_mask)`` of a CP step: ternary planes become their
     sign plane and the mask of nonzero activations (the planes agree there)."""

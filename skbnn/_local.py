@@ -13,7 +13,7 @@ from ._base import (BaseBinaryClassifier, check_bool, check_layer_sizes, check_r
                     nearest_divisor, resolve_group_sizes)
 from ._cpr import CPRTrainingMixin
 from ._engine import (BatchUpdates, BinaryLayer, CPStep, class_scores, pack_pm1_rows,
-                      step_inputs, ternary_planes)
+                      sign_activations, step_inputs)
 
 # group sizes tuned by the paper for its widths (local.md §3.3)
 _PAPER_GROUP_SIZES = {15: 15, 35: 35, 55: 55, 75: 75, 135: 45, 255: 85, 525: 105,
@@ -272,7 +272,6 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         check_real("robustness", self.robustness, 0.0)
         check_real("reinforcement_prob", self.reinforcement_prob, 0.0)
         self._validate_hidden_weight_params()
-        check_bool("ternary_activations", self.ternary_activations)
         check_bool("train_classifiers", self.train_classifiers)
 
     # ------------------------------------------------------------ model
@@ -343,12 +342,11 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         steps = [None] * n_layers
         classifier_steps = [None] * n_layers if self.train_classifiers else []
         a, n_correct = A, 0
-        zero_act = self._ternary_activations
         for l, layer in enumerate(state.layers):
             k = layer.n_out
             z = layer.forward(a, n_threads)
             # pre-update activations go forward
-            a_next = ternary_planes(z, n_threads) if zero_act else _kernels.pack_sign_int32(z)
+            a_next = sign_activations(z, self._ternary_activations, n_threads)
             scores = class_scores(a_next, state.class_rows[l], k, n_threads)
             pred, err = self._readout(scores, y, math.floor(self.robustness * k))
             if l == n_layers - 1:
