@@ -88,7 +88,8 @@ extensions = [
     Extension(
         "skbnn._kernels",
         sources=["skbnn/_kernels.pyx", "skbnn/_csrc/bnn_kernels.c", "skbnn/_csrc/real_kernels.c",
-                 "skbnn/_csrc/bn_kernels.c", "skbnn/_csrc/field_kernels.c"],
+                 "skbnn/_csrc/bn_kernels.c", "skbnn/_csrc/field_kernels.c",
+                 "skbnn/_csrc/conv_kernels.c"],
         include_dirs=["skbnn/_csrc"],
         libraries=[] if sys.platform == "win32" else ["m"],  # fmaf
         extra_compile_args=compile_args,

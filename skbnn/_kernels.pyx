@@ -857,13 +857,19 @@ def fdot_bits(const float[:, ::1] X not None, const uint64_t[:, ::1] W not None,
     return result
 
 
+# Z's element type for skbnn_bn_forward (SKBNN_Z_FLOAT32, _INT32, _INT16, _FLOAT16)
+_BN_Z_KINDS = {np.dtype(np.float32): 0, np.dtype(np.int32): 1, np.dtype(np.int16): 2,
+               np.dtype(np.float16): 3}
+
+
 def bn_forward(Z, const float[::1] bias not None, bint l2, float eps, float psi_floor,
                bint round_half, float[::1] mu not None, float[::1] psi not None,
                uint64_t[:, ::1] bits not None, uint64_t[:, ::1] mask=None,
                uint64_t[:, ::1] pre_bits=None, float[::1] omega=None, bint omega_pre_bias=False,
                float[:, ::1] A_out=None, int n_threads=1):
-    """Training-time batch-norm epilogue over ``Z`` (``(B, n)`` int32 or
-    float32, C-contiguous): batch ``mu``, ``psi`` (l1 mean absolute deviation
+    """Training-time batch-norm epilogue over ``Z`` (``(B, n)`` int32, int16,
+    float32 or float16, C-contiguous; int16 and float16 give the results of
+    int32 and float32 holding the same values): batch ``mu``, ``psi`` (l1 mean absolute deviation
     floored at ``psi_floor``, or l2 ``sqrt(var + eps)``; float16-rounded with
     ``round_half``) and the output ``A = (Z - mu) / psi + bias`` kept as
     packed signs ``bits``, optionally with the packed STE mask ``|A| <= 1``,
@@ -871,9 +877,10 @@ def bn_forward(Z, const float[::1] bias not None, bint l2, float eps, float psi_
     ``A - bias`` with ``omega_pre_bias``) and ``A`` itself (``A_out``, which
     may be ``Z`` when float32).  All outputs are written in place.
     """
-    if (not isinstance(Z, np.ndarray) or Z.ndim != 2 or Z.dtype not in (np.int32, np.float32)
+    if (not isinstance(Z, np.ndarray) or Z.ndim != 2 or Z.dtype not in _BN_Z_KINDS
             or not Z.flags.c_contiguous):
-        raise TypeError("Z must be a 2-D C-contiguous int32 or float32 array")
+        raise TypeError("Z must be a 2-D C-contiguous int32 or float32 (or int16 or float16) "
+                        "array")
     cdef size_t B = Z.shape[0], n = Z.shape[1], wn = _words(n)
     if <size_t>bias.shape[0] != n or <size_t>mu.shape[0] != n or <size_t>psi.shape[0] != n:
         raise ValueError("bias, mu and psi must have one entry per channel")
@@ -902,7 +909,7 @@ def bn_forward(Z, const float[::1] bias not None, bint l2, float eps, float psi_
     if B == 0 or n == 0:
         return
     cdef const void *pz = _data_ptr(Z)
-    cdef int z_int = Z.dtype == np.int32
+    cdef int z_int = _BN_Z_KINDS[Z.dtype]
     cdef uint64_t *pm = &mask[0, 0] if mask is not None else NULL
     cdef uint64_t *pp = &pre_bits[0, 0] if pre_bits is not None else NULL
     cdef float *po = &omega[0] if omega is not None else NULL
@@ -1048,3 +1055,403 @@ def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
         flips = skbnn_optimizer_step(s, half, pv, p1, p2, gb, gf, gscale, n_out, n_in, &hp[0],
                                      flags, key, &packed[0, 0], n_threads)
     return flips
+
+
+# ---------------------------------------------------------------- convolutions
+cdef extern from "bnn_kernels.h" nogil:
+    int SKBNN_DT_INT16, SKBNN_DT_INT32, SKBNN_DT_FLOAT16, SKBNN_DT_FLOAT32
+    void skbnn_conv_set_allocator(void *(*alloc)(size_t) noexcept nogil,
+                                  void (*release)(void *) noexcept nogil)
+    int skbnn_conv2d_bits(const uint64_t *X, size_t n, size_t H, size_t W, size_t C,
+                          const uint64_t *Wp, size_t Cout, size_t k, size_t pad, void *out,
+                          int out16, int n_threads)
+    int skbnn_conv2d_real(const float *X, size_t n, size_t H, size_t W, size_t C,
+                          const uint64_t *Wp, size_t Cout, size_t k, size_t pad, void *out,
+                          int out_half, int n_threads)
+    int skbnn_conv2d_input_grad(const void *G, int g_half, size_t n, size_t H, size_t W,
+                                size_t C, const uint64_t *Wp, size_t Cout, size_t k,
+                                size_t pad, void *out, int out_half, const uint64_t *mask,
+                                int n_threads)
+    int skbnn_conv2d_weight_grad(const void *G, int g_half, const void *X, int x_bits,
+                                 size_t n, size_t H, size_t W, size_t C, size_t Cout, size_t k,
+                                 size_t pad, float *dW, uint64_t *Sbits, int n_threads)
+    void skbnn_maxpool2x2_bits(const uint64_t *X, size_t n, size_t H, size_t W, size_t C,
+                               uint64_t *out, uint64_t *argmax, int n_threads)
+    void skbnn_maxpool2x2(const void *X, int dtype, size_t n, size_t H, size_t W, size_t C,
+                          void *out, uint64_t *argmax, int n_threads)
+    void skbnn_maxpool2x2_backward(const void *G, int g_half, const uint64_t *argmax,
+                                   const uint64_t *mask, size_t n, size_t H, size_t W,
+                                   size_t C, void *out, int out_half, int n_threads)
+    void skbnn_flatten_bits(const uint64_t *X, size_t n, size_t P, size_t C, uint64_t *out,
+                            int n_threads)
+
+
+# the convolution kernels' scratch goes through Python's raw allocator too
+skbnn_conv_set_allocator(PyMem_RawMalloc, PyMem_RawFree)
+
+MAX_INT16_CONV_FAN_IN = 32767  # |sum| <= k*k*C must fit an int16 output
+
+
+cdef int _check_threads(int n_threads) except -1:
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    return 0
+
+
+cdef int _check_map(Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C) except -1:
+    if n < 0:
+        raise ValueError(f"n (samples) must be >= 0, got {n}")
+    if H < 1 or W < 1:
+        raise ValueError(f"the map must be at least 1 x 1 pixels, got H={H}, W={W}")
+    if C < 1:
+        raise ValueError(f"C (channels) must be >= 1, got {C}")
+    return 0
+
+
+cdef tuple _conv_geometry(Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                          Py_ssize_t k, Py_ssize_t pad):
+    """Validate a convolution's geometry; returns (Ho, Wo)."""
+    _check_map(n, H, W, C)
+    if k < 1:
+        raise ValueError(f"kernel size k must be >= 1, got {k}")
+    if pad < 0 or pad >= k:
+        raise ValueError(f"pad must be in [0, k - 1] = [0, {k - 1}], got {pad}")
+    cdef Py_ssize_t Ho = H + 2 * pad - k + 1, Wo = W + 2 * pad - k + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"a {k} x {k} kernel does not fit the {H} x {W} map padded by {pad}")
+    return Ho, Wo
+
+
+cdef int _check_rows(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t want_rows,
+                     Py_ssize_t want_cols, str name, str what) except -1:
+    if rows != want_rows or cols != want_cols:
+        raise ValueError(f"{name} must have shape ({want_rows}, {want_cols}) ({what}), got "
+                         f"({rows}, {cols})")
+    return 0
+
+
+cdef str _dtype_names(tuple dtypes):
+    names = [np.dtype(d).name for d in dtypes]  # (no negative indices: wraparound is off)
+    last = len(names) - 1
+    return names[0] if last == 0 else ", ".join(names[:last]) + " or " + names[last]
+
+
+cdef object _map_input(object A, str name, tuple dtypes, Py_ssize_t rows, Py_ssize_t cols,
+                       str what):
+    """A 2-D C-contiguous input of one of ``dtypes`` and shape (rows, cols),
+    realigned if its elements are misaligned (read-only arrays are fine)."""
+    if not isinstance(A, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(A).__name__}")
+    if A.dtype not in dtypes:
+        raise TypeError(f"{name} must be {_dtype_names(dtypes)}, got {A.dtype}")
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be 2-D ({what}), got {A.ndim}-D")
+    _check_rows(A.shape[0], A.shape[1], rows, cols, name, what)
+    if not A.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not A.flags.aligned:
+        A = _realign(A)
+    return A
+
+
+cdef object _map_output(object out, str name, tuple dtypes, Py_ssize_t rows, Py_ssize_t cols,
+                        object default, tuple inputs):
+    """The caller's writable C-contiguous aligned ``out`` (one of ``dtypes``,
+    shape (rows, cols), not overlapping the inputs) or a new array."""
+    if out is None:
+        return np.empty((rows, cols), dtype=default)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(out).__name__}")
+    if out.dtype not in dtypes:
+        raise TypeError(f"{name} must be {_dtype_names(dtypes)}, got {out.dtype}")
+    if out.shape != (rows, cols):
+        raise ValueError(f"{name} must have shape ({rows}, {cols}), got {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be a writable C-contiguous array")
+    if not out.flags.aligned:
+        raise _misaligned(name, out.dtype.itemsize)
+    for arr in inputs:
+        if arr is not None and np.may_share_memory(out, arr):
+            raise ValueError(f"{name} must not overlap the inputs")
+    return out
+
+
+cdef object _packed_input(object A, str name, Py_ssize_t rows, Py_ssize_t cols, str what):
+    return _map_input(A, name, (np.uint64,), rows, cols, what)
+
+
+def conv2d_bits(X, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Wp,
+                Py_ssize_t k, Py_ssize_t pad, out=None, int n_threads=1):
+    """Exact binary convolution of packed NHWC maps (stride 1, zero padding).
+
+    ``X``: uint64 ``(n*H*W, ceil(C/64))`` (bit c of row ``(s*H + y)*W + x``
+    = channel c, 1 = +1); ``Wp``: uint64 ``(Cout, ceil(k*k*C/64))`` (bit
+    ``(ky*k + kx)*C + c``, tail bits 0).  Returns ``(n*Ho*Wo, Cout)`` int32
+    (or writes ``out``, int32 or int16) with ``out[(s,oy,ox), o]`` = the sum
+    of ``x * w`` over the taps whose input pixel ``(oy+ky-pad, ox+kx-pad)``
+    lies inside the map: a padded tap contributes 0.  int16 needs
+    ``k*k*C <= 32767``.
+    """
+    _check_threads(n_threads)
+    Ho, Wo = _conv_geometry(n, H, W, C, k, pad)
+    cdef Py_ssize_t KK = k * k * C
+    X = _packed_input(X, "X", n * H * W, _words(C), "n*H*W rows of ceil(C/64) words")
+    if not isinstance(Wp, np.ndarray) or Wp.ndim != 2:
+        raise TypeError("Wp must be a 2-D uint64 NumPy array")
+    cdef Py_ssize_t Cout = Wp.shape[0]
+    Wp = _packed_input(Wp, "Wp", Cout, _words(KK), "Cout rows of ceil(k*k*C/64) words")
+    cdef const uint64_t[:, ::1] xv = X
+    cdef const uint64_t[:, ::1] wv = Wp
+    if not _tail_is_clear(wv, KK):
+        raise ValueError(f"Wp has non-zero padding bits past k*k*C={KK}")
+    result = _map_output(out, "out", (np.int32, np.int16), n * Ho * Wo, Cout, np.int32,
+                         (X, Wp))
+    cdef int out16 = result.dtype == np.int16
+    if out16 and KK > MAX_INT16_CONV_FAN_IN:
+        raise ValueError(f"int16 output needs k*k*C <= {MAX_INT16_CONV_FAN_IN} (sums could "
+                         f"overflow), got {KK}; use int32")
+    if result.size == 0:
+        return result
+    cdef void *po = <void *>_data_ptr(result)
+    cdef int rc
+    with nogil:
+        rc = skbnn_conv2d_bits(&xv[0, 0], n, H, W, C, &wv[0, 0], Cout, k, pad, po, out16,
+                               n_threads)
+    if rc != 0:
+        raise MemoryError("conv2d_bits: out of memory")
+    return result
+
+
+def conv2d_real(X, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Wp,
+                Py_ssize_t k, Py_ssize_t pad, out=None, int n_threads=1):
+    """Convolution of a real-valued NHWC map with +/-1 weights (stride 1,
+    exact zero padding): ``X`` float32 ``(n*H*W, C)``, ``Wp`` as in
+    :func:`conv2d_bits`.  Returns float32 ``(n*Ho*Wo, Cout)`` (or writes
+    ``out``, float32 or float16 rounded to nearest even).  Each entry is
+    :func:`fdot_bits` of the pixel's row of ``k*k*C`` im2col floats (tap
+    order, padded taps 0.0) with the weight row: 16 lanes (lane l sums the
+    entries 16i + l in order i), ``2 P - T``, then a fixed tree."""
+    _check_threads(n_threads)
+    Ho, Wo = _conv_geometry(n, H, W, C, k, pad)
+    cdef Py_ssize_t KK = k * k * C
+    X = _map_input(X, "X", (np.float32,), n * H * W, C, "n*H*W rows of C channels")
+    if not isinstance(Wp, np.ndarray) or Wp.ndim != 2:
+        raise TypeError("Wp must be a 2-D uint64 NumPy array")
+    cdef Py_ssize_t Cout = Wp.shape[0]
+    Wp = _packed_input(Wp, "Wp", Cout, _words(KK), "Cout rows of ceil(k*k*C/64) words")
+    result = _map_output(out, "out", (np.float32, np.float16), n * Ho * Wo, Cout, np.float32,
+                         (X, Wp))
+    if result.size == 0:
+        return result
+    cdef const float[:, ::1] xv = X
+    cdef const uint64_t[:, ::1] wv = Wp
+    cdef void *po = <void *>_data_ptr(result)
+    cdef int half = result.dtype == np.float16
+    cdef int rc
+    with nogil:
+        rc = skbnn_conv2d_real(&xv[0, 0], n, H, W, C, &wv[0, 0], Cout, k, pad, po, half,
+                               n_threads)
+    if rc != 0:
+        raise MemoryError("conv2d_real: out of memory")
+    return result
+
+
+def conv2d_input_grad(G, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Wp,
+                      Py_ssize_t k, Py_ssize_t pad, out=None, mask=None, int n_threads=1):
+    """Gradient of :func:`conv2d_bits` / :func:`conv2d_real` with respect to
+    the input map.
+
+    ``G``: float16 or float32 ``(n*Ho*Wo, Cout)`` (dL/d output), ``Wp`` the
+    layer's packed weights.  Returns float32 ``(n*H*W, C)`` (or writes
+    ``out``, float32 or float16 rounded to nearest even), zero where the
+    optional packed ``mask`` ``(n*H*W, ceil(C/64))`` has a 0 bit.
+    ``D[r, j] = sum_o G[r, o] w[o, j]`` (:func:`fsgemm` order: ``2 P - T``,
+    P and T float32 sums over o in order), then ``dX[(s,iy,ix), c]`` =
+    float32 sum, over the taps in order ky then kx, of
+    ``D[(s, iy-ky+pad, ix-kx+pad), (ky,kx,c)]`` where that output pixel
+    exists (padded taps contribute nothing)."""
+    _check_threads(n_threads)
+    Ho, Wo = _conv_geometry(n, H, W, C, k, pad)
+    cdef Py_ssize_t KK = k * k * C
+    if not isinstance(Wp, np.ndarray) or Wp.ndim != 2:
+        raise TypeError("Wp must be a 2-D uint64 NumPy array")
+    cdef Py_ssize_t Cout = Wp.shape[0]
+    Wp = _packed_input(Wp, "Wp", Cout, _words(KK), "Cout rows of ceil(k*k*C/64) words")
+    G = _map_input(G, "G", (np.float32, np.float16), n * Ho * Wo, Cout,
+                   "n*Ho*Wo rows of Cout channels")
+    if mask is not None:
+        mask = _packed_input(mask, "mask", n * H * W, _words(C),
+                             "n*H*W rows of ceil(C/64) words")
+    result = _map_output(out, "out", (np.float32, np.float16), n * H * W, C, np.float32,
+                         (G, Wp, mask))
+    if result.size == 0:
+        return result
+    cdef const uint64_t[:, ::1] wv = Wp
+    cdef const uint64_t[:, ::1] mv
+    cdef const uint64_t *pm = NULL
+    if mask is not None:
+        mv = mask
+        pm = &mv[0, 0]
+    cdef const void *pg = _data_ptr(G) if G.size else NULL
+    cdef int g_half = G.dtype == np.float16
+    cdef void *po = <void *>_data_ptr(result)
+    cdef int half = result.dtype == np.float16
+    cdef const uint64_t *pw = &wv[0, 0] if Wp.size else NULL
+    cdef int rc
+    with nogil:
+        rc = skbnn_conv2d_input_grad(pg, g_half, n, H, W, C, pw, Cout, k, pad, po, half, pm,
+                                     n_threads)
+    if rc != 0:
+        raise MemoryError("conv2d_input_grad: out of memory")
+    return result
+
+
+def conv2d_weight_grad(G, X, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                       Py_ssize_t k, Py_ssize_t pad, bint sign=False, int n_threads=1):
+    """Gradient of a convolution with respect to its (latent) weights.
+
+    ``G``: float16 or float32 ``(n*Ho*Wo, Cout)``; ``X``: the layer input,
+    packed uint64 ``(n*H*W, ceil(C/64))`` (binary layer) or float32
+    ``(n*H*W, C)`` (real first layer).  Returns float32 ``(Cout, k*k*C)``
+    ``dW[o, (ky,kx,c)] = sum over output pixels r of G[r, o] x[tap]``
+    (padded taps contribute 0), or with ``sign=True`` only its packed signs
+    ``(Cout, ceil(k*k*C/64))`` (``dW >= 0`` -> 1).
+
+    Summation order (the same on every ISA path and thread count): samples
+    in fixed chunks of 8 (the last shorter), chunk after chunk from
+    ``dW = 0``: ``dW = dW + v``.  Packed X: ``v = (2 P - T) - B`` with P
+    (T) the float32 sum, over the chunk's rows in order, of ``G[r, o]``
+    where the +1-padded tap bit is 1 (of all ``G[r, o]``) and B the float32
+    sum in row order of ``G[r, o]`` over the rows whose tap is padded.
+    Float X: ``v`` = one fused multiply-add per row in order, from 0.
+    """
+    _check_threads(n_threads)
+    Ho, Wo = _conv_geometry(n, H, W, C, k, pad)
+    cdef Py_ssize_t KK = k * k * C
+    if not isinstance(G, np.ndarray) or G.ndim != 2:
+        raise TypeError("G must be a 2-D float16 or float32 NumPy array")
+    cdef Py_ssize_t Cout = G.shape[1]
+    G = _map_input(G, "G", (np.float32, np.float16), n * Ho * Wo, Cout,
+                   "n*Ho*Wo rows of Cout channels")
+    if not isinstance(X, np.ndarray):
+        raise TypeError(f"X must be a NumPy array, got {type(X).__name__}")
+    cdef int x_bits = X.dtype == np.uint64
+    if x_bits:
+        X = _packed_input(X, "X", n * H * W, _words(C), "n*H*W rows of ceil(C/64) words")
+    else:
+        X = _map_input(X, "X", (np.float32, np.uint64), n * H * W, C,
+                       "n*H*W rows of C channels")
+    if sign:
+        result = np.zeros((Cout, _words(KK)), dtype=np.uint64)
+    else:
+        result = np.zeros((Cout, KK), dtype=np.float32)
+    if Cout == 0:
+        return result
+    cdef const void *pg = _data_ptr(G) if G.size else NULL
+    cdef const void *px = _data_ptr(X) if X.size else NULL
+    cdef int g_half = G.dtype == np.float16
+    cdef float *pd = NULL
+    cdef uint64_t *ps = NULL
+    if sign:
+        ps = <uint64_t *>_data_ptr(result)
+    else:
+        pd = <float *>_data_ptr(result)
+    cdef int rc
+    with nogil:
+        rc = skbnn_conv2d_weight_grad(pg, g_half, px, x_bits, n, H, W, C, Cout, k, pad, pd,
+                                      ps, n_threads)
+    if rc != 0:
+        raise MemoryError("conv2d_weight_grad: out of memory")
+    return result
+
+
+_POOL_DTYPES = {np.dtype(np.int16): 0, np.dtype(np.int32): 1, np.dtype(np.float16): 2,
+                np.dtype(np.float32): 3}
+
+
+def maxpool2x2(X, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, int n_threads=1):
+    """2x2 max pooling, stride 2, ``Ho = H // 2``, ``Wo = W // 2`` (odd sizes
+    drop the last row / column).
+
+    ``X`` packed uint64 ``(n*H*W, ceil(C/64))``: returns ``(out, argmax)``
+    with ``out`` packed ``(n*Ho*Wo, ceil(C/64))`` = OR of the window's bits.
+    ``X`` int16, int32, float16 or float32 ``(n*H*W, C)``: ``out`` of the same
+    dtype ``(n*Ho*Wo, C)`` (float16 compared as floats).  ``argmax``: packed
+    ``(n*H*W, ceil(C/64))``, the bit of the FIRST window position, in the order
+    (0,0), (0,1), (1,0), (1,1), holding the maximum (for bits: the first +1,
+    or (0,0) when all four are -1); 0 outside every window."""
+    _check_threads(n_threads)
+    _check_map(n, H, W, C)
+    cdef Py_ssize_t Ho = H // 2, Wo = W // 2, wc = _words(C)
+    if not isinstance(X, np.ndarray):
+        raise TypeError(f"X must be a NumPy array, got {type(X).__name__}")
+    cdef int bits = X.dtype == np.uint64
+    if bits:
+        X = _packed_input(X, "X", n * H * W, wc, "n*H*W rows of ceil(C/64) words")
+        out = np.empty((n * Ho * Wo, wc), dtype=np.uint64)
+    else:
+        X = _map_input(X, "X", (np.uint64, np.int16, np.int32, np.float16, np.float32),
+                       n * H * W, C, "n*H*W rows of C channels")
+        out = np.empty((n * Ho * Wo, C), dtype=X.dtype)
+    argmax = np.empty((n * H * W, wc), dtype=np.uint64)
+    if n == 0:
+        return out, argmax
+    cdef const void *px = _data_ptr(X)
+    cdef void *po = <void *>_data_ptr(out) if out.size else NULL
+    cdef uint64_t *pa = <uint64_t *>_data_ptr(argmax)
+    cdef int dt = 0 if bits else _POOL_DTYPES[X.dtype]
+    with nogil:
+        if bits:
+            skbnn_maxpool2x2_bits(<const uint64_t *>px, n, H, W, C, <uint64_t *>po, pa,
+                                  n_threads)
+        else:
+            skbnn_maxpool2x2(px, dt, n, H, W, C, po, pa, n_threads)
+    return out, argmax
+
+
+def maxpool2x2_backward(G, argmax, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                        out=None, mask=None, int n_threads=1):
+    """Backward of :func:`maxpool2x2`: ``G`` float16 or float32
+    ``(n*Ho*Wo, C)``, ``argmax`` as returned by it; returns ``(n*H*W, C)``
+    (dtype of ``G``, or writes ``out``, float16 or float32) with ``out[r, c]``
+    = ``G[window of r, c]`` where the argmax bit (and the packed ``mask``
+    bit, when given) of ``(r, c)`` is 1, else 0."""
+    _check_threads(n_threads)
+    _check_map(n, H, W, C)
+    cdef Py_ssize_t Ho = H // 2, Wo = W // 2, wc = _words(C)
+    G = _map_input(G, "G", (np.float32, np.float16), n * Ho * Wo, C,
+                   "n*(H//2)*(W//2) rows of C channels")
+    argmax = _packed_input(argmax, "argmax", n * H * W, wc, "n*H*W rows of ceil(C/64) words")
+    if mask is not None:
+        mask = _packed_input(mask, "mask", n * H * W, wc, "n*H*W rows of ceil(C/64) words")
+    result = _map_output(out, "out", (np.float32, np.float16), n * H * W, C, G.dtype,
+                         (G, argmax, mask))
+    if result.size == 0:
+        return result
+    cdef const void *pg = _data_ptr(G) if G.size else NULL
+    cdef const uint64_t *pa = <const uint64_t *>_data_ptr(argmax)
+    cdef const uint64_t *pm = <const uint64_t *>_data_ptr(mask) if mask is not None else NULL
+    cdef int g_half = G.dtype == np.float16
+    cdef int o_half = result.dtype == np.float16
+    cdef void *po = <void *>_data_ptr(result)
+    with nogil:
+        skbnn_maxpool2x2_backward(pg, g_half, pa, pm, n, H, W, C, po, o_half, n_threads)
+    return result
+
+
+def flatten_bits(X, Py_ssize_t n, Py_ssize_t P, Py_ssize_t C):
+    """Concatenate each sample's P packed pixels: ``X`` uint64
+    ``(n*P, ceil(C/64))`` -> ``(n, ceil(P*C/64))`` with bit ``p*C + c`` of
+    row s = channel c of pixel p; tail bits 0 (padding bits of ``X`` are
+    ignored)."""
+    if n < 0 or P < 1 or C < 1:
+        raise ValueError(f"need n >= 0, P >= 1 and C >= 1, got n={n}, P={P}, C={C}")
+    X = _packed_input(X, "X", n * P, _words(C), "n*P rows of ceil(C/64) words")
+    out = np.empty((n, _words(P * C)), dtype=np.uint64)
+    if n == 0:
+        return out
+    cdef const uint64_t *px = <const uint64_t *>_data_ptr(X)
+    cdef uint64_t *po = <uint64_t *>_data_ptr(out)
+    with nogil:
+        skbnn_flatten_bits(px, n, P, C, po, 1)
+    return out

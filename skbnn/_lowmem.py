@@ -2,24 +2,24 @@
 straight-through gradients, in the low-memory form of Wang et al.
 
 E. Wang et al., "Enabling Binary Neural Network Training on the Edge",
-arXiv 2102.04270 (spec: lowmem.md).  ``training='standard'`` is the
+arXiv 2102.04270.  ``training='standard'`` is the
 Courbariaux & Bengio step (Algorithm 1), ``'low_memory'`` the paper's
 proposed step (Algorithm 2).
 """
 import contextlib
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels
+from ._architecture import build_plan, is_convolutional, resolve_input_shape
 from ._base import (BaseBinaryClassifier, check_bool, check_choice, check_int,
                     check_layer_sizes, check_real)
 from ._engine import pack_pm1_rows
-from ._latent import (F32, INITS, Hyper, LatentLayer, StepConfig, Workspace, quantize_pow2,
-                      softmax_xent)
-from ._memory_model import MIB, format_memory_table, memory_model, mlp_counts
+from ._latent import F32, INITS, Hyper, StepConfig, softmax_xent
+from ._layers import LayerStack, StepContext, Workspace, weight_grad_scale
+from ._memory_model import MIB, format_memory_table, memory_model, plan_counts
 from ._memory_probe import traced_call
 from .preprocessing import RealInput, make_input_binarizer, max_magnitude
 
@@ -30,7 +30,7 @@ _SOLVERS = ("adam", "sgd", "bop")
 class _LowMemState:
     """Transient training state of one fit / partial_fit call."""
 
-    layers: list
+    stack: LayerStack
     hyper: Hyper
     config: StepConfig
     workspace: Workspace = None
@@ -57,7 +57,29 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     Parameters
     ----------
     hidden_layer_sizes : int or tuple of int, default=(256, 256, 256, 256)
-        Hidden widths.
+        Hidden widths of the MLP (``architecture=None``).
+    architecture : None, 'cnv', 'binarynet' or list of tuple, default=None
+        None: the MLP of ``hidden_layer_sizes``.  'cnv' and 'binarynet': the
+        convolutional networks of Wang et al.'s Tables 2-5 (from the
+        authors' code): CNV = 3x3 'valid' convolutions 64, 64, pool, 128,
+        128, pool, 256, 256, then dense 512, 512; BinaryNet = 3x3 'same'
+        convolutions 128, 128, pool, 256, 256, pool, 512, 512, pool, then
+        dense 1024, 1024.  Or a list of plain tuples: ``("conv", filters)``,
+        ``("conv", filters, kernel_size)``, ``("conv", filters,
+        kernel_size, padding)`` (defaults 3 and 'same'; stride 1; odd
+        kernels for 'same'), ``("pool",)`` (2x2 max pool of the preceding
+        block's signs, CNV's order) or ``("pool", "before_bn")`` (pooling
+        the convolution's output before its batch norm, BinaryNet's order),
+        and ``("dense", units)``.  Every conv and dense layer is followed by
+        batch norm and sign; the output layer to the classes is appended.
+    input_shape : tuple of int (C, H, W) or None, default=None
+        Image shape of a convolutional architecture: ``X`` is 2-D
+        ``(n_samples, C*H*W)``, each row an image flattened in C, H, W
+        order (a 4-D ``(n_samples, C, H, W)`` array is accepted too).  One
+        entry may be -1, inferred from ``n_features`` as in NumPy's
+        ``reshape`` (e.g. ``(1, 1, -1)``: a one-row signal of any length).
+        None: a square single-channel image when ``n_features`` is a
+        perfect square, else a ``ValueError``.
     training : {'low_memory', 'standard'}, default='low_memory'
         The paper's proposed step or the standard BNN step.
     solver : {'adam', 'sgd', 'bop'}, default='adam'
@@ -177,7 +199,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         Current learning rate (after the schedule).
     memory_model_ : dict
         The paper's memory accounting for this model and batch size
-        (lowmem.md §6.2); see :meth:`memory_report`.
+        (its section 4 and Table 2); see :meth:`memory_report`.
     memory_measured_ : dict
         With ``measure_memory=True``: the last call's ``peak_bytes`` (state
         held before the call + ``transient_peak_bytes``, the traced peak
@@ -202,7 +224,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     baseline does.  Measured for 784-256x4-10 at batch 100 with Adam: 2.51
     MiB low-memory, 7.59 MiB standard (``benchmarks/bench_lowmem.py``).
 
-    Readings of the paper's open points (lowmem.md §10): weight-gradient
+    Readings of the paper's open points: weight-gradient
     attenuation by ``1/sqrt(fan_in)`` (``grad_scale``), batch-norm bits and
     magnitude after the bias (``bn_stats``), Glorot initialisation
     (``init``), gradient cancellation without an explicit clip
@@ -228,7 +250,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
 
     _model_attributes = ("layers_",)
 
-    def __init__(self, hidden_layer_sizes=(256, 256, 256, 256), training="low_memory",
+    def __init__(self, hidden_layer_sizes=(256, 256, 256, 256), architecture=None,
+                 input_shape=None, training="low_memory",
                  solver="adam", learning_rate_init=None, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, bop_threshold=1e-8, lr_schedule="plateau",
                  lr_decay=0.5, lr_patience=50, grad_scale="fan_in", bn_stats="post_bias",
@@ -239,6 +262,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                  validation_fraction=0.1, n_iter_no_change=None, tol=1e-4, n_jobs=None,
                  measure_memory=False, state_dtype="float16", rounding="stochastic"):
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.architecture = architecture
+        self.input_shape = input_shape
         self.training = training
         self.solver = solver
         self.learning_rate_init = learning_rate_init
@@ -277,6 +302,23 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
 
     # ------------------------------------------------------------ parameters
     def _validate_rule_params(self):
+        if not (self.architecture is None or isinstance(self.architecture, (str, list, tuple))):
+            raise TypeError("architecture must be None, 'cnv', 'binarynet' or a list of "
+                            f"layer tuples, got {self.architecture!r}")
+        if self.input_shape is not None:
+            shape = self.input_shape
+            if (not isinstance(shape, (tuple, list)) or len(shape) != 3
+                    or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                               for v in shape)):
+                raise TypeError(f"input_shape must be None or a tuple (C, H, W) of ints, "
+                                f"got {shape!r}")
+            if any(v < 1 and v != -1 for v in shape) or list(shape).count(-1) > 1:
+                raise ValueError("input_shape must hold positive sizes (one may be -1, "
+                                 f"inferred from n_features), got {tuple(shape)!r}")
+        if (self.architecture is not None and self.binarize_input is not None
+                and is_convolutional(self.architecture)):
+            raise ValueError("binarize_input must be None with a convolutional architecture: "
+                             "its first convolution reads the real-valued image")
         check_choice("training", self.training, ("low_memory", "standard"))
         check_choice("solver", self.solver, _SOLVERS)
         if self.learning_rate_init is not None:
@@ -321,17 +363,28 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                                     X=X)
 
     # ------------------------------------------------------------ model
+    def _plan(self, n_inputs, n_classes):
+        """The network's layers with their shapes (validates the architecture)."""
+        shape = resolve_input_shape(self.architecture, self.input_shape, n_inputs)
+        real = self.binarize_input is None
+        return build_plan(self.architecture, shape, n_inputs, n_classes,
+                          check_layer_sizes(self.hidden_layer_sizes), real_input=real)
+
     def _init_model(self, n_inputs, n_classes, rng):
-        widths = check_layer_sizes(self.hidden_layer_sizes) + (n_classes,)
+        plan = self._plan(n_inputs, n_classes)
         half = self.training == "low_memory" and self.state_dtype == "float16"
         dtype = np.float16 if half else F32
+        bop = self.solver == "bop"
         self.layers_ = []
-        n_in = n_inputs
-        for n_out in widths:
-            V = np.ascontiguousarray(INITS[self.init](n_in, n_out, rng).T, dtype=dtype)
+        for spec in plan:
+            if spec.kind not in ("conv", "dense"):
+                continue
+            n_in, n_out = spec.fan_in, spec.units
+            fan_out = n_out * spec.kernel_size ** 2 if spec.kind == "conv" else n_out
+            V = np.ascontiguousarray(INITS[self.init](n_in, n_out, rng, fan_out=fan_out).T,
+                                     dtype=dtype)
             packed = pack_pm1_rows(V.astype(F32))
-            bop = self.solver == "bop"
-            state = {
+            self.layers_.append({
                 "V": None if bop else V, "packed": packed,
                 "m1": np.zeros((n_out, n_in), dtype=dtype),
                 "m2": np.zeros((n_out, n_in), dtype=dtype) if self.solver == "adam" else None,
@@ -339,19 +392,30 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                 "bias_m1": np.zeros(n_out, dtype=dtype), "bias_m2": np.zeros(n_out, dtype=dtype),
                 "running_mean": np.zeros(n_out, dtype=dtype),
                 "running_scale": np.ones(n_out, dtype=dtype),
-            }
-            self.layers_.append(state)
-            n_in = n_out
+            })
+        self.layer_plan_ = plan
         self.optimizer_state_ = {"t": 0}
         self.learning_rate_ = float(self._lr_init)
         self.temperature_ = 1.0
         self._schedule_best, self._schedule_wait = -np.inf, 0
-        counts = mlp_counts(n_inputs, widths[:-1], n_classes)
+        self.memory_model_ = self._memory_model(plan, self._batch_size_for(10**9))
+
+    def _memory_model(self, plan, batch_size):
+        half = self.training == "low_memory" and self.state_dtype == "float16"
         wide_state = ({"W": 32, "momenta": 32, "beta": 32}
                       if self.training == "low_memory" and not half else None)
-        self.memory_model_ = memory_model(counts, self._batch_size_for(10**9),
-                                          training=self.training, solver=self.solver,
-                                          bits=wide_state)
+        return memory_model(plan_counts(plan), batch_size, training=self.training,
+                            solver=self.solver, bits=wide_state)
+
+    def _training_bytes(self, n_samples, n_input_bits, n_classes):
+        """The memory guard's estimate: the paper's accounting of this
+        network at the training batch size (every layer's state and records)
+        plus the encoded training set, twice (shuffled batches and the
+        validation split gather copies)."""
+        plan = self._plan(n_input_bits, n_classes)
+        model = self._memory_model(plan, self._batch_size_for(max(1, n_samples)))
+        inputs = 2 * n_samples * self._input_row_bytes(n_input_bits)
+        return int(model["total"]["bytes"] + inputs)
 
     @property
     def _lr_init(self):
@@ -376,25 +440,22 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                 "float16 batch-norm statistics would overflow; rescale X as the first call's "
                 "data, or refit")
 
-    def _latent_layers(self):
-        """The layers over ``layers_``; the first reads real inputs times the
-        input scale when ``binarize_input=None``."""
-        half = self.training == "low_memory"
+    def _stack(self):
+        """The layer stack over ``layers_``; the first layer reads real inputs
+        times the input scale when ``binarize_input=None``."""
         real = isinstance(self.binarizer_, RealInput)
         scale = getattr(self.binarizer_, "scale_", 1.0) if real else 1.0
-        return [LatentLayer(s, half, real and i == 0, i, input_scale=scale if i == 0 else 1.0)
-                for i, s in enumerate(self.layers_)]
+        return LayerStack(self.layer_plan_, self.layers_, input_scale=scale)
 
     def _training_state(self):
         for s in self.layers_:  # e.g. unpickled from read-only memory: train on copies
             for key, a in s.items():
                 if isinstance(a, np.ndarray) and not (a.flags.writeable and a.flags.c_contiguous):
                     s[key] = np.array(a, order="C", copy=True)
-        layers = self._latent_layers()
         hyper = Hyper(self.solver, self.learning_rate_, self.beta_1, self.beta_2, self.epsilon,
                       self.momentum, self.bop_threshold, self.clip_weights,
                       round_seed=self._seed if self.rounding == "stochastic" else None)
-        return _LowMemState(layers=layers, hyper=hyper, config=self._step_config())
+        return _LowMemState(stack=self._stack(), hyper=hyper, config=self._step_config())
 
     # ------------------------------------------------------------ fitted views
     @property
@@ -440,20 +501,16 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
             pow2_bias=self.pow2_bias if pow2 else None, bn_momentum=self.bn_momentum)
 
     def _train_batch(self, state, A, y, n_threads):
-        """One step: forward (records), then backward and update layer by
-        layer from the last.  Every gradient uses pre-update weights, as in
-        the paper's separate update loop, so the result is the same either
-        way; the low-memory step applies each layer's update as soon as its
-        gradient bits exist and frees each layer's record once used, the
-        standard step keeps Algorithm 1's lifetimes (float records and float
-        gradients of all layers until the update loop: the paper's baseline,
-        Table 2)."""
-        B = A.shape[0]
+        """One step: the stack's forward pass, the softmax cross-entropy, then
+        its backward pass and update (see :meth:`LayerStack.backward_update`
+        for the lifetimes of each step)."""
+        B, cfg = A.shape[0], state.config
         if state.workspace is None or not state.workspace.fits(B):
-            state.workspace = Workspace(B, [layer.n_out for layer in state.layers] + [1],
-                                        state.config.grad_dtype)
-        records = self._forward_train(state, A, n_threads)
-        logits = records[-1]["out"]
+            elems, z_bytes = state.stack.workspace_shape(B, cfg)
+            state.workspace = Workspace(B, elems, cfg.grad_dtype, z_bytes)
+        ctx = StepContext(cfg, state.workspace, state.hyper, self.optimizer_state_["t"] + 1,
+                          n_threads, weight_grad_scale(self.grad_scale, cfg.standard))
+        logits = state.stack.forward_train(A, ctx)
         n_correct = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         if not np.isfinite(logits).all():
             raise FloatingPointError(
@@ -464,85 +521,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         state.loss_sum += loss_sum
         state.n_seen += len(y)
         self.optimizer_state_["t"] += 1
-        t = self.optimizer_state_["t"]
-        as_bits = not state.config.standard
-        pending = []
-        # the low-memory backward releases each layer's record once used
-        grads, records, G = self._backward(state, records, G, n_threads), None, None
-        for layer, grad, G_b in grads:
-            if as_bits:
-                layer.step(grad, True, G_b, state.hyper, t, self._weight_grad_scale(layer),
-                           n_threads)
-            else:
-                pending.append((layer, grad, G_b))
-        for layer, grad, G_b in pending[::-1]:
-            layer.step(grad, False, G_b, state.hyper, t, 1.0, n_threads)
+        state.stack.backward_update(G, ctx)
         return n_correct
-
-    def _forward_train(self, state, A, n_threads):
-        cfg, layers = state.config, state.layers
-        records, a = [], A
-        for i, layer in enumerate(layers):
-            last = i == len(layers) - 1
-            rec = layer.forward_train(a, state.workspace, cfg, last, n_threads)
-            if cfg.standard and not last:
-                # Algorithm 1's float32 records: 0/1 STE mask and +/-1 next input
-                out = rec["out"]
-                rec["mask_f"] = (np.abs(out) <= 1).astype(F32)
-                rec["sign_f"] = np.where(out >= 0, F32(1), F32(-1))
-            records.append(rec)
-            a = rec["bits"]
-        return records
-
-    def _backward(self, state, records, G_logits, n_threads):
-        """Yield ``(layer, weight gradient, bias gradient)`` from the last
-        layer to the first.  The caller may update a yielded layer at once:
-        the gradient below it is computed before the yield.
-
-        The incoming dL/dA of a layer comes from :meth:`_feedback` (back-
-        propagation through the next layer's binary weights); another
-        feedback path (DFA, DRTP: lowmem.md §13) replaces that one method.
-        """
-        cfg, layers, ws = state.config, state.layers, state.workspace
-        B, slot = G_logits.shape[0], 0
-        G = ws.grad(slot, B, G_logits.shape[1])
-        G[...] = G_logits
-        del G_logits
-        if cfg.pow2_bias is not None:
-            G[...] = quantize_pow2(G, cfg.pow2_bias)
-        for i in range(len(layers) - 1, -1, -1):
-            layer, rec = layers[i], records[i]
-            G_b = layer.bn_gradient(G, rec, cfg, n_threads)   # G now holds dL/dZ
-            G_next = None
-            if i > 0:
-                G_next = self._feedback(state, i, G, records, ws.grad(1 - slot, B, layer.n_in),
-                                        n_threads)
-            inputs = records[i - 1]["sign_f"] if cfg.standard and i > 0 else rec["input"]
-            grad = layer.weight_gradient(G, inputs, not cfg.standard, n_threads)
-            if not cfg.standard:  # Algorithm 1 keeps every record until the update
-                records[i] = rec = inputs = None
-            yield layer, grad, G_b
-            G, slot = G_next, 1 - slot
-
-    def _feedback(self, state, i, G_Z, records, out, n_threads):
-        """dL/dA of layer ``i``'s input: ``G_Z sign(V_i)^T`` times the STE
-        mask of that input (float 0/1 in the standard step, bits otherwise)."""
-        layer, below = state.layers[i], records[i - 1]
-        if state.config.standard:
-            G = layer.input_gradient(G_Z, None, out, n_threads)
-            G *= below["mask_f"]
-        else:
-            G = layer.input_gradient(G_Z, below["mask"], out, n_threads)
-        if state.config.pow2_bias is not None:
-            G[...] = quantize_pow2(G, state.config.pow2_bias)
-        return G
-
-    def _weight_grad_scale(self, layer):
-        if self.training == "standard" or self.grad_scale == "none":
-            return 1.0
-        if self.grad_scale == "fan_in":
-            return 1.0 / math.sqrt(layer.n_in)
-        return 1.0 / math.sqrt(layer.n_in * layer.n_out)
 
     def _epoch_loss(self, state, train_error):
         loss = state.loss_sum / max(1, state.n_seen)
@@ -568,14 +548,39 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     # ------------------------------------------------------------ inference
     def _scores_from_packed(self, A, n_threads):
         """Float logits: every layer with its running BN statistics."""
-        a = A
-        layers = self._latent_layers()
-        for i, layer in enumerate(layers):
-            out = layer.bn_inference(layer.preactivations(a, n_threads))
-            if i == len(layers) - 1:
-                return out
-            a = pack_pm1_rows(out)
-        return None
+        return self._stack().logits(A, n_threads)
+
+    # ------------------------------------------------------------ images
+    def _as_rows(self, X):
+        """A 4-D ``(n, C, H, W)`` image array as the 2-D rows scikit-learn
+        validates (a view: C order is the flattening of the API)."""
+        if hasattr(X, "ndim") and getattr(X, "ndim", 2) == 4:
+            X = np.asarray(X)
+            if self.input_shape is not None and tuple(X.shape[1:]) != tuple(self.input_shape):
+                raise ValueError(f"X has images of shape {X.shape[1:]}, but input_shape is "
+                                 f"{tuple(self.input_shape)}")
+            return X.reshape(X.shape[0], -1)
+        return X
+
+    def _fit(self, X, y):
+        return super()._fit(self._as_rows(X), y)
+
+    def _partial_fit(self, X, y, classes):
+        return super()._partial_fit(self._as_rows(X), y, classes)
+
+    def _scores(self, X):
+        """Logits in chunks sized so a chunk's widest activation stays near
+        16 MiB (convolutional maps are large)."""
+        check_is_fitted(self)
+        X = self._as_rows(X)
+        X = validate_data(self, X, dtype="numeric", reset=False)
+        n_threads = self._n_threads
+        widest = max(int(np.prod(s.out_shape)) for s in self.layer_plan_)
+        chunk = int(max(1, min(8192, (16 << 20) // (4 * widest))))
+        parts = [self._scores_from_packed(self.binarizer_.pack(X[i:i + chunk], n_threads),
+                                          n_threads)
+                 for i in range(0, X.shape[0], chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=F32)
 
     def decision_function(self, X):
         """Logits (the last BN output); binary problems: ``z_1 - z_0``."""
@@ -625,7 +630,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         check_is_fitted(self)
         state = self._state_table()
         measured = getattr(self, "memory_measured_", None)
-        lines = ["Modelled (paper's accounting, lowmem.md §6.2):",
+        lines = ["Modelled (the paper's accounting, its Table 2):",
                  format_memory_table(self.memory_model_), "",
                  "Held between calls (this estimator's arrays):"]
         for name, row in state.items():

@@ -6,15 +6,21 @@ step (Algorithm 1, float32 everywhere) and the 'low_memory' step
 (Algorithm 2, the paper's "proposed" types).  The numbers are a model of
 what must be stored, not a measurement: persistent variables are summed over
 all layers, transient ones (∂X/Y and ∂Y) count only the largest layer.
+Element counts come from :func:`plan_counts` for any network plan of
+:func:`skbnn._architecture.build_plan` (convolutional or MLP), or from
+:func:`mlp_counts` for an MLP.
 """
 from collections import OrderedDict
 from numbers import Integral
+
+from ._architecture import build_plan
 
 __all__ = [
     "VARIABLES",
     "TRAININGS",
     "SOLVERS",
     "mlp_counts",
+    "plan_counts",
     "type_table",
     "memory_model",
     "format_memory_table",
@@ -78,7 +84,9 @@ def mlp_counts(n_features, hidden_layer_sizes, n_classes):
     """Element counts of lowmem.md §6.2 for a binary MLP.
 
     Every layer is a binary dense layer followed by batch normalisation:
-    ``n_features -> hidden_layer_sizes... -> n_classes``.
+    ``n_features -> hidden_layer_sizes... -> n_classes``.  A thin wrapper of
+    :func:`plan_counts` on the MLP plan of
+    :func:`skbnn._architecture.build_plan`.
 
     Parameters
     ----------
@@ -99,19 +107,84 @@ def mlp_counts(n_features, hidden_layer_sizes, n_classes):
     """
     if isinstance(hidden_layer_sizes, Integral):
         hidden_layer_sizes = [hidden_layer_sizes]
-    widths = [_check_positive_int("n_features", n_features)]
-    widths += [_check_positive_int("hidden_layer_sizes[%d]" % i, h)
-               for i, h in enumerate(hidden_layer_sizes)]
-    widths.append(_check_positive_int("n_classes", n_classes))
-    layers = list(zip(widths[:-1], widths[1:]))
-    return {
-        "weights": sum(i * o for i, o in layers),
-        "inputs_per_sample": sum(i for i, _ in layers),
-        "bn_channels": sum(o for _, o in layers),
-        "max_width": max(o for _, o in layers),
-        "pooling_inputs_per_sample": 0,
-        "layers": layers,
+    n_features = _check_positive_int("n_features", n_features)
+    hidden = [_check_positive_int("hidden_layer_sizes[%d]" % i, h)
+              for i, h in enumerate(hidden_layer_sizes)]
+    n_classes = _check_positive_int("n_classes", n_classes)
+    return plan_counts(build_plan(None, None, n_features, n_classes, hidden))
+
+
+def plan_counts(plan):
+    """Element counts of any network plan (conv or MLP), per the paper's Table 2.
+
+    Wang et al. (arXiv 2102.04270), Table 2, counts the layer inputs X of
+    every layer, one batch-norm mean and scale per channel, and the pooling
+    masks at the resolution of each pool's input; the transient dX / Y and dY
+    are sized by the largest layer output.
+
+    Parameters
+    ----------
+    plan : list of LayerSpec
+        A :func:`skbnn._architecture.build_plan` result.
+
+    Returns
+    -------
+    counts : dict
+        ``weights``
+            Sum of the binary weights of the conv and dense layers.
+        ``inputs_per_sample``
+            Sum over conv and dense layers of the elements of their input,
+            the first layer's (real-valued) input included.
+        ``bn_channels``
+            Sum of the output channels (filters / units) of the conv and dense
+            layers: batch norm keeps one mean and one scale per channel.
+        ``max_width``
+            Largest per-sample output of a conv or dense layer (a conv
+            output is counted before any pooling).
+        ``pooling_inputs_per_sample``
+            Sum of the input elements of the pool steps (one mask bit each).
+        ``layers``
+            ``(fan_in, units)`` of every conv and dense layer; for an MLP the
+            ``(n_{l-1}, n_l)`` pairs.
+        ``activations_per_sample`` (convolutional plans only)
+            Elements that every sign activation reads, at the resolution of
+            the batch norm before it (after a 'before_bn' pool, the pooled
+            map; otherwise the conv output); the output layer has no sign.
+            :func:`memory_model` sizes the STE masks by it.  MLP plans leave
+            it out, so their STE row stays B x ``bn_channels`` (which counts
+            the output layer's n_classes too) and their figures do not move.
+    """
+    weight_layers = [s for s in plan if s.kind in ("conv", "dense")]
+    if not weight_layers:
+        raise ValueError("plan has no conv or dense layer (see build_plan)")
+
+    def size(shape):
+        n = 1
+        for d in shape:
+            n *= d
+        return n
+
+    counts = {
+        "weights": sum(s.n_weights for s in weight_layers),
+        "inputs_per_sample": sum(size(s.in_shape) for s in weight_layers),
+        "bn_channels": sum(s.units for s in weight_layers),
+        "max_width": max(size(s.out_shape) for s in weight_layers),
+        "pooling_inputs_per_sample": sum(size(s.in_shape) for s in plan if s.kind == "pool"),
+        "layers": [(s.fan_in, s.units) for s in weight_layers],
     }
+    if any(s.kind == "conv" for s in plan):
+        # a sign reads the batch-norm output of each non-output weight layer:
+        # at the conv resolution, or at the pooled one when a 'before_bn'
+        # pool sits between the conv and its batch norm
+        activations = 0
+        for i, s in enumerate(plan):
+            if s.kind not in ("conv", "dense") or s.output:
+                continue
+            nxt = plan[i + 1] if i + 1 < len(plan) else None
+            before_bn = nxt is not None and nxt.kind == "pool" and nxt.position == "before_bn"
+            activations += size(nxt.out_shape if before_bn else s.out_shape)
+        counts["activations_per_sample"] = activations
+    return counts
 
 
 def _resolve_bits(name, value):
@@ -153,10 +226,13 @@ def type_table(training="low_memory", bits=None):
 def _check_counts(counts):
     missing = [k for k in _COUNT_KEYS if k not in counts]
     if missing:
-        raise ValueError(f"counts lacks {', '.join(missing)} (see mlp_counts)")
+        raise ValueError(f"counts lacks {', '.join(missing)} (see plan_counts)")
     checked = {k: _check_positive_int(f"counts[{k!r}]", counts[k], 0) for k in _COUNT_KEYS}
     checked["pooling_inputs_per_sample"] = _check_positive_int(
         "counts['pooling_inputs_per_sample']", counts.get("pooling_inputs_per_sample", 0), 0)
+    if counts.get("activations_per_sample") is not None:
+        checked["activations_per_sample"] = _check_positive_int(
+            "counts['activations_per_sample']", counts["activations_per_sample"], 0)
     return checked
 
 
@@ -165,6 +241,9 @@ def _elements(counts, batch_size, solver, count_ste_masks):
     S, I = counts["weights"], counts["inputs_per_sample"]
     C, Mx = counts["bn_channels"], counts["max_width"]
     P = counts["pooling_inputs_per_sample"]
+    # one mask bit per sign input; without a count of them (an MLP), one per
+    # batch-norm channel, the rule the recorded MLP figures were made with
+    A = counts.get("activations_per_sample", C)
     n_momenta, latent = _SOLVERS[solver]
     return {
         "X": batch_size * I,
@@ -175,7 +254,7 @@ def _elements(counts, batch_size, solver, count_ste_masks):
         "dW": S,
         "beta": 2 * C,               # beta and its gradient
         "momenta": n_momenta * S,
-        "ste_masks": batch_size * C if count_ste_masks else None,
+        "ste_masks": batch_size * A if count_ste_masks else None,
         "pooling_masks": batch_size * P if P else None,
     }
 
@@ -187,9 +266,10 @@ def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=
     Parameters
     ----------
     counts : dict
-        Element counts as returned by :func:`mlp_counts` (``weights``,
-        ``inputs_per_sample``, ``bn_channels``, ``max_width`` and optionally
-        ``pooling_inputs_per_sample``).
+        Element counts as returned by :func:`plan_counts` or
+        :func:`mlp_counts` (``weights``, ``inputs_per_sample``,
+        ``bn_channels``, ``max_width`` and optionally
+        ``pooling_inputs_per_sample`` and ``activations_per_sample``).
     batch_size : int
         Samples per training step, B >= 1.
     training : {'low_memory', 'standard'}, default='low_memory'
@@ -200,8 +280,9 @@ def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=
     bits : dict, optional
         Per-variable bit-width overrides (see :func:`type_table`).
     count_ste_masks : bool, default=True
-        Count the sign-activation STE masks (B x Cbn).  The paper's Table 2
-        does not; its MLP figure of Table 4 does.
+        Count the sign-activation STE masks: B x ``activations_per_sample``
+        when the counts hold it (convolutional plans), else B x Cbn.  The
+        paper's Table 2 does not count them; its MLP figure of Table 4 does.
 
     Returns
     -------

@@ -20,6 +20,9 @@ ESTIMATORS = [
     LowMemBNNClassifier(hidden_layer_sizes=(64, 64), max_iter=40),
     LowMemBNNClassifier(hidden_layer_sizes=(64,), binarize_input="auto", solver="bop",
                         training="standard", max_iter=30, n_jobs=2),
+    # a convolutional network: a one-row map of any length (input_shape -1)
+    LowMemBNNClassifier(architecture=[("conv", 8, 1), ("dense", 32)],
+                        input_shape=(1, 1, -1), max_iter=40),
     MedianBinarizer(),
     MedianBinarizer(global_median=True),
     ThermometerEncoder(),

@@ -69,14 +69,28 @@ static inline void round_half_inplace(float *x, size_t n)
     }
 }
 
-/* one row of a 64-channel column of Z as float32 */
+/* one row of a 64-channel column of Z as float32 (z_int: SKBNN_Z_*; int16
+ * and float16 values convert exactly, so they give the results of the
+ * int32 / float32 Z holding the same values) */
 static inline void load_z(const void *Z, int z_int, size_t off, size_t c, float *out)
 {
-    if (z_int) {
+    switch (z_int) {
+    case SKBNN_Z_INT32: {
         const int32_t *z = (const int32_t *)Z + off;
         for (size_t l = 0; l < c; l++) out[l] = (float)z[l];
-    } else {
+        break;
+    }
+    case SKBNN_Z_INT16: {
+        const int16_t *z = (const int16_t *)Z + off;
+        for (size_t l = 0; l < c; l++) out[l] = (float)z[l];
+        break;
+    }
+    case SKBNN_Z_FLOAT16:
+        skbnn_f16_to_f32((const uint16_t *)Z + off, out, c);
+        break;
+    default:
         memcpy(out, (const float *)Z + off, c * sizeof(float));
+        break;
     }
 }
 
@@ -87,6 +101,7 @@ void skbnn_bn_forward(const void *Z, int z_int, size_t B, size_t n, const float 
 {
     const size_t wn = WORDS(n);
     const float fb = (float)B;
+    if (z_int == SKBNN_Z_FLOAT16) (void)skbnn_use_f16c(); /* settle the converter */
     n_threads = team((double)B * (double)n * 8.0, n_threads);
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (long ww = 0; ww < (long)wn; ww++) {

@@ -178,8 +178,9 @@ void skbnn_fdot_bits(const float *X, size_t M, size_t K, const uint64_t *W, size
                      int n_threads);
 
 /* ---- batch-norm kernels of latent-weight training (bn_kernels.c) -------- */
-/* Training-time BN epilogue over the transient Z (B x n; int32 when z_int,
- * else float32), channel m: mu = sum_b Z / B, psi = max(sum_b |Z - mu| / B,
+/* Training-time BN epilogue over the transient Z (B x n; z_int selects the
+ * element type: SKBNN_Z_FLOAT32 = 0, SKBNN_Z_INT32 = 1, SKBNN_Z_INT16 = 2,
+ * SKBNN_Z_FLOAT16 = 3, every type read as its exact float32 value), channel m: mu = sum_b Z / B, psi = max(sum_b |Z - mu| / B,
  * psi_floor) (l2: sqrt(sum_b (Z - mu)^2 / B + eps)), both rounded to float16
  * when round_half; A = (Z - mu) / psi + bias.  Writes mu, psi; the packed
  * signs of A (bits, B x WORDS(n)); optionally the packed STE mask |A| <= 1,
@@ -187,6 +188,7 @@ void skbnn_fdot_bits(const float *X, size_t M, size_t K, const uint64_t *W, size
  * the pre-bias value when omega_pre_bias; rounded to float16 when
  * round_half) and A itself as float32 (A_out, may alias a float Z).  Sums
  * run over b in order; threads own 64-channel columns: deterministic. */
+enum { SKBNN_Z_FLOAT32 = 0, SKBNN_Z_INT32 = 1, SKBNN_Z_INT16 = 2, SKBNN_Z_FLOAT16 = 3 };
 void skbnn_bn_forward(const void *Z, int z_int, size_t B, size_t n, const float *bias, int l2,
                       float eps, float psi_floor, int round_half, float *mu, float *psi,
                       uint64_t *bits, uint64_t *mask, uint64_t *pre_bits, float *omega,
@@ -221,5 +223,62 @@ int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                              const uint64_t *gbits, const float *gfloat, float gscale,
                              size_t n_out, size_t n_in, const float *hp, int flags,
                              uint64_t round_key, uint64_t *Wp, int n_threads);
+
+/* ---- convolution kernels (conv_kernels.c) -------------------------------- */
+/* NHWC maps as 2-D row arrays: n*H*W rows (row (s*H + y)*W + x) of C values
+ * or WORDS(C) packed words.  Stride-1 square kernels k, zero padding pad:
+ * Ho = H + 2 pad - k + 1, Wo likewise.  Weight row o: K = k*k*C bits, bit
+ * (ky*k + kx)*C + c, WORDS(K) words, tail bits 0.  Padded taps contribute
+ * exactly 0.  Scratch is bounded (about 1 MiB per chunk of rows, never
+ * proportional to n); results are identical for every thread count and
+ * ISA path.  Functions returning int give 0, or -1 on allocation failure. */
+void skbnn_conv_set_allocator(void *(*alloc)(size_t), void (*release)(void *));
+/* out[(s,oy,ox), o] = sum of x*w over in-bounds taps (exact integers);
+ * out: int32 (out16 == 0) or int16 (needs k*k*C <= 32767). */
+int skbnn_conv2d_bits(const uint64_t *X, size_t n, size_t H, size_t W, size_t C,
+                      const uint64_t *Wp, size_t Cout, size_t k, size_t pad, void *out,
+                      int out16, int n_threads);
+/* X float32 (n*H*W x C); out float32 or float16 (out_half, nearest even);
+ * each entry is skbnn_fdot_bits of the row of k*k*C im2col floats (padded
+ * taps 0.0) with the weight row. */
+int skbnn_conv2d_real(const float *X, size_t n, size_t H, size_t W, size_t C,
+                      const uint64_t *Wp, size_t Cout, size_t k, size_t pad, void *out,
+                      int out_half, int n_threads);
+/* G (n*Ho*Wo x Cout, float16 when g_half) -> dX (n*H*W x C, float32 or
+ * float16): D = G times the sign weights (skbnn_fsgemm, sums over o in
+ * order), then dX[(s,iy,ix), c] = float32 sum over the taps in order ky,
+ * then kx, of D at the output pixel (iy - ky + pad, ix - kx + pad) when it
+ * exists; zero where mask (n*H*W x WORDS(C), may be NULL) has a 0 bit. */
+int skbnn_conv2d_input_grad(const void *G, int g_half, size_t n, size_t H, size_t W,
+                            size_t C, const uint64_t *Wp, size_t Cout, size_t k, size_t pad,
+                            void *out, int out_half, const uint64_t *mask, int n_threads);
+/* dW[o, (ky,kx,c)] = sum over output rows of G[r, o] * x at the tap's input
+ * pixel (0 when padded); X packed (x_bits) or float32.  Writes dW (Cout x K
+ * float32) when not NULL and/or the packed signs Sbits (Cout x WORDS(K),
+ * dW >= 0 -> 1).  Chunks of 8 samples in order; see conv_kernels.c for the
+ * summation order. */
+int skbnn_conv2d_weight_grad(const void *G, int g_half, const void *X, int x_bits, size_t n,
+                             size_t H, size_t W, size_t C, size_t Cout, size_t k, size_t pad,
+                             float *dW, uint64_t *Sbits, int n_threads);
+/* 2x2 max pooling, stride 2, Ho = H/2, Wo = W/2.  argmax (n*H*W x WORDS(C))
+ * marks the first window position, in the order (0,0), (0,1), (1,0), (1,1),
+ * holding the maximum; positions outside every window get 0. */
+enum { SKBNN_DT_INT16 = 0, SKBNN_DT_INT32 = 1, SKBNN_DT_FLOAT16 = 2, SKBNN_DT_FLOAT32 = 3 };
+/* packed: out = OR of the window (the max of +-1); argmax = the first +1, or
+ * (0,0) when all four are -1 */
+void skbnn_maxpool2x2_bits(const uint64_t *X, size_t n, size_t H, size_t W, size_t C,
+                           uint64_t *out, uint64_t *argmax, int n_threads);
+/* values of type dtype (SKBNN_DT_*, float16 compared as floats) */
+void skbnn_maxpool2x2(const void *X, int dtype, size_t n, size_t H, size_t W, size_t C,
+                      void *out, uint64_t *argmax, int n_threads);
+/* out[r, c] = G[window of r, c] where the argmax bit (and the mask bit, when
+ * mask != NULL) of (r, c) is 1, else 0; G and out float16 or float32 */
+void skbnn_maxpool2x2_backward(const void *G, int g_half, const uint64_t *argmax,
+                               const uint64_t *mask, size_t n, size_t H, size_t W, size_t C,
+                               void *out, int out_half, int n_threads);
+/* X (n*P x WORDS(C)) -> out (n x WORDS(P*C)): bit p*C + c of row s = bit c
+ * of row s*P + p; tail bits 0 */
+void skbnn_flatten_bits(const uint64_t *X, size_t n, size_t P, size_t C, uint64_t *out,
+                        int n_threads);
 
 #endif

@@ -1,0 +1,633 @@
+"""Layer-stack engine of latent-weight training (LowMemBNNClassifier).
+
+A network is a list of layer objects run by a :class:`LayerStack`: binary
+dense and binary 2-D convolution layers (``sign(V)`` of latent weights ``V``;
+the first may read the real-valued input), batch normalisation with a bias
+and no scale, sign with a straight-through (STE) mask, 2x2 max pooling and
+flatten.  Each layer owns its state and offers ``forward`` (training: keeps
+what its backward pass needs, in the types the step prescribes),
+``backward`` (from the gradient of its output to that of its input, plus
+its own parameter gradient), ``step`` (the optimiser update through the
+shared kernels) and ``infer`` (prediction, running statistics).  Nothing
+here knows scikit-learn; the estimator runs epochs.
+
+Two steps (Wang et al., arXiv 2102.04270): ``standard`` (their Algorithm
+1: float32 records of every layer, float weight gradients, exact l2 batch
+norm) and the proposed low-memory step (Algorithm 2: activations, STE masks,
+pooling masks and weight gradients as bits, l1 batch norm whose backward
+needs only the output's sign bits and one magnitude per channel, float16
+state and gradients).
+
+Data between layers are row arrays: a vector batch is ``(n, F)``, a feature
+map ``(n*H*W, C)`` in NHWC order (row ``(s*H + y)*W + x``), so batch norm
+over ``batch*H*W`` is a reduction over rows and the packed kernels see
+ordinary rows of bits (bit 1 = +1, channel ``c`` = bit ``c``).
+"""
+import math
+
+import numpy as np
+
+from . import _kernels
+from ._engine import n_words, pack_pm1_rows
+from ._latent import BN_EPS, F32, PSI_FLOOR, bn_backward, quantize_pow2, round_key, step_hyper
+
+
+class Act:
+    """An activation handed from one layer to the next in a training step.
+
+    ``data``: float32 rows (the real input), packed uint64 rows (signs) or
+    pre-activation rows (int16/int32/float16/float32); ``shape``: (C, H, W)
+    or (F,); ``n``: samples.  ``mask``: the packed STE mask of these signs
+    (low-memory step), applied by whichever layer computes their gradient;
+    ``sign_f`` / ``mask_f``: Algorithm 1's float32 records (standard step).
+    """
+
+    __slots__ = ("data", "shape", "n", "mask", "sign_f", "mask_f")
+
+    def __init__(self, data, shape, n, mask=None, sign_f=None, mask_f=None):
+        self.data, self.shape, self.n = data, tuple(shape), n
+        self.mask, self.sign_f, self.mask_f = mask, sign_f, mask_f
+
+    @property
+    def rows(self):
+        return self.n * (self.shape[1] * self.shape[2] if len(self.shape) == 3 else 1)
+
+    @property
+    def channels(self):
+        return self.shape[0]
+
+
+class Workspace:
+    """The transient buffer of a step: pre-activations in the forward pass
+    (offset 0; pooled pre-activations in the second slot), then two
+    ping-pong gradient slots in the backward pass.  Sized once per batch
+    size; a NumPy array, so tracemalloc sees it."""
+
+    def __init__(self, batch, slot_elems, grad_dtype, z_bytes):
+        self.batch = batch
+        self.grad_dtype = np.dtype(grad_dtype)
+        self.slot = batch * slot_elems * self.grad_dtype.itemsize
+        self.raw = np.empty(max(z_bytes, 2 * self.slot), dtype=np.uint8)
+
+    def fits(self, batch):
+        return batch <= self.batch
+
+    def _view(self, start, rows, cols, dtype):
+        dtype = np.dtype(dtype)
+        end = start + rows * cols * dtype.itemsize
+        if end > self.raw.nbytes:
+            return np.empty((rows, cols), dtype)   # not sized for it: a fresh array
+        return self.raw[start:end].view(dtype).reshape(rows, cols)
+
+    def z(self, rows, cols, dtype):
+        """Pre-activation buffer (offset 0)."""
+        return self._view(0, rows, cols, dtype)
+
+    def pooled(self, rows, cols, dtype):
+        """Pooled pre-activations (second slot, while Z is in the first)."""
+        return self._view(self.slot, rows, cols, dtype)
+
+    def grad(self, slot, rows, cols):
+        """Gradient slot 0 or 1."""
+        return self._view(slot * self.slot, rows, cols, self.grad_dtype)
+
+
+def take_record(layer, ctx):
+    """A layer's forward record for its backward pass, released at once in
+    the low-memory step; the standard step keeps every record until the
+    update, as Algorithm 1's baseline does (the paper's Table 2 lifetimes)."""
+    rec = layer.record
+    if not ctx.config.standard:
+        layer.record = None
+    return rec
+
+
+class StepContext:
+    """What one training step shares: the step's types (``StepConfig``), the
+    workspace, the optimiser settings and step count, the thread count."""
+
+    def __init__(self, config, workspace, hyper, t, n_threads, grad_scale):
+        self.config, self.ws, self.hyper, self.t = config, workspace, hyper, t
+        self.n_threads, self.grad_scale = n_threads, grad_scale
+
+
+# ---------------------------------------------------------------- weight layers
+class WeightLayer:
+    """Binary weights ``sign(V)`` of latent weights (the state dict ``s``:
+    ``V`` (None for Bop, whose weights are the packed bits), ``packed``,
+    ``m1``, ``m2``; shape ``(units, fan_in)``), trained by straight-through
+    gradients."""
+
+    trainable = True
+
+    def __init__(self, spec, state, index, input_scale=1.0):
+        self.spec, self.s, self.index = spec, state, index
+        self.real_input = spec.real_input
+        self.first = index == 0          # no gradient for the network's input
+        self.input_scale = F32(input_scale)
+        self.n_out, self.n_in = spec.units, spec.fan_in
+        self.record = None
+
+    # the gradient of the latent weights: bits (low memory) or float32
+    def _step_weights(self, grad, as_bits, ctx):
+        hp, s = ctx.hyper, self.s
+        scale = ctx.grad_scale(self) if as_bits else 1.0
+        _kernels.optimizer_step(
+            hp.solver, s["V"], s["m1"], s["m2"], grad if as_bits else None,
+            None if as_bits else grad, scale, step_hyper(hp, hp.solver, hp.lr, ctx.t),
+            hp.clip_weights, s["packed"], cancel=True,
+            round_key=round_key(hp.round_seed, ctx.t, self.index, 0), n_threads=ctx.n_threads)
+
+    def _input_gradient_mask(self, act, ctx):
+        return None if ctx.config.standard else act.mask
+
+    def _apply_float_mask(self, G, act, ctx):
+        if ctx.config.standard and act.mask_f is not None:
+            G *= act.mask_f.reshape(G.shape)
+        if ctx.config.pow2_bias is not None:
+            G[...] = quantize_pow2(G, ctx.config.pow2_bias)
+        return G
+
+    def _float_input(self, act, ctx):
+        """The input the weight gradient reads: the real data, Algorithm 1's
+        float record (standard), else the packed bits."""
+        if self.real_input:
+            return act.data
+        return act.sign_f if ctx.config.standard else act.data
+
+
+class Dense(WeightLayer):
+    """Binary dense layer: ``Z = A sign(V)^T`` (popcount of packed bits, or
+    float inputs times bits for the real-input layer)."""
+
+    def preactivations(self, inputs, n_threads, out=None):
+        if self.real_input:
+            Z = _kernels.fdot_bits(inputs, self.s["packed"], out=out, n_threads=n_threads)
+            if self.input_scale != 1:
+                Z *= self.input_scale
+            return Z
+        return _kernels.bgemm(inputs, self.s["packed"], self.n_in, n_threads, out=out)
+
+    def forward(self, act, ctx):
+        self.record = act
+        n = act.n
+        dtype = F32 if self.real_input else np.int32
+        Z = self.preactivations(act.data, ctx.n_threads, out=ctx.ws.z(n, self.n_out, dtype))
+        return Act(Z, (self.n_out,), n)
+
+    def infer(self, act, n_threads):
+        return Act(self.preactivations(act.data, n_threads), (self.n_out,), act.n)
+
+    def backward(self, G, slot, ctx):
+        """``G`` = dL/dZ; returns dL/dA of the input (None for the first
+        layer) and the weight gradient."""
+        act = take_record(self, ctx)
+        as_bits = not ctx.config.standard
+        G_in = None
+        if not self.first:
+            out = ctx.ws.grad(1 - slot, act.n, self.n_in)
+            G_in = _kernels.fsgemm(G, self.s["packed"], self.n_in,
+                                   mask=self._input_gradient_mask(act, ctx), out=out,
+                                   n_threads=ctx.n_threads)
+            G_in = self._apply_float_mask(G_in, act, ctx)
+        inputs = self._float_input(act, ctx)
+        if inputs.dtype == np.uint64:
+            grad = _kernels.fsgemm(G, inputs, self.n_in, sign=as_bits, transpose_a=True,
+                                   n_threads=ctx.n_threads)
+        else:
+            grad = _kernels.fgemm(G, inputs, sign=as_bits, transpose_a=True,
+                                  n_threads=ctx.n_threads)
+            if not as_bits and self.real_input and self.input_scale != 1:
+                grad *= self.input_scale   # signs do not change with a positive scale
+        return G_in, grad
+
+
+class Conv2D(WeightLayer):
+    """Binary k x k convolution, stride 1, exact zero padding (a padded tap
+    contributes 0, never +-1), on NHWC maps packed along channels.  The
+    latent weights are ``(filters, k*k*C_in)`` with column ``(ky*k + kx)*C_in
+    + c``."""
+
+    def __init__(self, spec, state, index, input_scale=1.0):
+        super().__init__(spec, state, index, input_scale)
+        self.C, self.H, self.W = spec.in_shape
+        self.k, self.pad = spec.kernel_size, spec.pad
+
+    def _geometry(self, n):
+        return n, self.H, self.W, self.C
+
+    def _conv(self, X, n, out, n_threads):
+        args = (X, n, self.H, self.W, self.C, self.s["packed"], self.k, self.pad)
+        if self.real_input:
+            Z = _kernels.conv2d_real(*args, out=out, n_threads=n_threads)
+            if self.input_scale != 1:
+                Z *= Z.dtype.type(self.input_scale)   # a power of two: exact
+            return Z
+        return _kernels.conv2d_bits(*args, out=out, n_threads=n_threads)
+
+    def _z_dtype(self, standard):
+        """16 bits in the low-memory step (exact integers; float16 for the real
+        input layer, the paper's Y type), 32 in the standard step."""
+        if self.real_input:
+            return F32 if standard else np.float16
+        return np.int32 if standard else np.int16
+
+    def forward(self, act, ctx):
+        self.record = act
+        n = act.n
+        rows = n * self.spec.out_shape[1] * self.spec.out_shape[2]
+        out = ctx.ws.z(rows, self.n_out, self._z_dtype(ctx.config.standard))
+        Z = self._conv(act.data, n, out, ctx.n_threads)
+        return Act(Z, self.spec.out_shape, n)
+
+    def infer(self, act, n_threads):
+        rows = act.n * self.spec.out_shape[1] * self.spec.out_shape[2]
+        dtype = F32 if self.real_input else np.int32
+        Z = self._conv(act.data, act.n, np.empty((rows, self.n_out), dtype), n_threads)
+        return Act(Z, self.spec.out_shape, act.n)
+
+    def backward(self, G, slot, ctx):
+        act = take_record(self, ctx)
+        as_bits = not ctx.config.standard
+        geo = self._geometry(act.n)
+        G_in = None
+        if not self.first:
+            out = ctx.ws.grad(1 - slot, act.rows, self.C)
+            G_in = _kernels.conv2d_input_grad(G, *geo, self.s["packed"], self.k, self.pad,
+                                              out=out, mask=self._input_gradient_mask(act, ctx),
+                                              n_threads=ctx.n_threads)
+            G_in = self._apply_float_mask(G_in, act, ctx)
+        grad = _kernels.conv2d_weight_grad(G, self._float_input(act, ctx), *geo, self.k,
+                                           self.pad, sign=as_bits, n_threads=ctx.n_threads)
+        if not as_bits and self.real_input and self.input_scale != 1:
+            grad *= self.input_scale
+        return G_in, grad
+
+
+# ---------------------------------------------------------------- batch norm and sign
+class BatchNorm:
+    """Batch normalisation with a bias and no scale, per channel over the
+    batch (and every pixel of a map): l1 scale (mean absolute deviation) in
+    the low-memory step, l2 (standard deviation) in the standard one.  Its
+    state (``bias``, its moments, running statistics) lives in the weight
+    layer's state dict.  ``sign`` tells whether a sign follows (hidden
+    blocks) or the output are the logits."""
+
+    trainable = True
+
+    def __init__(self, spec, state, index, sign):
+        self.spec, self.s, self.index, self.sign = spec, state, index, sign
+        self.n = state["bias"].shape[0]
+        self.record = None
+        self.bias_grad = None
+
+    def forward(self, act, ctx):
+        """Fused epilogue over the pre-activations: batch statistics and the
+        output's packed signs, STE mask and float16 magnitude (low memory) or
+        the float output (l1/l2 backward, standard step, logits).  Returns
+        the packed signs as an :class:`Act` with ``mask`` (hidden blocks) or
+        the float logits."""
+        cfg, Z = ctx.config, act.data
+        rows, n = Z.shape
+        wn = n_words(n)
+        proposed = cfg.kind == "proposed"
+        rec = {
+            "psi": np.empty(n, F32), "bits": np.empty((rows, wn), dtype=np.uint64),
+            "mask": np.empty((rows, wn), dtype=np.uint64) if self.sign else None,
+            "omega": np.empty(n, F32) if proposed else None,
+            "out": (np.empty((rows, n), F32)
+                    if not self.sign or cfg.standard or not proposed else None),
+        }
+        pre_bits = np.empty((rows, wn), dtype=np.uint64) if proposed and cfg.pre_bias else None
+        rec["bn_bits"] = pre_bits if pre_bits is not None else rec["bits"]
+        mu = np.empty(n, F32)
+        _kernels.bn_forward(Z, self.s["bias"].astype(F32), cfg.kind == "l2", BN_EPS,
+                            PSI_FLOOR, cfg.half, mu, rec["psi"], rec["bits"], rec["mask"],
+                            pre_bits, rec["omega"], cfg.pre_bias, rec["out"], ctx.n_threads)
+        self._update_running(mu, rec["psi"], cfg.bn_momentum)
+        self.record = rec
+        if not self.sign:
+            return Act(rec["out"], act.shape, act.n)
+        out = Act(rec["bits"], act.shape, act.n)
+        out.mask = rec["mask"]
+        if cfg.standard:
+            # Algorithm 1's float32 records: +-1 output and 0/1 STE mask
+            A = rec["out"]
+            out.sign_f = np.where(A >= 0, F32(1), F32(-1))
+            out.mask_f = (np.abs(A) <= 1).astype(F32)
+        return out
+
+    def _update_running(self, mu, psi, momentum):
+        keep = F32(momentum)
+        for name, batch in (("running_mean", mu), ("running_scale", psi)):
+            run = self.s[name]
+            new = keep * run.astype(F32) + (F32(1) - keep) * batch
+            if not np.isfinite(new.astype(run.dtype)).all():
+                # e.g. a partial_fit batch far larger than the data the input
+                # scale was fitted on: refuse rather than store infinities
+                raise ValueError(
+                    f"the batch-norm statistics of layer {self.index} overflow "
+                    f"{run.dtype} (|value| > {float(np.finfo(run.dtype).max):g}): the inputs "
+                    "are far larger than those of the first fit call; rescale X")
+            run[...] = new
+
+    def infer(self, act, n_threads):
+        Z = act.data.astype(F32, copy=False)
+        if Z is act.data and not Z.flags.writeable:
+            Z = Z.copy()
+        Z -= self.s["running_mean"].astype(F32)
+        Z /= np.maximum(self.s["running_scale"].astype(F32), F32(PSI_FLOOR))
+        Z += self.s["bias"].astype(F32)
+        return Act(Z, act.shape, act.n)
+
+    def backward(self, G, slot, ctx):
+        """dL/dZ from dL/dA, written over ``G``; keeps the bias gradient."""
+        rec = take_record(self, ctx)
+        cfg = ctx.config
+        if cfg.kind == "proposed":
+            G_b = np.empty(self.n, F32)
+            _kernels.bn_backward_bits(G, rec["psi"], rec["bn_bits"], rec["omega"], G_b,
+                                      ctx.n_threads)
+        else:
+            G32 = G.astype(F32, copy=False)
+            G_b = G32.sum(axis=0, dtype=F32)
+            G[...] = bn_backward(G32, rec["psi"], None, None, rec["out"],
+                                 self.s["bias"].astype(F32), cfg.kind)
+        if cfg.pow2_bias is not None:
+            G[...] = quantize_pow2(G, cfg.pow2_bias)
+        self.bias_grad = G_b
+        return G, slot
+
+    def step(self, ctx):
+        """The bias: never cancelled; Bop's bias uses Adam at 1e-3 (Bop has no
+        rule for real-valued parameters)."""
+        hp, s = ctx.hyper, self.s
+        bias_solver, bias_lr = ("adam", 1e-3) if hp.solver == "bop" else (hp.solver, hp.lr)
+        dummy = np.zeros((1, n_words(self.n)), dtype=np.uint64)
+        _kernels.optimizer_step(
+            bias_solver, s["bias"][None], s["bias_m1"][None], s["bias_m2"][None], None,
+            np.ascontiguousarray(self.bias_grad, dtype=F32)[None], 1.0,
+            step_hyper(hp, bias_solver, bias_lr, ctx.t), False, dummy, cancel=False,
+            round_key=round_key(hp.round_seed, ctx.t, self.index, 1))
+        self.bias_grad = None
+
+
+class Sign:
+    """Sign activation (sign(0) = +1) with the straight-through gradient
+    where ``|A| <= 1``.  The fused batch-norm epilogue emits the signs and
+    the 1-bit mask; the mask travels with the signs (:class:`Act`) and is
+    applied by the layer that computes their gradient, so the backward pass
+    here has nothing left to do."""
+
+    trainable = False
+
+    def forward(self, act, ctx):
+        return act
+
+    def infer(self, act, n_threads):
+        return Act(pack_pm1_rows(act.data), act.shape, act.n)
+
+    def backward(self, G, slot, ctx):
+        return G, slot
+
+
+class MaxPool2D:
+    """2x2 max pooling, stride 2 (floor on odd sizes).  ``position``:
+    'after_sign' pools the signs of the preceding block (the max of +-1
+    values is the OR of their bits; CNV's order in the authors' code);
+    'before_bn' pools a convolution's pre-activations before its batch norm
+    (BinaryNet's order).  The argmax mask is kept as bits in the low-memory
+    step and as float32 0/1 in the standard one (the paper's Table 2)."""
+
+    trainable = False
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.C, self.H, self.W = spec.in_shape
+        self.record = None
+
+    def forward(self, act, ctx):
+        n, standard = act.n, ctx.config.standard
+        data = act.sign_f if standard and act.sign_f is not None else act.data
+        out, argmax = _kernels.maxpool2x2(data, n, self.H, self.W, self.C,
+                                          n_threads=ctx.n_threads)
+        if self.spec.position == "before_bn" and out.dtype != np.uint64:
+            # the pooled pre-activations go to the workspace's second slot
+            pooled = ctx.ws.pooled(out.shape[0], out.shape[1], out.dtype)
+            pooled[...] = out
+            out = pooled
+        res = Act(out, self.spec.out_shape, n)
+        rec = {"in": act, "argmax": argmax}
+        if standard:
+            rec["argmax_f"] = _kernels.unpack_pm1(argmax, self.C).astype(F32)
+            rec["argmax_f"] += 1
+            rec["argmax_f"] *= F32(0.5)
+            rec["argmax"] = None
+            if self.spec.position == "after_sign":
+                # the pooled float +-1 record, and its bits for the products
+                res.sign_f = out
+                res.data = pack_pm1_rows(out)
+        self.record = rec
+        return res
+
+    def infer(self, act, n_threads):
+        out, _ = _kernels.maxpool2x2(act.data, act.n, self.H, self.W, self.C,
+                                     n_threads=n_threads)
+        return Act(out, self.spec.out_shape, act.n)
+
+    def backward(self, G, slot, ctx):
+        rec = take_record(self, ctx)
+        act = rec["in"]
+        out = ctx.ws.grad(1 - slot, act.rows, self.C)
+        if rec["argmax"] is not None:
+            mask = act.mask if self.spec.position == "after_sign" else None
+            _kernels.maxpool2x2_backward(G, rec["argmax"], act.n, self.H, self.W, self.C,
+                                         out=out, mask=mask, n_threads=ctx.n_threads)
+        else:   # standard step: Algorithm 1's float masks
+            n, Ho, Wo = act.n, self.H // 2, self.W // 2
+            full = out.reshape(n, self.H, self.W, self.C)
+            full[...] = 0
+            up = G.reshape(n, Ho, 1, Wo, 1, self.C)
+            win = full[:, :2 * Ho, :2 * Wo].reshape(n, Ho, 2, Wo, 2, self.C)
+            win[...] = up
+            out *= rec["argmax_f"]
+            if self.spec.position == "after_sign" and act.mask_f is not None:
+                out *= act.mask_f
+        return out, 1 - slot
+
+
+class Flatten:
+    """A map's NHWC rows to one row per sample (bit or column ``p*C + c``);
+    packed signs and their STE mask are repacked when ``C`` is not a
+    multiple of 64, float rows are a free reshape."""
+
+    trainable = False
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.C = spec.in_shape[0]
+        self.P = spec.in_shape[1] * spec.in_shape[2]
+
+    def _flat(self, a, n):
+        if a is None:
+            return None
+        if a.dtype == np.uint64:
+            if self.C % 64 == 0:
+                return a.reshape(n, -1)
+            return _kernels.flatten_bits(a, n, self.P, self.C)
+        return a.reshape(n, self.P * self.C)
+
+    def forward(self, act, ctx):
+        n = act.n
+        return Act(self._flat(act.data, n), self.spec.out_shape, n,
+                   mask=self._flat(act.mask, n), sign_f=self._flat(act.sign_f, n),
+                   mask_f=self._flat(act.mask_f, n))
+
+    def infer(self, act, n_threads):
+        return Act(self._flat(act.data, act.n), self.spec.out_shape, act.n)
+
+    def backward(self, G, slot, ctx):
+        return G.reshape(-1, self.C), slot
+
+
+# ---------------------------------------------------------------- the stack
+class LayerStack:
+    """The layers of a network in order, built from a plan
+    (:func:`skbnn._architecture.build_plan`) and the per-weight-layer state
+    dicts.  Every conv and dense layer is followed by batch norm, then sign
+    except after the output layer; a pool or flatten sits where the plan
+    puts it."""
+
+    def __init__(self, plan, states, input_scale=1.0):
+        self.plan = plan
+        self.layers = []
+        self.weight_layers = []
+        w = 0
+        for spec in plan:
+            if spec.kind in ("conv", "dense"):
+                cls = Conv2D if spec.kind == "conv" else Dense
+                layer = cls(spec, states[w], w, input_scale if spec.real_input else 1.0)
+                self.layers.append(layer)
+                self.weight_layers.append(layer)
+                self.layers.append(BatchNorm(spec, states[w], w, sign=not spec.output))
+                if not spec.output:
+                    self.layers.append(Sign())
+                w += 1
+            elif spec.kind == "pool":
+                pool = MaxPool2D(spec)
+                if spec.position == "before_bn":
+                    # between the conv and its batch norm
+                    self.layers.insert(len(self.layers) - 2, pool)
+                else:
+                    self.layers.append(pool)
+            elif spec.kind == "flatten":
+                self.layers.append(Flatten(spec))
+            else:  # pragma: no cover - the plan is validated
+                raise ValueError(f"unknown layer kind {spec.kind!r}")
+        self.input_shape = plan[0].in_shape
+
+    # ------------------------------------------------------------ input
+    def input_act(self, A):
+        """The encoded batch as the first layer's input: float32 rows in C,
+        H, W order become NHWC rows for a convolution (a reshape for one
+        channel)."""
+        n = A.shape[0]
+        shape = self.input_shape
+        if len(shape) == 3:
+            C, H, W = shape
+            if A.dtype == np.uint64:
+                raise ValueError("convolutional networks read real-valued inputs")
+            if C == 1:
+                A = A.reshape(n * H * W, 1)
+            else:
+                A = np.ascontiguousarray(A.reshape(n, C, H, W).transpose(0, 2, 3, 1)
+                                         ).reshape(n * H * W, C)
+        return Act(A, shape, n)
+
+    # ------------------------------------------------------------ training
+    def workspace_shape(self, batch, config):
+        """(elements per sample of the widest map or vector, bytes of the
+        largest pre-activation buffer) for :class:`Workspace`."""
+        elems, z_bytes = 1, 0
+        for i, spec in enumerate(self.plan):
+            # gradients exist at every output and every input but the data's
+            elems = max(elems, int(np.prod(spec.out_shape)))
+            if i > 0:
+                elems = max(elems, int(np.prod(spec.in_shape)))
+            if spec.kind in ("conv", "dense"):
+                z_item = 4 if (config.standard or spec.kind == "dense") else 2
+                z_bytes = max(z_bytes, batch * int(np.prod(spec.out_shape)) * z_item)
+        return elems, z_bytes
+
+    def forward_train(self, A, ctx):
+        """Forward pass of one batch; returns the float32 logits."""
+        act = self.input_act(A)
+        for layer in self.layers:
+            act = layer.forward(act, ctx)
+        return act.data
+
+    def backward_update(self, G_logits, ctx):
+        """Backward pass from dL/dlogits, layer by layer from the last.  In
+        the low-memory step each weight layer is updated as soon as its 1-bit
+        gradient exists (every gradient below it is computed before, from
+        pre-update weights: the same result as the paper's separate update
+        loop) and its record is released once used; the standard step keeps
+        the float weight gradients of all layers until the update, as
+        Algorithm 1's baseline does."""
+        cfg = ctx.config
+        B, n_cls = G_logits.shape
+        slot = 0
+        G = ctx.ws.grad(slot, B, n_cls)
+        G[...] = G_logits
+        if cfg.pow2_bias is not None:
+            G[...] = quantize_pow2(G, cfg.pow2_bias)
+        pending = []
+        for layer in reversed(self.layers):
+            if isinstance(layer, WeightLayer):
+                G_in, grad = layer.backward(G, slot, ctx)
+                if cfg.standard:
+                    pending.append((layer, grad))
+                else:
+                    layer._step_weights(grad, True, ctx)
+                G, slot = G_in, 1 - slot
+                del grad
+            else:
+                G, slot = layer.backward(G, slot, ctx)
+                if isinstance(layer, BatchNorm) and not cfg.standard:
+                    layer.step(ctx)
+                elif isinstance(layer, BatchNorm):
+                    pending.append((layer, None))
+            if G is None:
+                break
+        for layer, grad in pending[::-1]:
+            if grad is None:
+                layer.step(ctx)
+            else:
+                layer._step_weights(grad, False, ctx)
+        for layer in self.layers:
+            layer.record = None
+
+    # ------------------------------------------------------------ inference
+    def logits(self, A, n_threads):
+        """Float logits with every batch norm on its running statistics."""
+        act = self.input_act(A)
+        for layer in self.layers:
+            act = layer.infer(act, n_threads)
+        return act.data
+
+    def max_elements(self):
+        """Largest per-sample activation (sizes the prediction chunks)."""
+        return max(int(np.prod(s.out_shape)) for s in self.plan)
+
+
+def weight_grad_scale(grad_scale, standard):
+    """The attenuation of the 1-bit weight gradient: ``1/sqrt(fan_in)`` (the
+    paper's section 5.2, fan-in ``k*k*C_in`` for a convolution), the authors'
+    code's ``1/sqrt(fan_in * fan_out)``, or none."""
+    def scale(layer):
+        if standard or grad_scale == "none":
+            return 1.0
+        if grad_scale == "fan_in":
+            return 1.0 / math.sqrt(layer.n_in)
+        return 1.0 / math.sqrt(layer.n_in * layer.n_out)
+    return scale

@@ -1,0 +1,167 @@
+"""Plain-NumPy reference of one standard training step of a small binary
+convolutional network (float64, written from the definitions, no kernels).
+
+The network follows LowMemBNNClassifier's conventions: NHWC maps; conv
+weights ``V`` of shape ``(filters, k*k*C_in)`` with column ``(ky*k + kx)*C_in
++ c``; exact zero padding; batch norm with a bias and no scale, l2 (the
+standard step, epsilon 1e-4, biased variance) per channel over
+batch x pixels; sign (sign(0) = +1) with the straight-through gradient where
+``|A| <= 1``; 2x2 max pooling (stride 2, floor; the gradient goes to the
+first maximum of each window, in the order (0,0), (0,1), (1,0), (1,1)) after
+the sign ('after_sign') or between a convolution and its batch norm
+('before_bn'); flatten in NHWC order; the output layer's batch-norm output
+are the logits of a mean softmax cross-entropy.
+
+``binary=False`` gives the float model of the same graph (latent weights
+used as they are, identity activations, no STE mask): a smooth function
+whose gradients the tests check by finite differences.
+"""
+import numpy as np
+
+EPS = 1e-4
+
+
+def sgn(x):
+    return np.where(x >= 0, 1.0, -1.0)
+
+
+def conv_forward(X, Wm, k, pad):
+    """X (n, H, W, C); Wm (F, k*k*C) -> (n, Ho, Wo, F) with zero padding."""
+    n, H, W, C = X.shape
+    Xp = np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    Ho, Wo = H + 2 * pad - k + 1, W + 2 * pad - k + 1
+    cols = np.empty((n, Ho, Wo, k * k * C))
+    for ky in range(k):
+        for kx in range(k):
+            t = ky * k + kx
+            cols[..., t * C:(t + 1) * C] = Xp[:, ky:ky + Ho, kx:kx + Wo, :]
+    return cols @ Wm.T, cols
+
+
+def conv_backward(G, cols, Wm, X_shape, k, pad):
+    """dV (F, k*k*C) and dX (n, H, W, C) of :func:`conv_forward`."""
+    n, H, W, C = X_shape
+    Ho, Wo = G.shape[1], G.shape[2]
+    dV = G.reshape(-1, G.shape[3]).T @ cols.reshape(-1, cols.shape[3])
+    dcols = G @ Wm
+    dXp = np.zeros((n, H + 2 * pad, W + 2 * pad, C))
+    for ky in range(k):
+        for kx in range(k):
+            t = ky * k + kx
+            dXp[:, ky:ky + Ho, kx:kx + Wo, :] += dcols[..., t * C:(t + 1) * C]
+    return dV, dXp[:, pad:pad + H, pad:pad + W, :]
+
+
+def pool_forward(X):
+    """2x2 max pool (floor), first maximum of each window."""
+    n, H, W, C = X.shape
+    Ho, Wo = H // 2, W // 2
+    win = X[:, :2 * Ho, :2 * Wo].reshape(n, Ho, 2, Wo, 2, C).transpose(0, 1, 3, 5, 2, 4)
+    win = win.reshape(n, Ho, Wo, C, 4)
+    arg = np.argmax(win, axis=-1)          # first maximum
+    return np.take_along_axis(win, arg[..., None], -1)[..., 0], arg
+
+
+def pool_backward(G, arg, X_shape):
+    n, H, W, C = X_shape
+    Ho, Wo = G.shape[1], G.shape[2]
+    win = np.zeros((n, Ho, Wo, C, 4))
+    np.put_along_axis(win, arg[..., None], G[..., None], -1)
+    out = np.zeros(X_shape)
+    out[:, :2 * Ho, :2 * Wo] = win.reshape(n, Ho, Wo, C, 2, 2).transpose(
+        0, 1, 4, 2, 5, 3).reshape(n, 2 * Ho, 2 * Wo, C)
+    return out
+
+
+def bn_forward(Z, b):
+    """l2 batch norm per channel over every axis but the last."""
+    axes = tuple(range(Z.ndim - 1))
+    mu = Z.mean(axis=axes)
+    psi = np.sqrt(((Z - mu) ** 2).mean(axis=axes) + EPS)
+    N = (Z - mu) / psi
+    return N + b, (N, psi)
+
+
+def bn_backward(G, cache):
+    N, psi = cache
+    axes = tuple(range(G.ndim - 1))
+    v = G / psi
+    return v - v.mean(axis=axes) - (v * N).mean(axis=axes) * N, G.sum(axis=axes)
+
+
+def step(images, y, plan, Vs, biases, binary=True):
+    """Loss and gradients of one batch.
+
+    ``images`` (n, C, H, W); ``plan`` a list of LayerSpec (kind, kernel_size,
+    pad, position, output); ``Vs``/``biases`` per weight layer (float64).
+    Returns ``(loss, dVs, dbs)``.
+    """
+    n = images.shape[0]
+    a = np.transpose(images, (0, 2, 3, 1)).astype(np.float64)
+    w_of = sgn if binary else (lambda v: v)
+    tape, w = [], 0
+    pending_pool = None
+    for i, spec in enumerate(plan):
+        if spec.kind == "conv":
+            Wm = w_of(Vs[w])
+            Z, cols = conv_forward(a, Wm, spec.kernel_size, spec.pad)
+            tape.append(("conv", w, cols, Wm, a.shape, spec))
+            nxt = plan[i + 1] if i + 1 < len(plan) else None
+            if nxt is not None and nxt.kind == "pool" and nxt.position == "before_bn":
+                pending_pool = Z
+                a = None
+            else:
+                a = _bn_sign(Z, w, biases, spec, tape, binary)
+            w += 1
+        elif spec.kind == "pool" and spec.position == "before_bn":
+            P, arg = pool_forward(pending_pool)
+            tape.append(("pool", arg, pending_pool.shape))
+            a = _bn_sign(P, w - 1, biases, spec, tape, binary)
+        elif spec.kind == "pool":
+            P, arg = pool_forward(a)
+            tape.append(("pool", arg, a.shape))
+            a = P
+        elif spec.kind == "flatten":
+            tape.append(("flatten", a.shape))
+            a = a.reshape(n, -1)
+        else:  # dense
+            Wm = w_of(Vs[w])
+            Z = a @ Wm.T
+            tape.append(("dense", w, a, Wm))
+            a = _bn_sign(Z, w, biases, spec, tape, binary)
+            w += 1
+    logits = a
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    loss = -np.log(p[np.arange(n), y]).mean()
+    G = (p - np.eye(logits.shape[1])[y]) / n
+    dVs, dbs = [None] * len(Vs), [None] * len(biases)
+    for entry in reversed(tape):
+        kind = entry[0]
+        if kind == "bn":
+            _, wi, cache, mask = entry
+            if mask is not None:
+                G = G * mask
+            G, dbs[wi] = bn_backward(G, cache)
+        elif kind == "pool":
+            G = pool_backward(G, entry[1], entry[2])
+        elif kind == "flatten":
+            G = G.reshape(entry[1])
+        elif kind == "dense":
+            _, wi, x, Wm = entry
+            dVs[wi] = G.T @ x
+            G = G @ Wm
+        else:
+            _, wi, cols, Wm, shape, spec = entry
+            dVs[wi], G = conv_backward(G, cols, Wm, shape, spec.kernel_size, spec.pad)
+    return loss, dVs, dbs
+
+
+def _bn_sign(Z, w, biases, spec, tape, binary):
+    A, cache = bn_forward(Z, biases[w])
+    if spec.output:
+        tape.append(("bn", w, cache, None))
+        return A
+    mask = (np.abs(A) <= 1).astype(float) if binary else None
+    tape.append(("bn", w, cache, mask))
+    return sgn(A) if binary else A
