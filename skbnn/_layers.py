@@ -151,9 +151,9 @@ class WeightLayer:
     def _float_input(self, act, ctx):
         """The input the weight gradient reads: the real data, Algorithm 1's
         float record (standard), else the packed bits."""
-        if self.real_input:
-            return act.data
-        return act.sign_f if ctx.config.standard else act.data
+        if ctx.config.standard and act.sign_f is not None:
+            return act.sign_f
+        return act.data   # also the network's (real or binarised) input
 
 
 class Dense(WeightLayer):
