@@ -69,12 +69,48 @@ def test_bn_forward_matches_reference(B, n, z_int, l2, round_half, pre_bias, isa
         np.testing.assert_array_equal(bits2, bits)
 
 
+def bn_forward_outputs(Z, l2, round_half, pre_bias, bias, n_threads):
+    B, n = Z.shape
+    wn = -(-n // 64)
+    mu, psi, om = np.empty(n, F32), np.empty(n, F32), np.empty(n, F32)
+    bits, mask, pre_bits = (np.empty((B, wn), np.uint64) for _ in range(3))
+    A = np.empty((B, n), F32)
+    _kernels.bn_forward(Z, bias, l2, 1e-4, 1e-5, round_half, mu, psi, bits, mask, pre_bits,
+                        om, pre_bias, A, n_threads)
+    return mu, psi, om, bits, mask, pre_bits, A
+
+
+@pytest.mark.parametrize("B,n", SHAPES)
+@pytest.mark.parametrize("narrow,wide", [(np.int16, np.int32), (np.float16, np.float32)])
+def test_bn_forward_narrow_z_equals_wide(B, n, narrow, wide, isa):
+    """int16 / float16 Z give exactly the int32 / float32 results of the same
+    values (float16 read as its exact float32 value)."""
+    rng = np.random.default_rng(B * 7 + n)
+    if narrow is np.int16:
+        Z = rng.integers(-32768, 32768, size=(B, n)) // rng.choice([1, 100, 1000], size=(1, n))
+        Z = Z.astype(np.int16)
+    else:
+        Z = (rng.normal(size=(B, n)) * 10.0 ** rng.integers(-6, 4, size=(1, n))).astype(np.float16)
+        Z.flat[:3] = [65504.0, -6e-8, 0.0][:Z.size]  # largest finite, subnormal, zero
+    Z.setflags(write=False)
+    bias = rng.normal(scale=0.3, size=n).astype(F32)
+    for l2, round_half, pre_bias in [(False, True, False), (True, False, True),
+                                     (False, False, True)]:
+        want = bn_forward_outputs(Z.astype(wide), l2, round_half, pre_bias, bias, 1)
+        for n_threads in (1, 2):
+            got = bn_forward_outputs(Z, l2, round_half, pre_bias, bias, n_threads)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+
+
 def test_bn_forward_rejects_bad_shapes():
     Z = np.zeros((4, 10), np.int32)
     v = np.zeros(10, F32)
     bits = np.zeros((4, 1), np.uint64)
     with pytest.raises(TypeError, match="int32 or float32"):
         _kernels.bn_forward(Z.astype(np.int64), v, False, 0, 0, False, v, v, bits)
+    with pytest.raises(TypeError, match="int16 or float16"):
+        _kernels.bn_forward(Z.astype(np.int8), v, False, 0, 0, False, v, v, bits)
     with pytest.raises(ValueError, match="one entry per channel"):
         _kernels.bn_forward(Z, v[:5], False, 0, 0, False, v, v, bits)
     with pytest.raises(ValueError, match="bits must have shape"):

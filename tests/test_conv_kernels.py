@@ -29,8 +29,11 @@ CASES = [
     (1, 6, 6, 65, 5, 4, 1),     # even kernel, padded
 ]
 IDS = ["n{}_{}x{}_C{}_o{}_k{}_p{}".format(*c) for c in CASES]
-# several chunks (conv), band-wise input gradient, multi-threaded products
-BIG = (3, 27, 27, 512, 8, 3, 1)
+# bands of 4 output rows in the input gradient (D of a sample > 1 MiB),
+# several chunks in conv2d_real, threaded products
+BIG = (2, 13, 13, 512, 8, 3, 1)
+# two chunks of rows in conv2d_bits, the boundary inside a sample
+BIG_BITS = (2, 23, 23, 1024, 4, 3, 1)
 
 
 def out_size(H, W, k, pad):
@@ -125,7 +128,7 @@ def sum_bound(*factors):
 
 
 # ------------------------------------------------------------------ conv2d_bits
-@pytest.mark.parametrize("case", CASES + [BIG], ids=IDS + ["big"])
+@pytest.mark.parametrize("case", CASES + [BIG, BIG_BITS], ids=IDS + ["big", "big_bits"])
 def test_conv2d_bits_exact(case, isa):
     n, H, W, C, Cout, k, pad = case
     _, x, w = make_problem(case)
@@ -359,8 +362,8 @@ def test_conv2d_weight_grad_big(isa):
 def test_conv2d_weight_grad_rejects_bad_input():
     G = np.zeros((50, 4), F32)
     X = np.zeros((50, 1), np.uint64)
-    with pytest.raises(ValueError, match="G must have shape \\(50, 4\\)"):
-        _kernels.conv2d_weight_grad(G, X, 2, 5, 5, 3, 3, 0)
+    with pytest.raises(ValueError, match="G must have shape \\(18, 4\\)"):
+        _kernels.conv2d_weight_grad(G, X, 2, 5, 5, 3, 3, 0)  # valid: 3 x 3 outputs
     with pytest.raises(TypeError, match="X must be float32 or uint64"):
         _kernels.conv2d_weight_grad(G, X.astype(np.int32), 2, 5, 5, 3, 3, 1)
     with pytest.raises(ValueError, match="X must have shape \\(50, 3\\)"):
@@ -461,7 +464,7 @@ def test_maxpool2x2_backward(shape, gdtype, odtype, isa):
 
 def test_maxpool_rejects_bad_input():
     X = np.zeros((2 * 4 * 4, 1), np.uint64)
-    with pytest.raises(ValueError, match="X must have shape \\(32, 1\\)"):
+    with pytest.raises(ValueError, match="X must have shape \\(40, 1\\)"):
         _kernels.maxpool2x2(X, 2, 4, 5, 3)
     with pytest.raises(TypeError, match="X must be uint64, int16, int32, float16 or float32"):
         _kernels.maxpool2x2(np.zeros((32, 3), F64), 2, 4, 4, 3)
@@ -490,3 +493,38 @@ def test_flatten_bits(n, P, C):
     np.testing.assert_array_equal(got, pack(x.reshape(n, P * C)))
     with pytest.raises(ValueError, match="X must have shape"):
         _kernels.flatten_bits(X, n + 1, P, C)
+
+
+# ------------------------------------------------------------------ alignment
+def misaligned(a):
+    """A copy of ``a`` whose elements sit at an odd byte offset."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    buf[1:] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    out = np.frombuffer(buf, dtype=a.dtype, offset=1).reshape(a.shape)
+    assert not out.flags.aligned
+    return out
+
+
+def test_misaligned_inputs_are_realigned():
+    n, H, W, C, Cout, k, pad = case = (2, 5, 6, 65, 4, 3, 1)
+    rng, x, w = make_problem(case, seed=4)
+    Ho, Wo = out_size(H, W, k, pad)
+    X, Wp = pack_map(x), pack_w(w)
+    xf = rng.normal(size=(n * H * W, C)).astype(F32)
+    g = rng.normal(size=(n * Ho * Wo, Cout)).astype(np.float16)
+    np.testing.assert_array_equal(
+        _kernels.conv2d_bits(misaligned(X), n, H, W, C, misaligned(Wp), k, pad),
+        _kernels.conv2d_bits(X, n, H, W, C, Wp, k, pad))
+    same_bits(_kernels.conv2d_real(misaligned(xf), n, H, W, C, misaligned(Wp), k, pad),
+              _kernels.conv2d_real(xf, n, H, W, C, Wp, k, pad))
+    same_bits(_kernels.conv2d_input_grad(misaligned(g), n, H, W, C, Wp, k, pad,
+                                         mask=misaligned(X)),
+              _kernels.conv2d_input_grad(g, n, H, W, C, Wp, k, pad, mask=X))
+    same_bits(_kernels.conv2d_weight_grad(misaligned(g), misaligned(X), n, H, W, C, k, pad),
+              _kernels.conv2d_weight_grad(g, X, n, H, W, C, k, pad))
+    for a, b in zip(_kernels.maxpool2x2(misaligned(xf), n, H, W, C),
+                    _kernels.maxpool2x2(xf, n, H, W, C)):
+        same_bits(a, b)
+    with pytest.raises(ValueError, match="not aligned"):
+        _kernels.conv2d_bits(X, n, H, W, C, Wp, k, pad,
+                             out=misaligned(np.zeros((n * Ho * Wo, Cout), np.int32)))

@@ -712,35 +712,45 @@ static inline float h2f(uint16_t h)
     return r.f;
 }
 
-/* the first window position holding the maximum (strict > keeps the first) */
-#define POOL_BODY(T, LOAD)                                                                  \
+/* The first window position holding the maximum: strict > keeps the first
+ * (as floats for float16: -0 ties +0, a NaN never replaces the running
+ * maximum).  Branch-free selects; the stored value is the element itself.
+ * KEY converts an element to its comparable value. */
+#define KEY_ID(e) (e)
+#define KEY_F16(e) h2f(e)
+#define POOL_BODY(T, KT, KEY)                                                               \
     do {                                                                                    \
-        const T *x = (const T *)X;                                                          \
-        T *y = (T *)out;                                                                    \
+        const T *x0 = (const T *)X + r[0] * C, *x1 = (const T *)X + r[1] * C;               \
+        const T *x2 = (const T *)X + r[2] * C, *x3 = (const T *)X + r[3] * C;               \
+        T *y = (T *)out + orow * C;                                                         \
         for (size_t w = 0; w < wc; w++) {                                                   \
-            uint64_t am[4] = {0, 0, 0, 0};                                                  \
             const size_t c0 = 64 * w, nc = min_z(64, C - c0);                               \
+            uint8_t pos[64];                                                                \
             for (size_t l = 0; l < nc; l++) {                                               \
                 const size_t c = c0 + l;                                                    \
-                int best = 0;                                                               \
-                LOAD(mx, x[r[0] * C + c]);                                                  \
-                for (int q = 1; q < 4; q++) {                                               \
-                    LOAD(v, x[r[q] * C + c]);                                               \
-                    if (v > mx) {                                                           \
-                        mx = v;                                                             \
-                        best = q;                                                           \
-                    }                                                                       \
-                }                                                                           \
-                y[orow * C + c] = x[r[best] * C + c];                                       \
-                am[best] |= 1ULL << l;                                                      \
+                T e = x0[c];                                                                \
+                KT m = KEY(e);                                                              \
+                uint8_t q = 0;                                                              \
+                const KT k1 = KEY(x1[c]), k2 = KEY(x2[c]), k3 = KEY(x3[c]);                 \
+                const int g1 = k1 > m;                                                      \
+                m = g1 ? k1 : m;                                                            \
+                e = g1 ? x1[c] : e;                                                         \
+                q = g1 ? 1 : q;                                                             \
+                const int g2 = k2 > m;                                                      \
+                m = g2 ? k2 : m;                                                            \
+                e = g2 ? x2[c] : e;                                                         \
+                q = g2 ? 2 : q;                                                             \
+                const int g3 = k3 > m;                                                      \
+                e = g3 ? x3[c] : e;                                                         \
+                q = g3 ? 3 : q;                                                             \
+                y[c] = e;                                                                   \
+                pos[l] = q;                                                                 \
             }                                                                               \
-            for (int q = 0; q < 4; q++) argmax[r[q] * wc + w] = am[q];                      \
+            uint64_t am[4] = {0, 0, 0, 0};                                                  \
+            for (size_t l = 0; l < nc; l++) am[pos[l]] |= 1ULL << l;                        \
+            for (int j = 0; j < 4; j++) argmax[r[j] * wc + w] = am[j];                      \
         }                                                                                   \
     } while (0)
-
-#define LOAD_INT(name, e) int64_t name = (int64_t)(e)
-#define LOAD_F32(name, e) float name = (e)
-#define LOAD_F16(name, e) float name = h2f(e)
 
 void skbnn_maxpool2x2(const void *X, int dtype, size_t n, size_t H, size_t W, size_t C,
                       void *out, uint64_t *argmax, int n_threads)
@@ -758,10 +768,10 @@ void skbnn_maxpool2x2(const void *X, int dtype, size_t n, size_t H, size_t W, si
                 window_rows(s, oy, ox, H, W, r);
                 const size_t orow = (s * Ho + oy) * Wo + ox;
                 switch (dtype) {
-                case SKBNN_DT_INT16: POOL_BODY(int16_t, LOAD_INT); break;
-                case SKBNN_DT_INT32: POOL_BODY(int32_t, LOAD_INT); break;
-                case SKBNN_DT_FLOAT16: POOL_BODY(uint16_t, LOAD_F16); break;
-                default: POOL_BODY(float, LOAD_F32); break;
+                case SKBNN_DT_INT16: POOL_BODY(int16_t, int16_t, KEY_ID); break;
+                case SKBNN_DT_INT32: POOL_BODY(int32_t, int32_t, KEY_ID); break;
+                case SKBNN_DT_FLOAT16: POOL_BODY(uint16_t, float, KEY_F16); break;
+                default: POOL_BODY(float, float, KEY_ID); break;
                 }
             }
     }
