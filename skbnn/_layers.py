@@ -58,38 +58,91 @@ class Act:
 
 
 class Workspace:
-    """The transient buffer of a step: pre-activations in the forward pass
-    (offset 0; pooled pre-activations in the second slot), then two
-    ping-pong gradient slots in the backward pass.  Sized once per batch
-    size; a NumPy array, so tracemalloc sees it."""
+    """The one transient buffer of a step (a NumPy array, so tracemalloc
+    sees it): the pre-activations of the layer being computed in the forward
+    pass, the gradient in flight in the backward pass.
 
-    def __init__(self, batch, slot_elems, grad_dtype, z_bytes):
+    It holds the largest single tensor of the batch, not two: an operation
+    whose output does not fit beside its input runs in place, streaming over
+    chunks of samples (each chunk's input copied to a small scratch first),
+    in ascending sample order when an output sample is no larger than an
+    input sample and in descending order otherwise, so an output chunk never
+    overwrites an input sample still to be read.  Every kernel's result for
+    one sample depends on that sample only, so the results do not depend on
+    the chunking."""
+
+    CHUNK_BYTES = 1 << 20   # the per-chunk input scratch
+
+    def __init__(self, batch, nbytes):
         self.batch = batch
-        self.grad_dtype = np.dtype(grad_dtype)
-        self.slot = batch * slot_elems * self.grad_dtype.itemsize
-        self.raw = np.empty(max(z_bytes, 2 * self.slot), dtype=np.uint8)
+        self.raw = np.empty(max(int(nbytes), 64), dtype=np.uint8)
+        self._base = self.raw.__array_interface__["data"][0]
 
     def fits(self, batch):
         return batch <= self.batch
 
-    def _view(self, start, rows, cols, dtype):
+    def view(self, start, rows, cols, dtype):
         dtype = np.dtype(dtype)
         end = start + rows * cols * dtype.itemsize
         if end > self.raw.nbytes:
-            return np.empty((rows, cols), dtype)   # not sized for it: a fresh array
+            raise MemoryError(f"workspace of {self.raw.nbytes} bytes cannot hold a "
+                              f"({rows}, {cols}) {dtype} tensor")   # sizing bug
         return self.raw[start:end].view(dtype).reshape(rows, cols)
 
-    def z(self, rows, cols, dtype):
-        """Pre-activation buffer (offset 0)."""
-        return self._view(0, rows, cols, dtype)
+    def front(self, rows, cols, dtype):
+        """A tensor at the start of the buffer (pre-activations, the logits'
+        gradient)."""
+        return self.view(0, rows, cols, dtype)
 
-    def pooled(self, rows, cols, dtype):
-        """Pooled pre-activations (second slot, while Z is in the first)."""
-        return self._view(self.slot, rows, cols, dtype)
+    def _offset(self, a):
+        return a.__array_interface__["data"][0] - self._base
 
-    def grad(self, slot, rows, cols):
-        """Gradient slot 0 or 1."""
-        return self._view(slot * self.slot, rows, cols, self.grad_dtype)
+    def apply(self, src, n, out_rows, out_cols, out_dtype, fn):
+        """``fn(src_rows, s0, s1, out_rows)`` for samples ``s0:s1`` of ``src``
+        (an array in this buffer, ``n`` samples of equal row counts), writing
+        a new ``(out_rows, out_cols)`` tensor of the buffer; returns it."""
+        out_dtype = np.dtype(out_dtype)
+        nbytes = out_rows * out_cols * out_dtype.itemsize
+        lo = self._offset(src)
+        hi = lo + src.nbytes
+        if nbytes <= lo:                       # room before the input
+            out = self.view(0, out_rows, out_cols, out_dtype)
+        elif self.raw.nbytes - hi >= nbytes:   # room after it: at the end, so
+            # the next output finds room before this one
+            out = self.view(self.raw.nbytes - nbytes, out_rows, out_cols, out_dtype)
+        else:
+            return self._stream(src, n, lo, out_rows, out_cols, out_dtype, fn)
+        fn(src, 0, n, out)
+        return out
+
+    def _stream(self, src, n, lo, out_rows, out_cols, out_dtype, fn):
+        in_rows, out_per = src.shape[0] // n, out_rows // n
+        in_bytes = src.nbytes // n
+        out_bytes = out_per * out_cols * out_dtype.itemsize
+        if lo and lo + n * out_bytes > self.raw.nbytes:
+            src = self._to_front(src, n)
+            lo = 0
+        out = self.view(lo, out_rows, out_cols, out_dtype)
+        step = max(1, self.CHUNK_BYTES // max(1, in_bytes))
+        starts = list(range(0, n, step))
+        if out_bytes > in_bytes:
+            starts.reverse()
+        for s0 in starts:
+            s1 = min(n, s0 + step)
+            chunk = src[s0 * in_rows:s1 * in_rows].copy()
+            fn(chunk, s0, s1, out[s0 * out_per:s1 * out_per])
+        return out
+
+    def _to_front(self, src, n):
+        """Move ``src`` to offset 0 (ascending chunks: never overwrites what
+        is still to be moved)."""
+        flat = self.raw[:src.nbytes]
+        raw_src = src.reshape(-1).view(np.uint8)
+        step = max(1, min(self.CHUNK_BYTES, self._offset(src)))
+        for a in range(0, src.nbytes, step):
+            b = min(src.nbytes, a + step)
+            flat[a:b] = raw_src[a:b]
+        return self.view(0, src.shape[0], src.shape[1], src.dtype)
 
 
 def take_record(layer, ctx):
@@ -172,24 +225,18 @@ class Dense(WeightLayer):
         self.record = act
         n = act.n
         dtype = F32 if self.real_input else np.int32
-        Z = self.preactivations(act.data, ctx.n_threads, out=ctx.ws.z(n, self.n_out, dtype))
+        Z = self.preactivations(act.data, ctx.n_threads, out=ctx.ws.front(n, self.n_out, dtype))
         return Act(Z, (self.n_out,), n)
 
     def infer(self, act, n_threads):
         return Act(self.preactivations(act.data, n_threads), (self.n_out,), act.n)
 
-    def backward(self, G, slot, ctx):
+    def backward(self, G, ctx):
         """``G`` = dL/dZ; returns dL/dA of the input (None for the first
         layer) and the weight gradient."""
         act = take_record(self, ctx)
         as_bits = not ctx.config.standard
-        G_in = None
-        if not self.first:
-            out = ctx.ws.grad(1 - slot, act.n, self.n_in)
-            G_in = _kernels.fsgemm(G, self.s["packed"], self.n_in,
-                                   mask=self._input_gradient_mask(act, ctx), out=out,
-                                   n_threads=ctx.n_threads)
-            G_in = self._apply_float_mask(G_in, act, ctx)
+        # the weight gradient first: the input gradient may overwrite G
         inputs = self._float_input(act, ctx)
         if inputs.dtype == np.uint64:
             grad = _kernels.fsgemm(G, inputs, self.n_in, sign=as_bits, transpose_a=True,
@@ -199,6 +246,16 @@ class Dense(WeightLayer):
                                   n_threads=ctx.n_threads)
             if not as_bits and self.real_input and self.input_scale != 1:
                 grad *= self.input_scale   # signs do not change with a positive scale
+        G_in = None
+        if not self.first:
+            mask = self._input_gradient_mask(act, ctx)
+
+            def input_grad(G_rows, s0, s1, out):
+                _kernels.fsgemm(G_rows, self.s["packed"], self.n_in,
+                                mask=None if mask is None else mask[s0:s1], out=out,
+                                n_threads=ctx.n_threads)
+            G_in = ctx.ws.apply(G, act.n, act.n, self.n_in, G.dtype, input_grad)
+            G_in = self._apply_float_mask(G_in, act, ctx)
         return G_in, grad
 
 
@@ -236,7 +293,7 @@ class Conv2D(WeightLayer):
         self.record = act
         n = act.n
         rows = n * self.spec.out_shape[1] * self.spec.out_shape[2]
-        out = ctx.ws.z(rows, self.n_out, self._z_dtype(ctx.config.standard))
+        out = ctx.ws.front(rows, self.n_out, self._z_dtype(ctx.config.standard))
         Z = self._conv(act.data, n, out, ctx.n_threads)
         return Act(Z, self.spec.out_shape, n)
 
@@ -246,21 +303,27 @@ class Conv2D(WeightLayer):
         Z = self._conv(act.data, act.n, np.empty((rows, self.n_out), dtype), n_threads)
         return Act(Z, self.spec.out_shape, act.n)
 
-    def backward(self, G, slot, ctx):
+    def backward(self, G, ctx):
         act = take_record(self, ctx)
         as_bits = not ctx.config.standard
-        geo = self._geometry(act.n)
-        G_in = None
-        if not self.first:
-            out = ctx.ws.grad(1 - slot, act.rows, self.C)
-            G_in = _kernels.conv2d_input_grad(G, *geo, self.s["packed"], self.k, self.pad,
-                                              out=out, mask=self._input_gradient_mask(act, ctx),
-                                              n_threads=ctx.n_threads)
-            G_in = self._apply_float_mask(G_in, act, ctx)
-        grad = _kernels.conv2d_weight_grad(G, self._float_input(act, ctx), *geo, self.k,
-                                           self.pad, sign=as_bits, n_threads=ctx.n_threads)
+        # the weight gradient first: the input gradient may overwrite G
+        grad = _kernels.conv2d_weight_grad(G, self._float_input(act, ctx), *self._geometry(act.n),
+                                           self.k, self.pad, sign=as_bits,
+                                           n_threads=ctx.n_threads)
         if not as_bits and self.real_input and self.input_scale != 1:
             grad *= self.input_scale
+        G_in = None
+        if not self.first:
+            mask = self._input_gradient_mask(act, ctx)
+            per = self.H * self.W
+
+            def input_grad(G_rows, s0, s1, out):
+                _kernels.conv2d_input_grad(
+                    G_rows, *self._geometry(s1 - s0), self.s["packed"], self.k, self.pad,
+                    out=out, mask=None if mask is None else mask[s0 * per:s1 * per],
+                    n_threads=ctx.n_threads)
+            G_in = ctx.ws.apply(G, act.n, act.rows, self.C, G.dtype, input_grad)
+            G_in = self._apply_float_mask(G_in, act, ctx)
         return G_in, grad
 
 
@@ -340,7 +403,7 @@ class BatchNorm:
         Z += self.s["bias"].astype(F32)
         return Act(Z, act.shape, act.n)
 
-    def backward(self, G, slot, ctx):
+    def backward(self, G, ctx):
         """dL/dZ from dL/dA, written over ``G``; keeps the bias gradient."""
         rec = take_record(self, ctx)
         cfg = ctx.config
@@ -356,7 +419,7 @@ class BatchNorm:
         if cfg.pow2_bias is not None:
             G[...] = quantize_pow2(G, cfg.pow2_bias)
         self.bias_grad = G_b
-        return G, slot
+        return G
 
     def step(self, ctx):
         """The bias: never cancelled; Bop's bias uses Adam at 1e-3 (Bop has no
@@ -387,8 +450,8 @@ class Sign:
     def infer(self, act, n_threads):
         return Act(pack_pm1_rows(act.data), act.shape, act.n)
 
-    def backward(self, G, slot, ctx):
-        return G, slot
+    def backward(self, G, ctx):
+        return G
 
 
 class MaxPool2D:
@@ -409,13 +472,19 @@ class MaxPool2D:
     def forward(self, act, ctx):
         n, standard = act.n, ctx.config.standard
         data = act.sign_f if standard and act.sign_f is not None else act.data
-        out, argmax = _kernels.maxpool2x2(data, n, self.H, self.W, self.C,
-                                          n_threads=ctx.n_threads)
-        if self.spec.position == "before_bn" and out.dtype != np.uint64:
-            # the pooled pre-activations go to the workspace's second slot
-            pooled = ctx.ws.pooled(out.shape[0], out.shape[1], out.dtype)
-            pooled[...] = out
-            out = pooled
+        if self.spec.position == "before_bn":
+            # pre-activations in the workspace: pooled there, argmax bits kept
+            argmax = np.empty((data.shape[0], n_words(self.C)), dtype=np.uint64)
+            per = self.H * self.W
+
+            def pool(Z_rows, s0, s1, out):
+                out[...], argmax[s0 * per:s1 * per] = _kernels.maxpool2x2(
+                    Z_rows, s1 - s0, self.H, self.W, self.C, n_threads=ctx.n_threads)
+            Ho, Wo = self.spec.out_shape[1:]
+            out = ctx.ws.apply(data, n, n * Ho * Wo, self.C, data.dtype, pool)
+        else:
+            out, argmax = _kernels.maxpool2x2(data, n, self.H, self.W, self.C,
+                                              n_threads=ctx.n_threads)
         res = Act(out, self.spec.out_shape, n)
         rec = {"in": act, "argmax": argmax}
         if standard:
@@ -435,25 +504,31 @@ class MaxPool2D:
                                      n_threads=n_threads)
         return Act(out, self.spec.out_shape, act.n)
 
-    def backward(self, G, slot, ctx):
+    def backward(self, G, ctx):
         rec = take_record(self, ctx)
         act = rec["in"]
-        out = ctx.ws.grad(1 - slot, act.rows, self.C)
+        per, Ho, Wo = self.H * self.W, self.H // 2, self.W // 2
         if rec["argmax"] is not None:
             mask = act.mask if self.spec.position == "after_sign" else None
-            _kernels.maxpool2x2_backward(G, rec["argmax"], act.n, self.H, self.W, self.C,
-                                         out=out, mask=mask, n_threads=ctx.n_threads)
+
+            def unpool(G_rows, s0, s1, out):
+                _kernels.maxpool2x2_backward(
+                    G_rows, rec["argmax"][s0 * per:s1 * per], s1 - s0, self.H, self.W, self.C,
+                    out=out, mask=None if mask is None else mask[s0 * per:s1 * per],
+                    n_threads=ctx.n_threads)
         else:   # standard step: Algorithm 1's float masks
-            n, Ho, Wo = act.n, self.H // 2, self.W // 2
-            full = out.reshape(n, self.H, self.W, self.C)
-            full[...] = 0
-            up = G.reshape(n, Ho, 1, Wo, 1, self.C)
-            win = full[:, :2 * Ho, :2 * Wo].reshape(n, Ho, 2, Wo, 2, self.C)
-            win[...] = up
-            out *= rec["argmax_f"]
-            if self.spec.position == "after_sign" and act.mask_f is not None:
-                out *= act.mask_f
-        return out, 1 - slot
+            fmask = act.mask_f if self.spec.position == "after_sign" else None
+
+            def unpool(G_rows, s0, s1, out):
+                m = s1 - s0
+                full = out.reshape(m, self.H, self.W, self.C)
+                full[...] = 0
+                win = full[:, :2 * Ho, :2 * Wo].reshape(m, Ho, 2, Wo, 2, self.C)
+                win[...] = G_rows.reshape(m, Ho, 1, Wo, 1, self.C)
+                out *= rec["argmax_f"][s0 * per:s1 * per]
+                if fmask is not None:
+                    out *= fmask[s0 * per:s1 * per]
+        return ctx.ws.apply(G, act.n, act.rows, self.C, G.dtype, unpool)
 
 
 class Flatten:
@@ -486,8 +561,8 @@ class Flatten:
     def infer(self, act, n_threads):
         return Act(self._flat(act.data, act.n), self.spec.out_shape, act.n)
 
-    def backward(self, G, slot, ctx):
-        return G.reshape(-1, self.C), slot
+    def backward(self, G, ctx):
+        return G.reshape(-1, self.C)
 
 
 # ---------------------------------------------------------------- the stack
@@ -545,19 +620,21 @@ class LayerStack:
         return Act(A, shape, n)
 
     # ------------------------------------------------------------ training
-    def workspace_shape(self, batch, config):
-        """(elements per sample of the widest map or vector, bytes of the
-        largest pre-activation buffer) for :class:`Workspace`."""
-        elems, z_bytes = 1, 0
+    def workspace_bytes(self, batch, config):
+        """Bytes of :class:`Workspace` for a batch: the largest pre-activation
+        tensor or gradient of the network (gradients exist at every output
+        and at every input but the data's)."""
+        g_item = np.dtype(config.grad_dtype).itemsize
+        nbytes = 0
         for i, spec in enumerate(self.plan):
-            # gradients exist at every output and every input but the data's
-            elems = max(elems, int(np.prod(spec.out_shape)))
+            out = batch * int(np.prod(spec.out_shape))
+            nbytes = max(nbytes, out * g_item)
             if i > 0:
-                elems = max(elems, int(np.prod(spec.in_shape)))
+                nbytes = max(nbytes, batch * int(np.prod(spec.in_shape)) * g_item)
             if spec.kind in ("conv", "dense"):
                 z_item = 4 if (config.standard or spec.kind == "dense") else 2
-                z_bytes = max(z_bytes, batch * int(np.prod(spec.out_shape)) * z_item)
-        return elems, z_bytes
+                nbytes = max(nbytes, out * z_item)
+        return nbytes
 
     def forward_train(self, A, ctx):
         """Forward pass of one batch; returns the float32 logits."""
@@ -576,23 +653,21 @@ class LayerStack:
         Algorithm 1's baseline does."""
         cfg = ctx.config
         B, n_cls = G_logits.shape
-        slot = 0
-        G = ctx.ws.grad(slot, B, n_cls)
+        G = ctx.ws.front(B, n_cls, cfg.grad_dtype)
         G[...] = G_logits
         if cfg.pow2_bias is not None:
             G[...] = quantize_pow2(G, cfg.pow2_bias)
         pending = []
         for layer in reversed(self.layers):
             if isinstance(layer, WeightLayer):
-                G_in, grad = layer.backward(G, slot, ctx)
+                G, grad = layer.backward(G, ctx)
                 if cfg.standard:
                     pending.append((layer, grad))
                 else:
                     layer._step_weights(grad, True, ctx)
-                G, slot = G_in, 1 - slot
                 del grad
             else:
-                G, slot = layer.backward(G, slot, ctx)
+                G = layer.backward(G, ctx)
                 if isinstance(layer, BatchNorm) and not cfg.standard:
                     layer.step(ctx)
                 elif isinstance(layer, BatchNorm):

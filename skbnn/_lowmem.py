@@ -506,8 +506,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         for the lifetimes of each step)."""
         B, cfg = A.shape[0], state.config
         if state.workspace is None or not state.workspace.fits(B):
-            elems, z_bytes = state.stack.workspace_shape(B, cfg)
-            state.workspace = Workspace(B, elems, cfg.grad_dtype, z_bytes)
+            state.workspace = Workspace(B, state.stack.workspace_bytes(B, cfg))
         ctx = StepContext(cfg, state.workspace, state.hyper, self.optimizer_state_["t"] + 1,
                           n_threads, weight_grad_scale(self.grad_scale, cfg.standard))
         logits = state.stack.forward_train(A, ctx)

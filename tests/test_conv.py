@@ -229,3 +229,28 @@ def test_four_dimensional_input_must_match_input_shape():
     clf = LowMemBNNClassifier(architecture=ARCHS["after_sign"], input_shape=(2, 3, 12))
     with pytest.raises(ValueError, match="input_shape"):
         clf.fit(X, y)
+
+
+# ---------------------------------------------------------------- workspace
+@pytest.mark.parametrize("grow", [True, False])
+@pytest.mark.parametrize("offset", [0, 8, "end"])
+def test_workspace_streams_in_place_over_chunks(grow, offset):
+    """An output that does not fit beside its input is written over it,
+    chunk by chunk in the safe order, and equals the out-of-place result."""
+    from skbnn._layers import Workspace
+    n, d_in, d_out = 9, (3 if grow else 5), (5 if grow else 3)
+    size = n * max(d_in, d_out) * 4
+    if offset == "end":                    # input at the end: moved to the front first
+        ws = Workspace(n, size)
+        offset = size - n * d_in * 4
+    else:
+        ws = Workspace(n, offset + size)
+    ws.CHUNK_BYTES = 2 * d_in * 4          # two samples per chunk
+    src = ws.view(offset, n, d_in, np.float32)
+    src[...] = np.arange(n * d_in, dtype=np.float32).reshape(n, d_in)
+    want = np.tile(src, (1, 2))[:, :d_out] * 2
+
+    def op(rows, s0, s1, out):
+        out[...] = np.tile(rows, (1, 2))[:, :d_out] * 2
+    got = ws.apply(src, n, n, d_out, np.float32, op)
+    np.testing.assert_array_equal(got, want)
