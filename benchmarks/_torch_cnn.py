@@ -186,9 +186,9 @@ def parse_architecture(architecture, input_shape, n_classes):
 
 
 def sign_functions():
-    """``(sign, WeightSign, ActSign)`` of the MLP peer, plus the activation
-    sign with the ``|x| <= 1`` straight-through gradient (torch imported
-    lazily)."""
+    """``(sign, WeightSign, ActSign)``: the MLP peer's sign (sign(0) = +1)
+    and weight sign (identity gradient), and the activation sign with the
+    straight-through gradient where ``|x| <= 1`` (torch imported lazily)."""
     import torch
 
     from _torch_bnn import sign_functions as mlp_sign_functions
@@ -539,7 +539,17 @@ def _self_test():
     ActSign.apply(z).sum().backward()
     assert z.grad.tolist() == [0, 1, 1, 1, 1, 1, 0], "STE must pass where |x| <= 1"
 
-    expected = {"cnv": (1_542_848, 2_256), "binarynet": (14_022_016, 3_850)}
+    for bad in ([("pool",)], [("dense", 4), ("conv", 4)], [("dense", 4), ("pool",)],
+                [("conv", 4), ("pool",), ("pool", "before_bn")], [("conv", 4, 2)],
+                [("conv", 4, 9, "valid")], [("conv", 4, 3, "full")]):
+        try:
+            parse_architecture(bad, (1, 8, 8), 2)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} should be rejected")
+
+    # binary weights and BN channels on 3x32x32 (BinaryNet: the paper's CIFAR-10 counts)
+    expected = {"cnv": (1_542_848, 1_930), "binarynet": (14_022_016, 3_850)}
     for name, (n_weights, n_channels) in expected.items():
         in_shape = (3, 32, 32)
         model = build_torch_cnn(name, in_shape, 10, seed=0)
@@ -549,8 +559,7 @@ def _self_test():
               + " ".join(f"{b['kind']}{b.get('out_shape', (b['n_out'],))}"
                          + "".join(f"+pool[{mode}]" for mode in b["pools"])
                          for b in model.blocks))
-        if name == "binarynet":  # the paper's BinaryNet counts (CIFAR-10)
-            assert (n_w, n_b) == (n_weights, n_channels), (n_w, n_b)
+        assert (n_w, n_b) == (n_weights, n_channels), (name, n_w, n_b)
         conv = model.weights[1]
         fan_in, fan_out = conv.shape[1] * 9, conv.shape[0] * 9
         assert conv.abs().max() <= np.sqrt(6.0 / (fan_in + fan_out)) + 1e-7, "Glorot limit"
@@ -630,7 +639,7 @@ def _main():
           f"on Fashion-MNIST 1x32x32, {res['n_train']} train, batch 100, {args.epochs} "
           f"epoch(s), best epoch {res['best_epoch']}")
     print("s/epoch: " + ", ".join(f"{s:.2f}" for s in res["s_per_epoch"])
-          + f" (CPU " + ", ".join(f"{s:.2f}" for s in res["cpu_s_per_epoch"]) + ")")
+          + " (CPU " + ", ".join(f"{s:.2f}" for s in res["cpu_s_per_epoch"]) + ")")
     for (label, _, _), acc in zip(evals, res["accuracies"]):
         print(f"{label} accuracy: {100 * acc:.2f} %")
     return 0
