@@ -51,6 +51,7 @@ import copy
 import time
 
 import numpy as np
+from _torch_bnn import torch_available  # noqa: F401  (re-exported for bench_conv)
 
 __all__ = ["PRESETS", "torch_available", "parse_architecture", "build_torch_cnn",
            "train_torch_cnn", "fmnist_32x32"]
@@ -71,23 +72,6 @@ PRESETS = {
 }
 POOL_MODES = ("after_sign", "before_bn")
 PADDINGS = ("same", "valid")
-
-
-def torch_available():
-    """Whether PyTorch can be imported.
-
-    Returns
-    -------
-    available : bool
-        True when ``import torch`` succeeds.
-    """
-    import importlib
-
-    try:
-        importlib.import_module("torch")
-    except Exception:  # a broken install (e.g. missing shared library) too
-        return False
-    return True
 
 
 # ------------------------------------------------------------ architecture
