@@ -102,7 +102,8 @@ cdef extern from "bnn_kernels.h" nogil:
 
 ISA_NAMES = ("generic", "popcnt", "avx2", "avx512")
 
-# kernel scratch through Python's raw allocator: tracemalloc sees it
+# kernel scratch through Python's raw allocator: tracemalloc sees it (one
+# hook for every kernel source, the convolution kernels included)
 skbnn_set_allocator(PyMem_RawMalloc, PyMem_RawFree)
 
 
@@ -1060,8 +1061,6 @@ def optimizer_step(str solver, V, M1, M2, const uint64_t[:, ::1] gbits,
 # ---------------------------------------------------------------- convolutions
 cdef extern from "bnn_kernels.h" nogil:
     int SKBNN_DT_INT16, SKBNN_DT_INT32, SKBNN_DT_FLOAT16, SKBNN_DT_FLOAT32
-    void skbnn_conv_set_allocator(void *(*alloc)(size_t) noexcept nogil,
-                                  void (*release)(void *) noexcept nogil)
     int skbnn_conv2d_bits(const uint64_t *X, size_t n, size_t H, size_t W, size_t C,
                           const uint64_t *Wp, size_t Cout, size_t k, size_t pad, void *out,
                           int out16, int n_threads)
@@ -1085,9 +1084,6 @@ cdef extern from "bnn_kernels.h" nogil:
     void skbnn_flatten_bits(const uint64_t *X, size_t n, size_t P, size_t C, uint64_t *out,
                             int n_threads)
 
-
-# the convolution kernels' scratch goes through Python's raw allocator too
-skbnn_conv_set_allocator(PyMem_RawMalloc, PyMem_RawFree)
 
 MAX_INT16_CONV_FAN_IN = 32767  # |sum| <= k*k*C must fit an int16 output
 
@@ -1227,10 +1223,14 @@ def conv2d_real(X, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Wp,
     """Convolution of a real-valued NHWC map with +/-1 weights (stride 1,
     exact zero padding): ``X`` float32 ``(n*H*W, C)``, ``Wp`` as in
     :func:`conv2d_bits`.  Returns float32 ``(n*Ho*Wo, Cout)`` (or writes
-    ``out``, float32 or float16 rounded to nearest even).  Each entry is
-    :func:`fdot_bits` of the pixel's row of ``k*k*C`` im2col floats (tap
-    order, padded taps 0.0) with the weight row: 16 lanes (lane l sums the
-    entries 16i + l in order i), ``2 P - T``, then a fixed tree."""
+    ``out``, float32 or float16 rounded to nearest even).
+
+    Summation order (the same bits on every ISA path and thread count):
+    each entry is one float32 chain from +0.0 over the pixel's ``k*k*C``
+    im2col entries ``j = (ky, kx, c)`` in ascending order (tap-major,
+    channel-minor), adding ``x_j * w[o, j]`` (exact: ``w = +/-1``; padded
+    taps are 0 and change nothing); float16 output rounds the float32 sum
+    once."""
     _check_threads(n_threads)
     Ho, Wo = _conv_geometry(n, H, W, C, k, pad)
     cdef Py_ssize_t KK = k * k * C
@@ -1265,11 +1265,14 @@ def conv2d_input_grad(G, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
     layer's packed weights.  Returns float32 ``(n*H*W, C)`` (or writes
     ``out``, float32 or float16 rounded to nearest even), zero where the
     optional packed ``mask`` ``(n*H*W, ceil(C/64))`` has a 0 bit.
-    ``D[r, j] = sum_o G[r, o] w[o, j]`` (:func:`fsgemm` order: ``2 P - T``,
-    P and T float32 sums over o in order), then ``dX[(s,iy,ix), c]`` =
-    float32 sum, over the taps in order ky then kx, of
-    ``D[(s, iy-ky+pad, ix-kx+pad), (ky,kx,c)]`` where that output pixel
-    exists (padded taps contribute nothing)."""
+
+    Summation order (the same bits on every ISA path and thread count):
+    ``dX[(s,iy,ix), c]`` is one float32 chain from +0.0 over the taps
+    ``(ky, kx)`` in row-major order and, within a tap, ``o = 0 .. Cout-1``,
+    adding ``G[(s, iy-ky+pad, ix-kx+pad), o] * w[o, (ky,kx,c)]`` (exact:
+    ``w = +/-1``; float16 ``G`` is converted exactly) where that output
+    pixel exists (other taps contribute nothing); then the mask, then one
+    rounding to float16 for a float16 ``out``."""
     _check_threads(n_threads)
     Ho, Wo = _conv_geometry(n, H, W, C, k, pad)
     cdef Py_ssize_t KK = k * k * C
@@ -1317,13 +1320,15 @@ def conv2d_weight_grad(G, X, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_
     (padded taps contribute 0), or with ``sign=True`` only its packed signs
     ``(Cout, ceil(k*k*C/64))`` (``dW >= 0`` -> 1).
 
-    Summation order (the same on every ISA path and thread count): samples
-    in fixed chunks of 8 (the last shorter), chunk after chunk from
-    ``dW = 0``: ``dW = dW + v``.  Packed X: ``v = (2 P - T) - B`` with P
-    (T) the float32 sum, over the chunk's rows in order, of ``G[r, o]``
-    where the +1-padded tap bit is 1 (of all ``G[r, o]``) and B the float32
-    sum in row order of ``G[r, o]`` over the rows whose tap is padded.
-    Float X: ``v`` = one fused multiply-add per row in order, from 0.
+    Summation order (the same bits on every ISA path and thread count):
+    each ``dW[o, j]`` is one float32 chain from +0.0 over the output rows
+    ``r = (s, oy, ox)`` in ascending order (all samples), adding
+    ``G[r, o] * x[r, j]``: packed X gives ``x = +/-1`` (exact products;
+    padded taps 0 change nothing), float X one fused multiply-add per term
+    (a single rounding, the same on every path).  The sign form packs
+    ``dW >= 0`` of that float32 sum.  Scratch stays at about 1.5 MiB
+    whatever ``n`` and the layer size (blocks of output channels and of
+    columns, chunks of rows).
     """
     _check_threads(n_threads)
     Ho, Wo = _conv_geometry(n, H, W, C, k, pad)

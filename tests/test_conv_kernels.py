@@ -34,6 +34,13 @@ IDS = ["n{}_{}x{}_C{}_o{}_k{}_p{}".format(*c) for c in CASES]
 BIG = (2, 13, 13, 512, 8, 3, 1)
 # two chunks of rows in conv2d_bits, the boundary inside a sample
 BIG_BITS = (2, 23, 23, 1024, 4, 3, 1)
+# more weights than one binary product takes at once: blocks of channels
+WIDE_BITS = (2, 3, 4, 1024, 600, 3, 1)
+# +/-1 panels too large to build once per call (rebuilt per band, in blocks
+# of rows and of columns) and weight gradients in several column blocks
+WIDE_REAL = (2, 4, 5, 512, 40, 3, 1)
+WIDE_DX = [(2, 6, 5, 130, 160, 3, 1), (1, 4, 5, 600, 40, 3, 1)]
+WIDE_DW = (10, 6, 6, 64, 600, 3, 1)
 
 
 def out_size(H, W, k, pad):
@@ -128,7 +135,8 @@ def sum_bound(*factors):
 
 
 # ------------------------------------------------------------------ conv2d_bits
-@pytest.mark.parametrize("case", CASES + [BIG, BIG_BITS], ids=IDS + ["big", "big_bits"])
+@pytest.mark.parametrize("case", CASES + [BIG, BIG_BITS, WIDE_BITS],
+                         ids=IDS + ["big", "big_bits", "wide_bits"])
 def test_conv2d_bits_exact(case, isa):
     n, H, W, C, Cout, k, pad = case
     _, x, w = make_problem(case)
@@ -199,7 +207,7 @@ def test_conv2d_bits_rejects_bad_input():
 
 
 # ------------------------------------------------------------------ conv2d_real
-@pytest.mark.parametrize("case", CASES + [BIG], ids=IDS + ["big"])
+@pytest.mark.parametrize("case", CASES + [BIG, WIDE_REAL], ids=IDS + ["big", "wide_real"])
 def test_conv2d_real(case, isa):
     n, H, W, C, Cout, k, pad = case
     rng, _, w = make_problem(case)
@@ -211,14 +219,24 @@ def test_conv2d_real(case, isa):
     np.testing.assert_allclose(got, want, rtol=0, atol=sum_bound(k * k * C, 4))
     base = on_isa("generic", lambda: _kernels.conv2d_real(X, n, H, W, C, Wp, k, pad))
     same_bits(got, base)
-    # the dot kernel's own order on the im2col rows
-    cols = im2col(x, k, pad)
-    same_bits(got, _kernels.fdot_bits(cols, Wp))
+    # the documented order: one float32 chain per entry over the im2col
+    # columns (ky, kx, c) ascending, from +0.0
+    same_bits(got, chains(im2col(x, k, pad), w.reshape(Cout, -1).T))
     for n_threads in THREADS[1:]:
         same_bits(_kernels.conv2d_real(X, n, H, W, C, Wp, k, pad, n_threads=n_threads), base)
     out = np.empty(want.shape, np.float16)
     _kernels.conv2d_real(X, n, H, W, C, Wp, k, pad, out=out, n_threads=2)
     same_bits(out, base.astype(np.float16))  # round to nearest even
+
+
+def chains(A, B):
+    """float32 (M, N): entry (m, n) = one float32 chain from +0.0 over k in
+    order of A[m, k] * B[k, n] (exact products: B is +/-1 or 0)."""
+    A, B = A.astype(F32), B.astype(F32)
+    acc = np.zeros((A.shape[0], B.shape[1]), F32)
+    for j in range(A.shape[1]):
+        acc = acc + A[:, j:j + 1] * B[j]
+    return acc
 
 
 def im2col(x, k, pad):
@@ -247,7 +265,7 @@ def test_conv2d_real_rejects_bad_input():
 
 
 # ------------------------------------------------------------------ input gradient
-@pytest.mark.parametrize("case", CASES + [BIG], ids=IDS + ["big"])
+@pytest.mark.parametrize("case", CASES + [BIG] + WIDE_DX, ids=IDS + ["big", "wide_dx", "wider_dx"])
 @pytest.mark.parametrize("gdtype", [F32, np.float16])
 def test_conv2d_input_grad(case, gdtype, isa):
     n, H, W, C, Cout, k, pad = case
@@ -273,25 +291,30 @@ def test_conv2d_input_grad(case, gdtype, isa):
 
 
 def test_conv2d_input_grad_order():
-    """Float32 sums over the taps in order ky, then kx, of D = G W (fsgemm)."""
-    n, H, W, C, Cout, k, pad = 2, 5, 4, 3, 6, 3, 1
-    rng = np.random.default_rng(5)
-    w = rng.choice([-1.0, 1.0], size=(Cout, k, k, C))
-    Ho, Wo = out_size(H, W, k, pad)
-    g = (rng.normal(size=(n * Ho * Wo, Cout)) * 10.0 ** rng.integers(-3, 4, size=(1, Cout))
-         ).astype(F32)
-    D = _kernels.fsgemm(g, pack(w.reshape(Cout, -1)), k * k * C).reshape(n, Ho, Wo, k, k, C)
-    want = np.zeros((n, H, W, C), F32)
-    for s in range(n):
-        for iy in range(H):
-            for ix in range(W):
-                for ky in range(k):
-                    for kx in range(k):
-                        oy, ox = iy - ky + pad, ix - kx + pad
-                        if 0 <= oy < Ho and 0 <= ox < Wo:
-                            want[s, iy, ix] += D[s, oy, ox, ky, kx]
-    got = _kernels.conv2d_input_grad(g, n, H, W, C, pack_w(w), k, pad)
-    same_bits(got, want.reshape(-1, C))
+    """One float32 chain per dX entry from +0.0: the taps (ky, kx) in
+    row-major order and, within a tap, o ascending; taps whose output pixel
+    is outside the map add nothing."""
+    for n, H, W, C, Cout, k, pad in [(2, 5, 4, 3, 6, 3, 1), (2, 6, 5, 70, 9, 3, 0)]:
+        rng = np.random.default_rng(5)
+        w = rng.choice([-1.0, 1.0], size=(Cout, k, k, C))
+        Ho, Wo = out_size(H, W, k, pad)
+        g = (rng.normal(size=(n * Ho * Wo, Cout)) * 10.0 ** rng.integers(-3, 4, size=(1, Cout))
+             ).astype(F32)
+        gp = np.zeros((n, Ho + 2 * k, Wo + 2 * k, Cout), F32)  # zero G around the map
+        gp[:, k:k + Ho, k:k + Wo] = g.reshape(n, Ho, Wo, Cout)
+        want = np.zeros((n, H, W, C), F32)
+        for ky in range(k):
+            for kx in range(k):
+                # output pixel (iy - ky + pad, ix - kx + pad) of every input pixel
+                oy, ox = k + pad - ky, k + pad - kx
+                G_t = gp[:, oy:oy + H, ox:ox + W]
+                for o in range(Cout):
+                    want = want + G_t[..., o:o + 1] * w[o, ky, kx].astype(F32)
+        for isa in _kernels.available_isas():
+            for n_threads in (1, 2):
+                got = on_isa(isa, lambda: _kernels.conv2d_input_grad(
+                    g, n, H, W, C, pack_w(w), k, pad, n_threads=n_threads))
+                same_bits(got, want.reshape(-1, C))
 
 
 def test_conv2d_input_grad_rejects_bad_input():
@@ -312,8 +335,8 @@ def test_conv2d_input_grad_rejects_bad_input():
 
 
 # ------------------------------------------------------------------ weight gradient
-WG_CASES = CASES + [(10, 4, 5, 65, 7, 3, 1), (10, 5, 4, 3, 9, 3, 0)]  # > 8 samples: chunks
-WG_IDS = IDS + ["n10_chunks_bits", "n10_chunks_float"]
+WG_CASES = CASES + [(10, 4, 5, 65, 7, 3, 1), (10, 5, 4, 3, 9, 3, 0), WIDE_DW]  # chunks of rows
+WG_IDS = IDS + ["n10_chunks_bits", "n10_chunks_float", "wide_dw"]
 
 
 @pytest.mark.parametrize("case", WG_CASES, ids=WG_IDS)
@@ -346,6 +369,25 @@ def test_conv2d_weight_grad(case, xkind, gdtype, isa):
     np.testing.assert_array_equal(unpack(S, k * k * C)[clear], np.where(want >= 0, 1, -1)[clear])
 
 
+def test_conv2d_weight_grad_order():
+    """Packed X: one float32 chain per dW entry from +0.0 over the output
+    rows (s, oy, ox) in order of G[r, o] * x (x = +/-1, 0 on padded taps:
+    exact products), whatever the ISA path and thread count."""
+    for case in [(3, 5, 4, 3, 6, 3, 1), (2, 6, 5, 70, 9, 3, 0), (9, 4, 4, 64, 7, 3, 1)]:
+        n, H, W, C, Cout, k, pad = case
+        rng, x, _ = make_problem(case, seed=6)
+        Ho, Wo = out_size(H, W, k, pad)
+        for gdtype in (F32, np.float16):
+            g = (rng.normal(size=(n * Ho * Wo, Cout))
+                 * 10.0 ** rng.integers(-3, 4, size=(1, Cout))).astype(gdtype)
+            want = chains(g.astype(F32).T, im2col(x, k, pad))
+            for isa in _kernels.available_isas():
+                for n_threads in (1, 2):
+                    got = on_isa(isa, lambda: _kernels.conv2d_weight_grad(
+                        g, pack_map(x), n, H, W, C, k, pad, n_threads=n_threads))
+                    same_bits(got, want)
+
+
 def test_conv2d_weight_grad_big(isa):
     n, H, W, C, Cout, k, pad = BIG
     rng, x, _ = make_problem(BIG, seed=3)
@@ -371,6 +413,51 @@ def test_conv2d_weight_grad_rejects_bad_input():
     with pytest.raises(TypeError, match="G must be a 2-D"):
         _kernels.conv2d_weight_grad(G.reshape(-1), X, 2, 5, 5, 3, 3, 1)
     assert _kernels.conv2d_weight_grad(G, X, 2, 5, 5, 3, 3, 1).shape == (4, 27)
+
+
+# ------------------------------------------------------------------ scratch
+def test_scratch_is_bounded():
+    """Each kernel's scratch (traced: Python's raw allocator) stays under
+    2 MiB for a 512 -> 512 3x3 'same' layer on an 8x8 map at n = 32: the
+    weight gradient's float accumulators and +/-1 panels are blocked and the
+    input gradient runs in bands (on the best path of this CPU; the other
+    paths block the same way, with tiles at most as wide)."""
+    import tracemalloc
+    n, H, W, C, Cout, k, pad = 32, 8, 8, 512, 512, 3, 1
+    rng = np.random.default_rng(11)
+    X = pack(rng.random((n * H * W, C)) < 0.5)
+    Wp = pack(rng.random((Cout, k * k * C)) < 0.5)
+    G16 = rng.normal(size=(n * H * W, Cout)).astype(np.float16)
+    G32 = G16.astype(F32)
+    Xf = rng.normal(size=(n * H * W, C)).astype(F32)
+    outs = [np.empty((n * H * W, Cout), np.int16), np.empty((n * H * W, Cout), np.float16),
+            np.empty((n * H * W, C), np.float16), np.empty((n * H * W, C), F32)]
+    calls = {
+        "conv2d_bits": lambda: _kernels.conv2d_bits(X, n, H, W, C, Wp, k, pad, out=outs[0]),
+        "conv2d_real": lambda: _kernels.conv2d_real(Xf, n, H, W, C, Wp, k, pad, out=outs[1]),
+        "conv2d_input_grad f16": lambda: _kernels.conv2d_input_grad(
+            G16, n, H, W, C, Wp, k, pad, out=outs[2], mask=X),
+        "conv2d_input_grad f32": lambda: _kernels.conv2d_input_grad(
+            G32, n, H, W, C, Wp, k, pad, out=outs[3]),
+        "conv2d_weight_grad sign": lambda: _kernels.conv2d_weight_grad(
+            G16, X, n, H, W, C, k, pad, sign=True),
+        "conv2d_weight_grad float": lambda: _kernels.conv2d_weight_grad(
+            G32, X, n, H, W, C, k, pad),
+        "conv2d_weight_grad real": lambda: _kernels.conv2d_weight_grad(
+            G16, Xf, n, H, W, C, k, pad, sign=True),
+    }
+    for name, call in calls.items():
+        call()  # any one-time set-up outside the measurement
+        tracemalloc.start()
+        try:
+            start = tracemalloc.get_traced_memory()[0]
+            result = call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        fresh = 0 if any(result is o for o in outs) else result.nbytes  # a new result array
+        scratch = peak - start - fresh
+        assert scratch < 2 * 2 ** 20, f"{name}: {scratch / 2 ** 20:.2f} MiB of scratch"
 
 
 # ------------------------------------------------------------------ max pooling

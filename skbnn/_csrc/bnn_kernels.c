@@ -400,6 +400,13 @@ void skbnn_set_allocator(void *(*alloc)(size_t), void (*release)(void *))
     g_free = release ? release : free;
 }
 
+/* the installed allocator, for the other kernel sources (one hook for all) */
+void *skbnn_scratch_alloc(size_t bytes) { return g_alloc(bytes ? bytes : 1); }
+void skbnn_scratch_free(void *p)
+{
+    if (p) g_free(p);
+}
+
 /* 64-byte aligned block; *base is what to release with g_free */
 static void *aligned_scratch(size_t bytes, void **base)
 {

@@ -136,8 +136,12 @@ int64_t skbnn_reinforce(int16_t *H, size_t K, size_t N, double p, uint64_t seed,
 double skbnn_uniform(uint64_t seed, uint64_t stream, uint64_t row, uint64_t index);
 
 /* Allocator of the kernels' scratch outside parallel regions (default
- * malloc/free); the extension installs PyMem_RawMalloc/PyMem_RawFree. */
+ * malloc/free); the extension installs PyMem_RawMalloc/PyMem_RawFree.  One
+ * hook for every kernel source: the others allocate through
+ * skbnn_scratch_alloc / skbnn_scratch_free, which call the installed pair. */
 void skbnn_set_allocator(void *(*alloc)(size_t), void (*release)(void *));
+void *skbnn_scratch_alloc(size_t bytes);
+void skbnn_scratch_free(void *p);
 
 /* ---- real-valued kernels (real_kernels.c): latent-weight training -------- */
 /* float16 storage is IEEE binary16 held in uint16; conversions round to
@@ -229,34 +233,37 @@ int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
  * or WORDS(C) packed words.  Stride-1 square kernels k, zero padding pad:
  * Ho = H + 2 pad - k + 1, Wo likewise.  Weight row o: K = k*k*C bits, bit
  * (ky*k + kx)*C + c, WORDS(K) words, tail bits 0.  Padded taps contribute
- * exactly 0.  Scratch is bounded (about 1 MiB per chunk of rows, never
- * proportional to n); results are identical for every thread count and
- * ISA path.  Functions returning int give 0, or -1 on allocation failure. */
-void skbnn_conv_set_allocator(void *(*alloc)(size_t), void (*release)(void *));
+ * exactly 0.  Scratch is bounded (about 1.5 MiB whatever the layer and batch
+ * sizes; the float kernels add about 0.25 MiB per extra thread) and comes
+ * from the allocator installed with skbnn_set_allocator.  Results are
+ * identical for every thread count and ISA path: each float entry is one
+ * float32 chain from +0.0 in the order given below (a running sum is never
+ * -0.0, so skipping a +-0.0 term changes nothing).  Functions returning int
+ * give 0, or -1 on allocation failure. */
 /* out[(s,oy,ox), o] = sum of x*w over in-bounds taps (exact integers);
  * out: int32 (out16 == 0) or int16 (needs k*k*C <= 32767). */
 int skbnn_conv2d_bits(const uint64_t *X, size_t n, size_t H, size_t W, size_t C,
                       const uint64_t *Wp, size_t Cout, size_t k, size_t pad, void *out,
                       int out16, int n_threads);
-/* X float32 (n*H*W x C); out float32 or float16 (out_half, nearest even);
- * each entry is skbnn_fdot_bits of the row of k*k*C im2col floats (padded
- * taps 0.0) with the weight row. */
+/* X float32 (n*H*W x C); out float32 or float16 (out_half, nearest even):
+ * out[r, o] = sum over j = (ky, kx, c) ascending of x_j * w[o, j] (x_j the
+ * im2col entry of output pixel r, padded taps 0; exact products). */
 int skbnn_conv2d_real(const float *X, size_t n, size_t H, size_t W, size_t C,
                       const uint64_t *Wp, size_t Cout, size_t k, size_t pad, void *out,
                       int out_half, int n_threads);
 /* G (n*Ho*Wo x Cout, float16 when g_half) -> dX (n*H*W x C, float32 or
- * float16): D = G times the sign weights (skbnn_fsgemm, sums over o in
- * order), then dX[(s,iy,ix), c] = float32 sum over the taps in order ky,
- * then kx, of D at the output pixel (iy - ky + pad, ix - kx + pad) when it
- * exists; zero where mask (n*H*W x WORDS(C), may be NULL) has a 0 bit. */
+ * float16): dX[(s,iy,ix), c] = sum over the taps (ky, kx) in row-major
+ * order and, within a tap, o ascending, of G[(s, iy-ky+pad, ix-kx+pad), o]
+ * * w[o, (ky,kx,c)] (exact products) where that output pixel exists; zero
+ * where mask (n*H*W x WORDS(C), may be NULL) has a 0 bit. */
 int skbnn_conv2d_input_grad(const void *G, int g_half, size_t n, size_t H, size_t W,
                             size_t C, const uint64_t *Wp, size_t Cout, size_t k, size_t pad,
                             void *out, int out_half, const uint64_t *mask, int n_threads);
-/* dW[o, (ky,kx,c)] = sum over output rows of G[r, o] * x at the tap's input
- * pixel (0 when padded); X packed (x_bits) or float32.  Writes dW (Cout x K
- * float32) when not NULL and/or the packed signs Sbits (Cout x WORDS(K),
- * dW >= 0 -> 1).  Chunks of 8 samples in order; see conv_kernels.c for the
- * summation order. */
+/* dW[o, (ky,kx,c)] = sum over the output rows r = (s, oy, ox) ascending of
+ * G[r, o] * x at the tap's input pixel (0 when padded); X packed (x_bits:
+ * exact products) or float32 (one fused multiply-add per term).  Writes dW
+ * (Cout x K float32) when not NULL and/or the packed signs Sbits (Cout x
+ * WORDS(K), dW >= 0 -> 1). */
 int skbnn_conv2d_weight_grad(const void *G, int g_half, const void *X, int x_bits, size_t n,
                              size_t H, size_t W, size_t C, size_t Cout, size_t k, size_t pad,
                              float *dW, uint64_t *Sbits, int n_threads);
