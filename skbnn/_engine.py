@@ -361,10 +361,18 @@ def half_sum(z_sign, z_pos):
 
 def pack_pm1_rows(M):
     """Pack a +/-1 (or any signed) matrix row by row: bit = (value >= 0).
-    float32/float64/int8 rows are read in place (no float64 copy)."""
-    M = as_kernel_input(M)
+    float32/float64/int8 rows are read in place (no float64 copy); float16
+    rows are widened to float32 a block of about 4 MiB at a time."""
+    M = np.asarray(M)
     thr = np.zeros((M.shape[1], 1))
-    return _kernels.pack_threshold(M, thr, False)
+    if M.dtype == np.float16 and M.ndim == 2 and M.shape[0] > 1:
+        rows = max(1, (1 << 20) // max(1, M.shape[1]))
+        out = np.empty((M.shape[0], n_words(M.shape[1])), dtype=np.uint64)
+        for r0 in range(0, M.shape[0], rows):
+            out[r0:r0 + rows] = _kernels.pack_threshold(
+                np.ascontiguousarray(M[r0:r0 + rows], dtype=np.float32), thr, False)
+        return out
+    return _kernels.pack_threshold(as_kernel_input(M), thr, False)
 
 
 def class_scores(activations, class_rows, n_bits, n_threads=1):

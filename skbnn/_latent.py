@@ -14,20 +14,39 @@ PSI_FLOOR = 1e-5   # floor of the l1 batch-norm scale (a constant channel has ps
 BN_EPS = 1e-4      # standard (l2) BN, Keras BatchNormalization
 
 
-def glorot_uniform(n_in, n_out, rng, fan_out=None):
+def glorot_uniform(n_in, n_out, rng, fan_out=None, rows=None):
     """Glorot & Bengio (2010) uniform, drawn (n_in, n_out) as scikit-learn's
     MLP; ``fan_out`` (default ``n_out``) is ``k*k*filters`` for a
-    convolution, as in Keras, so its limit is ``sqrt(6 / (fan_in + fan_out))``."""
+    convolution, as in Keras, so its limit is ``sqrt(6 / (fan_in + fan_out))``.
+    ``rows`` draws only the next that many input rows of the matrix."""
     limit = math.sqrt(6.0 / (n_in + (n_out if fan_out is None else fan_out)))
-    return rng.uniform(-limit, limit, size=(n_in, n_out))
+    return rng.uniform(-limit, limit, size=(n_in if rows is None else rows, n_out))
 
 
-def normal_fan_in(n_in, n_out, rng, fan_out=None):
-    """Normal(0, 1 / fan_in): the authors' code."""
-    return rng.normal(0.0, 1.0 / math.sqrt(n_in), size=(n_in, n_out))
+def normal_fan_in(n_in, n_out, rng, fan_out=None, rows=None):
+    """Normal(0, 1 / fan_in): the authors' code.  ``rows`` as in
+    :func:`glorot_uniform`."""
+    return rng.normal(0.0, 1.0 / math.sqrt(n_in), size=(n_in if rows is None else rows, n_out))
 
 
 INITS = {"glorot_uniform": glorot_uniform, "normal_fan_in": normal_fan_in}
+
+_INIT_CHUNK = 1 << 20   # float64 values drawn at a time (8 MiB)
+
+
+def init_latent(name, n_in, n_out, rng, dtype, fan_out=None):
+    """The latent weights ``(n_out, n_in)`` in ``dtype``, drawn by the
+    initialisation ``name`` as one ``(n_in, n_out)`` matrix, but in chunks
+    of input rows: a generator's stream is the same drawn whole or in
+    consecutive pieces, so the values are those of one draw while the
+    transient float64 stays at 8 MiB (one float64 draw of BinaryNet's
+    8192 x 1024 layer would be 64 MiB, more than its float16 state)."""
+    V = np.empty((n_out, n_in), dtype=dtype)
+    rows = max(1, _INIT_CHUNK // max(1, n_out))
+    for i0 in range(0, n_in, rows):
+        i1 = min(n_in, i0 + rows)
+        V[:, i0:i1] = INITS[name](n_in, n_out, rng, fan_out=fan_out, rows=i1 - i0).T
+    return V
 
 
 def quantize_pow2(G, bias=8):

@@ -17,7 +17,7 @@ from ._architecture import build_plan, is_convolutional, resolve_input_shape
 from ._base import (BaseBinaryClassifier, check_bool, check_choice, check_int,
                     check_layer_sizes, check_real)
 from ._engine import pack_pm1_rows
-from ._latent import F32, INITS, Hyper, StepConfig, softmax_xent
+from ._latent import F32, INITS, Hyper, StepConfig, init_latent, softmax_xent
 from ._layers import LayerStack, StepContext, Workspace, weight_grad_scale
 from ._memory_model import MIB, format_memory_table, memory_model, plan_counts
 from ._memory_probe import traced_call
@@ -381,9 +381,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                 continue
             n_in, n_out = spec.fan_in, spec.units
             fan_out = n_out * spec.kernel_size ** 2 if spec.kind == "conv" else n_out
-            V = np.ascontiguousarray(INITS[self.init](n_in, n_out, rng, fan_out=fan_out).T,
-                                     dtype=dtype)
-            packed = pack_pm1_rows(V.astype(F32))
+            V = init_latent(self.init, n_in, n_out, rng, dtype, fan_out=fan_out)
+            packed = pack_pm1_rows(V)
             self.layers_.append({
                 "V": None if bop else V, "packed": packed,
                 "m1": np.zeros((n_out, n_in), dtype=dtype),
