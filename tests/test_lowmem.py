@@ -282,3 +282,23 @@ def test_overflowing_statistics_are_refused_not_stored():
     with pytest.raises(ValueError, match="batch-norm statistics of layer 0 overflow float16"):
         clf.partial_fit(X * 1e6, y)
     assert not hasattr(clf, "layers_")
+
+
+@pytest.mark.parametrize("init", ["glorot_uniform", "normal_fan_in"])
+def test_latent_init_in_chunks_equals_one_draw(init):
+    """The chunked initialisation draws the very values of one (n_in, n_out)
+    draw, and the float16 signs pack in blocks as the float32 matrix does."""
+    from skbnn._engine import pack_pm1_rows
+    from skbnn._latent import INITS, init_latent
+    import skbnn._latent as latent
+    n_in, n_out = 301, 7
+    whole = INITS[init](n_in, n_out, np.random.default_rng(3), fan_out=63).T
+    old = latent._INIT_CHUNK
+    try:
+        latent._INIT_CHUNK = 5 * n_out   # 61 chunks of 5 rows and a last one
+        V = init_latent(init, n_in, n_out, np.random.default_rng(3), np.float16, fan_out=63)
+    finally:
+        latent._INIT_CHUNK = old
+    np.testing.assert_array_equal(V, whole.astype(np.float16))
+    tall = np.random.default_rng(4).standard_normal((70000, 20)).astype(np.float16)
+    np.testing.assert_array_equal(pack_pm1_rows(tall), pack_pm1_rows(tall.astype(np.float32)))
