@@ -1176,6 +1176,14 @@ cdef object _packed_input(object A, str name, Py_ssize_t rows, Py_ssize_t cols, 
     return _map_input(A, name, (np.uint64,), rows, cols, what)
 
 
+cdef object _conv_weights(object Wp, Py_ssize_t KK):
+    """The packed weights of a convolution with fan-in ``KK = k*k*C``:
+    uint64 ``(Cout, ceil(KK/64))``, Cout read from the array."""
+    if not isinstance(Wp, np.ndarray) or Wp.ndim != 2:
+        raise TypeError("Wp must be a 2-D uint64 NumPy array")
+    return _packed_input(Wp, "Wp", Wp.shape[0], _words(KK), "Cout rows of ceil(k*k*C/64) words")
+
+
 def conv2d_bits(X, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Wp,
                 Py_ssize_t k, Py_ssize_t pad, out=None, int n_threads=1):
     """Exact binary convolution of packed NHWC maps (stride 1, zero padding).
@@ -1192,10 +1200,8 @@ def conv2d_bits(X, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Wp,
     Ho, Wo = _conv_geometry(n, H, W, C, k, pad)
     cdef Py_ssize_t KK = k * k * C
     X = _packed_input(X, "X", n * H * W, _words(C), "n*H*W rows of ceil(C/64) words")
-    if not isinstance(Wp, np.ndarray) or Wp.ndim != 2:
-        raise TypeError("Wp must be a 2-D uint64 NumPy array")
+    Wp = _conv_weights(Wp, KK)
     cdef Py_ssize_t Cout = Wp.shape[0]
-    Wp = _packed_input(Wp, "Wp", Cout, _words(KK), "Cout rows of ceil(k*k*C/64) words")
     cdef const uint64_t[:, ::1] xv = X
     cdef const uint64_t[:, ::1] wv = Wp
     if not _tail_is_clear(wv, KK):
@@ -1235,10 +1241,8 @@ def conv2d_real(X, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Wp,
     Ho, Wo = _conv_geometry(n, H, W, C, k, pad)
     cdef Py_ssize_t KK = k * k * C
     X = _map_input(X, "X", (np.float32,), n * H * W, C, "n*H*W rows of C channels")
-    if not isinstance(Wp, np.ndarray) or Wp.ndim != 2:
-        raise TypeError("Wp must be a 2-D uint64 NumPy array")
+    Wp = _conv_weights(Wp, KK)
     cdef Py_ssize_t Cout = Wp.shape[0]
-    Wp = _packed_input(Wp, "Wp", Cout, _words(KK), "Cout rows of ceil(k*k*C/64) words")
     result = _map_output(out, "out", (np.float32, np.float16), n * Ho * Wo, Cout, np.float32,
                          (X, Wp))
     if result.size == 0:
@@ -1276,10 +1280,8 @@ def conv2d_input_grad(G, Py_ssize_t n, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
     _check_threads(n_threads)
     Ho, Wo = _conv_geometry(n, H, W, C, k, pad)
     cdef Py_ssize_t KK = k * k * C
-    if not isinstance(Wp, np.ndarray) or Wp.ndim != 2:
-        raise TypeError("Wp must be a 2-D uint64 NumPy array")
+    Wp = _conv_weights(Wp, KK)
     cdef Py_ssize_t Cout = Wp.shape[0]
-    Wp = _packed_input(Wp, "Wp", Cout, _words(KK), "Cout rows of ceil(k*k*C/64) words")
     G = _map_input(G, "G", (np.float32, np.float16), n * Ho * Wo, Cout,
                    "n*Ho*Wo rows of Cout channels")
     if mask is not None:

@@ -42,12 +42,7 @@ static inline uint16_t skbnn_f2h_inline(float f)
     return h;
 }
 #else
-static inline float skbnn_h2f_inline(uint16_t h)
-{
-    float f;
-    skbnn_f16_to_f32(&h, &f, 1);
-    return f;
-}
+static inline float skbnn_h2f_inline(uint16_t h) { return skbnn_h2f_exact(h); }
 
 static inline uint16_t skbnn_f2h_inline(float f)
 {

@@ -373,8 +373,6 @@ oom:
     return -1;
 }
 
-static inline float h2f(uint16_t h);
-
 /* ------------------------------------------------------------------------ */
 /* float engine: register-blocked micro-kernels                              */
 /* ------------------------------------------------------------------------ */
@@ -720,7 +718,7 @@ WG_ROW_DEFINE(wg_row_avx2, T_AVX2, expand_run_avx2)
  * channels are FMR unit-stride streams */
 static inline float g_at(const void *G, int g_half, size_t i)
 {
-    return g_half ? h2f(((const uint16_t *)G)[i]) : ((const float *)G)[i];
+    return g_half ? skbnn_h2f_exact(((const uint16_t *)G)[i]) : ((const float *)G)[i];
 }
 
 static void gt_pack_portable(const void *G, int g_half, size_t r0, size_t rr0, size_t m,
@@ -1353,29 +1351,12 @@ void skbnn_maxpool2x2_bits(const uint64_t *X, size_t n, size_t H, size_t W, size
     }
 }
 
-/* exact float32 value of an IEEE binary16 pattern (the pooling compares) */
-static inline float h2f(uint16_t h)
-{
-    union { float f; uint32_t u; } r;
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-    if (exp == 0) {
-        r.f = (float)mant * 0x1p-24f;
-        r.u |= sign;
-    } else if (exp == 31) {
-        r.u = sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0u);
-    } else {
-        r.u = sign | ((exp + 112u) << 23) | (mant << 13);
-    }
-    return r.f;
-}
-
 /* The first window position holding the maximum: strict > keeps the first
  * (as floats for float16: -0 ties +0, a NaN never replaces the running
  * maximum).  Branch-free selects; the stored value is the element itself.
  * KEY converts an element to its comparable value. */
 #define KEY_ID(e) (e)
-#define KEY_F16(e) h2f(e)
+#define KEY_F16(e) skbnn_h2f_exact(e)
 #define POOL_BODY(T, KT, KEY)                                                               \
     do {                                                                                    \
         const T *x0 = (const T *)X + r[0] * C, *x1 = (const T *)X + r[1] * C;               \

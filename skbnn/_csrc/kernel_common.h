@@ -35,4 +35,23 @@ static inline uint64_t tail_mask(size_t n) /* low n bits (n in 1..64) */
     return n >= 64 ? ~0ULL : ((1ULL << n) - 1ULL);
 }
 
+/* exact float32 value of an IEEE binary16 pattern (portable; the F16C and
+ * _Float16 paths give the same values) */
+static inline float skbnn_h2f_exact(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    union { float f; uint32_t u; } r;
+    if (exp == 0) {
+        /* zero or subnormal: mant * 2^-24, exact in float32 (no loop) */
+        r.f = (float)mant * 0x1p-24f;
+        r.u |= sign;
+    } else if (exp == 31) {
+        r.u = sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0u);
+    } else {
+        r.u = sign | ((exp + 112u) << 23) | (mant << 13);
+    }
+    return r.f;
+}
+
 #endif

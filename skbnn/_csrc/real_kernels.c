@@ -26,23 +26,6 @@
 /* ------------------------------------------------------------------------ */
 typedef union { float f; uint32_t u; } fbits;
 
-static inline float h2f_soft(uint16_t h)
-{
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-    fbits r;
-    if (exp == 0) {
-        /* zero or subnormal: mant * 2^-24, exact in float32 (no loop) */
-        r.f = (float)mant * 0x1p-24f;
-        r.u |= sign;
-    } else if (exp == 31) {
-        r.u = sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0u);
-    } else {
-        r.u = sign | ((exp + 112u) << 23) | (mant << 13);
-    }
-    return r.f;
-}
-
 static inline uint16_t f2h_soft(float f)
 {
     fbits x = {f};
@@ -95,7 +78,7 @@ static inline uint16_t f2h_sr_soft(float f, uint32_t r)
     const uint16_t lo = f2h_rtz_soft(fabsf(f));
     /* above the largest finite half the next value is inf, reached as if it
      * were 65536 (2^16, the overflow point): large values still overflow */
-    const float flo = h2f_soft(lo), fhi = fminf(h2f_soft((uint16_t)(lo + 1u)), 65536.0f);
+    const float flo = skbnn_h2f_exact(lo), fhi = fminf(skbnn_h2f_exact((uint16_t)(lo + 1u)), 65536.0f);
     const float frac = (fabsf(f) - flo) / (fhi - flo);
     const uint16_t mag = (uint16_t)(lo + (sr_uniform(r) < frac));
     return (uint16_t)(mag | (signbit(f) ? 0x8000u : 0u));
@@ -123,7 +106,7 @@ static inline uint32_t sr_bits(uint32_t row_key, size_t col)
 
 static void h2f_portable(const uint16_t *in, float *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++) out[i] = h2f_soft(in[i]);
+    for (size_t i = 0; i < n; i++) out[i] = skbnn_h2f_exact(in[i]);
 }
 
 static void f2h_portable(const float *in, uint16_t *out, size_t n)
@@ -138,7 +121,7 @@ T_F16C static void h2f_f16c(const uint16_t *in, float *out, size_t n)
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
-    for (; i < n; i++) out[i] = h2f_soft(in[i]);
+    for (; i < n; i++) out[i] = skbnn_h2f_exact(in[i]);
 }
 
 T_F16C static void f2h_f16c(const float *in, uint16_t *out, size_t n)
@@ -220,7 +203,7 @@ void skbnn_f32_to_f16(const float *in, uint16_t *out, size_t n) { pick_f2h()(in,
 
 static inline float load_a_soft(const skbnn_fview *A, size_t idx)
 {
-    return A->half ? h2f_soft(((const uint16_t *)A->p)[idx]) : ((const float *)A->p)[idx];
+    return A->half ? skbnn_h2f_exact(((const uint16_t *)A->p)[idx]) : ((const float *)A->p)[idx];
 }
 
 /* epilogue: floats or halves (0 where the mask bit is 0), or packed signs */
