@@ -209,6 +209,27 @@ class WeightLayer:
         return act.data   # also the network's (real or binarised) input
 
 
+_SCALE_BLOCK = 1 << 16
+
+
+def scale_inplace(Z, scale):
+    """``Z *= scale`` in Z's dtype.  float16 goes through float32 blocks of
+    64k values: the result of NumPy's float16 product (float32 product, one
+    rounding), without its software arithmetic (80 ms on CNV's first-layer
+    map of a batch of 100, against about 1 ms here)."""
+    if scale == 1:
+        return Z
+    if Z.dtype != np.float16 or not Z.flags.c_contiguous:
+        Z *= Z.dtype.type(scale)
+        return Z
+    h = Z.reshape(-1).view(np.uint16)
+    for i in range(0, h.shape[0], _SCALE_BLOCK):
+        f = _kernels.f16_to_f32(h[i:i + _SCALE_BLOCK])
+        f *= F32(scale)
+        h[i:i + _SCALE_BLOCK] = _kernels.f32_to_f16(f)
+    return Z
+
+
 class Dense(WeightLayer):
     """Binary dense layer: ``Z = A sign(V)^T`` (popcount of packed bits, or
     float inputs times bits for the real-input layer)."""
@@ -216,9 +237,7 @@ class Dense(WeightLayer):
     def preactivations(self, inputs, n_threads, out=None):
         if self.real_input:
             Z = _kernels.fdot_bits(inputs, self.s["packed"], out=out, n_threads=n_threads)
-            if self.input_scale != 1:
-                Z *= self.input_scale
-            return Z
+            return scale_inplace(Z, self.input_scale)
         return _kernels.bgemm(inputs, self.s["packed"], self.n_in, n_threads, out=out)
 
     def forward(self, act, ctx):
@@ -277,9 +296,7 @@ class Conv2D(WeightLayer):
         args = (X, n, self.H, self.W, self.C, self.s["packed"], self.k, self.pad)
         if self.real_input:
             Z = _kernels.conv2d_real(*args, out=out, n_threads=n_threads)
-            if self.input_scale != 1:
-                Z *= Z.dtype.type(self.input_scale)   # a power of two: exact
-            return Z
+            return scale_inplace(Z, self.input_scale)
         return _kernels.conv2d_bits(*args, out=out, n_threads=n_threads)
 
     def _z_dtype(self, standard):

@@ -254,3 +254,18 @@ def test_workspace_streams_in_place_over_chunks(grow, offset):
         out[...] = np.tile(rows, (1, 2))[:, :d_out] * 2
     got = ws.apply(src, n, n, d_out, np.float32, op)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0 ** -7, 4.0])
+def test_scale_inplace_matches_numpy_float16(scale, monkeypatch):
+    """The blocked float16 scaling of the real first layer gives NumPy's
+    float16 product bit for bit (normals, subnormals, infinities, overflow)."""
+    import skbnn._layers as layers
+    monkeypatch.setattr(layers, "_SCALE_BLOCK", 1000)   # several blocks and a ragged one
+    rng = np.random.default_rng(0)
+    Z = (rng.standard_normal((517, 9)) * 10.0 ** rng.integers(-7, 5, (517, 9))).astype(np.float16)
+    Z[0, :3] = [np.inf, -np.inf, 65504]
+    with np.errstate(over="ignore"):
+        want = Z * np.float16(scale)
+    got = layers.scale_inplace(Z.copy(), scale)
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
