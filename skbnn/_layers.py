@@ -30,6 +30,7 @@ import numpy as np
 from . import _kernels
 from ._engine import n_words, pack_pm1_rows
 from ._latent import BN_EPS, F32, PSI_FLOOR, bn_backward, quantize_pow2, round_key, step_hyper
+from ._rules import Backprop
 
 
 class Act:
@@ -157,11 +158,13 @@ def take_record(layer, ctx):
 
 class StepContext:
     """What one training step shares: the step's types (``StepConfig``), the
-    workspace, the optimiser settings and step count, the thread count."""
+    workspace, the optimiser settings and step count, the thread count and
+    the learning rule (:mod:`skbnn._rules`; backprop by default)."""
 
-    def __init__(self, config, workspace, hyper, t, n_threads, grad_scale):
+    def __init__(self, config, workspace, hyper, t, n_threads, grad_scale, rule=None):
         self.config, self.ws, self.hyper, self.t = config, workspace, hyper, t
         self.n_threads, self.grad_scale = n_threads, grad_scale
+        self.rule = Backprop() if rule is None else rule
 
 
 # ---------------------------------------------------------------- weight layers
@@ -208,6 +211,32 @@ class WeightLayer:
             return act.sign_f
         return act.data   # also the network's (real or binarised) input
 
+    def gradient_from_signal(self, act, signal, ctx):
+        """The gradient at this layer's input ``act`` from a per-sample signal
+        instead of this layer's input gradient (rules other than backprop):
+        ``signal(s0, s1)`` gives float32 rows of samples ``s0:s1``, one value
+        per feature (vector) or channel (map, shared by its pixels), and
+        the result goes through the input's STE mask as the input gradient
+        would.  Written at the front of the workspace in chunks of samples."""
+        n, width = act.n, act.channels
+        per = act.rows // n
+        G = ctx.ws.front(act.rows, width, ctx.config.grad_dtype)
+        mask = self._input_gradient_mask(act, ctx)
+        step = max(1, Workspace.CHUNK_BYTES // (4 * per * width))
+        for s0 in range(0, n, step):
+            s1 = min(n, s0 + step)
+            out = G[s0 * per:s1 * per]
+            out.reshape(s1 - s0, per, width)[...] = signal(s0, s1)[:, None, :]
+            if mask is not None:
+                out *= unpack_mask(mask[s0 * per:s1 * per], width)
+        return self._apply_float_mask(G, act, ctx)
+
+
+def unpack_mask(mask, n_bits):
+    """Packed rows of bits (bit ``c`` of a row = column ``c``) as 0/1 uint8."""
+    return np.unpackbits(np.ascontiguousarray(mask).view(np.uint8), axis=1,
+                         count=n_bits, bitorder="little")
+
 
 _SCALE_BLOCK = 1 << 16
 
@@ -250,9 +279,9 @@ class Dense(WeightLayer):
     def infer(self, act, n_threads):
         return Act(self.preactivations(act.data, n_threads), (self.n_out,), act.n)
 
-    def backward(self, G, ctx):
+    def backward(self, G, ctx, input_grad=True):
         """``G`` = dL/dZ; returns dL/dA of the input (None for the first
-        layer) and the weight gradient."""
+        layer or without ``input_grad``) and the weight gradient."""
         act = take_record(self, ctx)
         as_bits = not ctx.config.standard
         # the weight gradient first: the input gradient may overwrite G
@@ -266,7 +295,7 @@ class Dense(WeightLayer):
             if not as_bits and self.real_input and self.input_scale != 1:
                 grad *= self.input_scale   # signs do not change with a positive scale
         G_in = None
-        if not self.first:
+        if input_grad and not self.first:
             mask = self._input_gradient_mask(act, ctx)
 
             def input_grad(G_rows, s0, s1, out):
@@ -320,7 +349,7 @@ class Conv2D(WeightLayer):
         Z = self._conv(act.data, act.n, np.empty((rows, self.n_out), dtype), n_threads)
         return Act(Z, self.spec.out_shape, act.n)
 
-    def backward(self, G, ctx):
+    def backward(self, G, ctx, input_grad=True):
         act = take_record(self, ctx)
         as_bits = not ctx.config.standard
         # the weight gradient first: the input gradient may overwrite G
@@ -330,7 +359,7 @@ class Conv2D(WeightLayer):
         if not as_bits and self.real_input and self.input_scale != 1:
             grad *= self.input_scale
         G_in = None
-        if not self.first:
+        if input_grad and not self.first:
             mask = self._input_gradient_mask(act, ctx)
             per = self.H * self.W
 
@@ -617,6 +646,10 @@ class LayerStack:
             else:  # pragma: no cover - the plan is validated
                 raise ValueError(f"unknown layer kind {spec.kind!r}")
         self.input_shape = plan[0].in_shape
+        # where the output block starts: a local rule leaves only it to the
+        # backward pass
+        self._output_block = max(i for i, layer in enumerate(self.layers)
+                                 if isinstance(layer, WeightLayer))
 
     # ------------------------------------------------------------ input
     def input_act(self, A):
@@ -654,35 +687,59 @@ class LayerStack:
         return nbytes
 
     def forward_train(self, A, ctx):
-        """Forward pass of one batch; returns the float32 logits."""
+        """Forward pass of one batch; returns the float32 logits.  Under a
+        local rule (DRTP) each block is updated as soon as the activation
+        it feeds to the next weight layer exists, and its records are
+        freed: the training memory of about one block."""
         act = self.input_act(A)
-        for layer in self.layers:
+        local, start = ctx.rule.local, 0
+        for i, layer in enumerate(self.layers):
+            if local and isinstance(layer, WeightLayer) and not layer.first:
+                self._backward(self.layers[start:i], ctx.rule.hidden_gradient(layer, act, ctx),
+                               ctx)
+                act.mask = act.mask_f = None   # used: this layer needs only the signs
+                start = i
             act = layer.forward(act, ctx)
         return act.data
 
     def backward_update(self, G_logits, ctx):
-        """Backward pass from dL/dlogits, layer by layer from the last.  In
-        the low-memory step each weight layer is updated as soon as its 1-bit
-        gradient exists (every gradient below it is computed before, from
-        pre-update weights: the same result as the paper's separate update
-        loop) and its record is released once used; the standard step keeps
-        the float weight gradients of all layers until the update, as
-        Algorithm 1's baseline does."""
+        """Backward pass from dL/dlogits, then the update (see
+        :meth:`_backward`); under a local rule only the output block is
+        left."""
         cfg = ctx.config
         B, n_cls = G_logits.shape
         G = ctx.ws.front(B, n_cls, cfg.grad_dtype)
         G[...] = G_logits
         if cfg.pow2_bias is not None:
             G[...] = quantize_pow2(G, cfg.pow2_bias)
+        self._backward(self.layers[self._output_block if ctx.rule.local else 0:], G, ctx)
+
+    def _backward(self, layers, G, ctx):
+        """Backward pass of ``layers`` (consecutive, the first a weight
+        layer) from the gradient ``G`` of the last one's output, layer by
+        layer from the last, and their update.  The rule decides what
+        reaches each hidden activation: the input gradient of the weight
+        layer above (backprop) or its own signal (then no input gradient is
+        computed).  In the low-memory step each weight layer is updated as
+        soon as its 1-bit gradient exists (every gradient below it is
+        computed before, from pre-update weights: the same result as the
+        paper's separate update loop) and its record is released once used;
+        the standard step keeps the float weight gradients of all layers
+        until the update, as Algorithm 1's baseline does."""
+        cfg, rule = ctx.config, ctx.rule
         pending = []
-        for layer in reversed(self.layers):
+        for layer in reversed(layers):
             if isinstance(layer, WeightLayer):
-                G, grad = layer.backward(G, ctx)
+                act = layer.record
+                G, grad = layer.backward(G, ctx, input_grad=rule.backpropagates)
                 if cfg.standard:
                     pending.append((layer, grad))
                 else:
                     layer._step_weights(grad, True, ctx)
                 del grad
+                if G is None and not (layer.first or rule.local):
+                    G = rule.hidden_gradient(layer, act, ctx)
+                del act
             else:
                 G = layer.backward(G, ctx)
                 if isinstance(layer, BatchNorm) and not cfg.standard:
@@ -696,7 +753,7 @@ class LayerStack:
                 layer.step(ctx)
             else:
                 layer._step_weights(grad, False, ctx)
-        for layer in self.layers:
+        for layer in layers:
             layer.record = None
 
     # ------------------------------------------------------------ inference
