@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -177,6 +178,14 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
         check_random_state(self.random_state)
 
     def _validate_params(self):
+        # parameters declared in scikit-learn's form (``_parameter_constraints``,
+        # possibly a subset) first: its InvalidParameterError is both a
+        # ValueError and a TypeError and names the parameter
+        constraints = getattr(self, "_parameter_constraints", None)
+        if constraints:
+            validate_parameter_constraints(
+                constraints, {name: getattr(self, name) for name in constraints},
+                caller_name=type(self).__name__)
         self._validate_common_params()
         self._validate_rule_params()
         # fail early on a bad binarize_input value (binariser built in fit)

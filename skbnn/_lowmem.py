@@ -10,6 +10,7 @@ import contextlib
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels
@@ -21,9 +22,11 @@ from ._latent import F32, INITS, Hyper, StepConfig, init_latent, softmax_xent
 from ._layers import LayerStack, StepContext, Workspace, weight_grad_scale
 from ._memory_model import MIB, format_memory_table, memory_model, plan_counts
 from ._memory_probe import traced_call
+from ._rules import RULES, draw_feedback, make_rule
 from .preprocessing import RealInput, make_input_binarizer, max_magnitude
 
 _SOLVERS = ("adam", "sgd", "bop")
+_FEEDBACK_STREAM = 4   # the seed stream of the DFA / DRTP feedback matrices
 
 
 @dataclass
@@ -33,6 +36,7 @@ class _LowMemState:
     stack: LayerStack
     hyper: Hyper
     config: StepConfig
+    rule: object
     workspace: Workspace = None
     loss_sum: float = 0.0
     n_seen: int = 0
@@ -82,6 +86,20 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         perfect square, else a ``ValueError``.
     training : {'low_memory', 'standard'}, default='low_memory'
         The paper's proposed step or the standard BNN step.
+    algorithm : {'backprop', 'dfa', 'drtp'}, default='backprop'
+        What gradient reaches each hidden block's output (the +-1
+        activation read by the next weight layer), following Crulis et al.
+        (arXiv 2408.04460): 'backprop' the input gradient of the layer
+        above; 'dfa' (direct feedback alignment) ``e B_l``, ``e =
+        (softmax - onehot) / B`` the output error; 'drtp' (direct random
+        target projection) ``t B_l``, ``t = onehot - 1/C`` the centred
+        target, independent of the output, so each block is updated during
+        the forward pass and its records freed.  ``B_l`` are fixed N(0, 1)
+        matrices (:attr:`feedback_`), one column per feature or per channel
+        of a map (shared by its pixels).  Under every rule the signal then
+        goes through the block's STE mask, pooling and batch-norm backward to
+        its weight and bias gradients, both steps and every solver alike;
+        the output layer receives ``e``.  See the user guide.
     solver : {'adam', 'sgd', 'bop'}, default='adam'
         Adam, SGD with momentum, or Bop (binary weights flipped by a
         float momentum; no latent weights; BN biases use Adam).
@@ -184,6 +202,13 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     ----------
     classes_, n_features_in_, feature_names_in_ : as scikit-learn
         Classes and input description.
+    feedback_ : list of ndarray of float32, shape (n_classes, width_l), or None
+        The fixed feedback matrices of ``algorithm='dfa'`` or ``'drtp'``, one
+        per hidden activation from the first; None for backprop.  Drawn
+        (standard normal, in layer order) from a NumPy generator seeded by
+        ``random_state`` through the seed every other stream of the model
+        derives from, so a refit with the same ``random_state`` draws the
+        same matrices; kept by ``partial_fit`` and ``warm_start``.
     coefs_ : list of ndarray, shape (n_{l-1}, n_l)
         Latent weights per layer (float16 / float32; int8 +/-1 with Bop).
     packed_weights_ : list of ndarray of uint64, shape (n_l, ceil(n_{l-1}/64))
@@ -250,8 +275,12 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
 
     _model_attributes = ("layers_",)
 
+    # scikit-learn's declarative checks (the other parameters use the
+    # package's check_* helpers in _validate_rule_params)
+    _parameter_constraints = {"algorithm": [StrOptions(set(RULES))]}
+
     def __init__(self, hidden_layer_sizes=(256, 256, 256, 256), architecture=None,
-                 input_shape=None, training="low_memory",
+                 input_shape=None, training="low_memory", algorithm="backprop",
                  solver="adam", learning_rate_init=None, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, bop_threshold=1e-8, lr_schedule="plateau",
                  lr_decay=0.5, lr_patience=50, grad_scale="fan_in", bn_stats="post_bias",
@@ -265,6 +294,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         self.architecture = architecture
         self.input_shape = input_shape
         self.training = training
+        self.algorithm = algorithm
         self.solver = solver
         self.learning_rate_init = learning_rate_init
         self.beta_1 = beta_1
@@ -397,6 +427,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         self.learning_rate_ = float(self._lr_init)
         self.temperature_ = 1.0
         self._schedule_best, self._schedule_wait = -np.inf, 0
+        self.feedback_ = None
         self.memory_model_ = self._memory_model(plan, self._batch_size_for(10**9))
 
     def _memory_model(self, plan, batch_size):
@@ -404,7 +435,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         wide_state = ({"W": 32, "momenta": 32, "beta": 32}
                       if self.training == "low_memory" and not half else None)
         return memory_model(plan_counts(plan), batch_size, training=self.training,
-                            solver=self.solver, bits=wide_state)
+                            solver=self.solver, bits=wide_state, algorithm=self.algorithm)
 
     def _training_bytes(self, n_samples, n_input_bits, n_classes):
         """The memory guard's estimate: the paper's accounting of this
@@ -454,7 +485,13 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         hyper = Hyper(self.solver, self.learning_rate_, self.beta_1, self.beta_2, self.epsilon,
                       self.momentum, self.bop_threshold, self.clip_weights,
                       round_seed=self._seed if self.rounding == "stochastic" else None)
-        return _LowMemState(stack=self._stack(), hyper=hyper, config=self._step_config())
+        rule = RULES[self.algorithm]
+        if rule.uses_feedback and getattr(self, "feedback_", None) is None:
+            # first call, or a warm start from another rule: the same draw
+            rng = np.random.default_rng([self._seed, _FEEDBACK_STREAM])
+            self.feedback_ = draw_feedback(self.layer_plan_, len(self.classes_), rng)
+        return _LowMemState(stack=self._stack(), hyper=hyper, config=self._step_config(),
+                            rule=make_rule(self.algorithm, self.feedback_))
 
     # ------------------------------------------------------------ fitted views
     @property
@@ -507,7 +544,9 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         if state.workspace is None or not state.workspace.fits(B):
             state.workspace = Workspace(B, state.stack.workspace_bytes(B, cfg))
         ctx = StepContext(cfg, state.workspace, state.hyper, self.optimizer_state_["t"] + 1,
-                          n_threads, weight_grad_scale(self.grad_scale, cfg.standard))
+                          n_threads, weight_grad_scale(self.grad_scale, cfg.standard),
+                          state.rule)
+        state.rule.begin_batch(y, len(self.classes_))
         logits = state.stack.forward_train(A, ctx)
         n_correct = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         if not np.isfinite(logits).all():
@@ -519,7 +558,9 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         state.loss_sum += loss_sum
         state.n_seen += len(y)
         self.optimizer_state_["t"] += 1
+        state.rule.output_error(G)
         state.stack.backward_update(G, ctx)
+        state.rule.end_batch()
         return n_correct
 
     def _epoch_loss(self, state, train_error):
@@ -660,6 +701,10 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                 row = table.setdefault(label, {"dtype": str(a.dtype),
                                                "bits": a.dtype.itemsize * 8, "bytes": 0})
                 row["bytes"] += int(a.nbytes)
+        feedback = getattr(self, "feedback_", None)
+        if feedback:
+            table["feedback matrices"] = {"dtype": "float32", "bits": 32,
+                                          "bytes": sum(int(B.nbytes) for B in feedback)}
         if "binary weights (packed)" in table:
             table["binary weights (packed)"]["bits"] = 1
         return table

@@ -19,6 +19,7 @@ __all__ = [
     "VARIABLES",
     "TRAININGS",
     "SOLVERS",
+    "ALGORITHMS",
     "mlp_counts",
     "plan_counts",
     "type_table",
@@ -41,17 +42,20 @@ VARIABLES = OrderedDict([
     ("momenta", ("momenta", True)),
     ("ste_masks", ("STE masks", True)),
     ("pooling_masks", ("pooling masks", True)),
+    ("feedback", ("B (feedback matrices)", True)),
 ])
 
 # Bits per element (lowmem.md §5.1 / §5.2).  The standard step keeps even its
 # 0/1 STE and pooling masks as float32, as the C++ vanilla baseline does.
+# The feedback matrices of DFA / DRTP are float32 in both.
 _TYPE_TABLES = {
     "standard": dict.fromkeys(VARIABLES, 32),
     "low_memory": {
         "X": 1, "dX_Y": 16, "bn_stats": 16, "dY": 16, "W": 16, "dW": 1,
-        "beta": 16, "momenta": 16, "ste_masks": 1, "pooling_masks": 1,
+        "beta": 16, "momenta": 16, "ste_masks": 1, "pooling_masks": 1, "feedback": 32,
     },
 }
+ALGORITHMS = ("backprop", "dfa", "drtp")
 TRAININGS = tuple(_TYPE_TABLES)
 
 # Per optimiser (§6.1 rule 3): momenta per weight, and whether a latent weight
@@ -64,6 +68,8 @@ _DTYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "int16": 16, "int8"
                "uint8": 8, "bool": 1}
 _DEFAULT_DTYPE = {32: "float32", 16: "float16", 8: "int8", 1: "bool"}
 _COUNT_KEYS = ("weights", "inputs_per_sample", "bn_channels", "max_width")
+_LIST_KEYS = ("feedback_widths", "block_inputs_per_sample", "block_activations_per_sample",
+              "pool_inputs_per_sample")
 
 
 def _check_positive_int(name, value, min_value=1):
@@ -146,6 +152,15 @@ def plan_counts(plan):
         ``layers``
             ``(fan_in, units)`` of every conv and dense layer; for an MLP the
             ``(n_{l-1}, n_l)`` pairs.
+        ``feedback_widths``
+            Width of every hidden activation (input features of a dense
+            layer, input channels of a convolution, every weight layer but
+            the first): the columns of the DFA / DRTP feedback matrices.
+        ``block_inputs_per_sample``, ``block_activations_per_sample``, ``pool_inputs_per_sample``
+            The per-layer terms of ``inputs_per_sample``, of the STE masks
+            (each non-output weight layer's units, or sign inputs for a
+            convolutional plan) and of ``pooling_inputs_per_sample``: a
+            layer-local rule keeps the records of about one block at a time.
         ``activations_per_sample`` (convolutional plans only)
             Elements that every sign activation reads, at the resolution of
             the batch norm before it (after a 'before_bn' pool, the pooled
@@ -171,19 +186,24 @@ def plan_counts(plan):
         "max_width": max(size(s.out_shape) for s in weight_layers),
         "pooling_inputs_per_sample": sum(size(s.in_shape) for s in plan if s.kind == "pool"),
         "layers": [(s.fan_in, s.units) for s in weight_layers],
+        "feedback_widths": [s.in_shape[0] for s in weight_layers[1:]],
+        "block_inputs_per_sample": [size(s.in_shape) for s in weight_layers],
+        "block_activations_per_sample": [s.units for s in weight_layers],
+        "pool_inputs_per_sample": [size(s.in_shape) for s in plan if s.kind == "pool"],
     }
     if any(s.kind == "conv" for s in plan):
         # a sign reads the batch-norm output of each non-output weight layer:
         # at the conv resolution, or at the pooled one when a 'before_bn'
         # pool sits between the conv and its batch norm
-        activations = 0
+        blocks = []
         for i, s in enumerate(plan):
             if s.kind not in ("conv", "dense") or s.output:
                 continue
             nxt = plan[i + 1] if i + 1 < len(plan) else None
             before_bn = nxt is not None and nxt.kind == "pool" and nxt.position == "before_bn"
-            activations += size(nxt.out_shape if before_bn else s.out_shape)
-        counts["activations_per_sample"] = activations
+            blocks.append(size(nxt.out_shape if before_bn else s.out_shape))
+        counts["activations_per_sample"] = sum(blocks)
+        counts["block_activations_per_sample"] = blocks or [0]
     return counts
 
 
@@ -233,10 +253,29 @@ def _check_counts(counts):
     if counts.get("activations_per_sample") is not None:
         checked["activations_per_sample"] = _check_positive_int(
             "counts['activations_per_sample']", counts["activations_per_sample"], 0)
+    for key in _LIST_KEYS:   # optional per-layer terms (the rules' rows)
+        if counts.get(key) is not None:
+            checked[key] = [_check_positive_int(f"counts[{key!r}][{i}]", v, 0)
+                            for i, v in enumerate(counts[key])]
+    if counts.get("layers") is not None:
+        checked["layers"] = [tuple(pair) for pair in counts["layers"]]
     return checked
 
 
-def _elements(counts, batch_size, solver, count_ste_masks):
+def _local_records(counts):
+    """Per-sample records of a layer-local rule (DRTP), which updates each
+    block during the forward pass: at most two consecutive layer inputs
+    (the block's own and the activation it feeds), one block's STE masks
+    and one pool's masks.  None without the per-layer counts."""
+    inputs = counts.get("block_inputs_per_sample")
+    if not inputs:
+        return None
+    pairs = [a + b for a, b in zip(inputs, inputs[1:])] or inputs
+    pools = counts.get("pool_inputs_per_sample") or [0]
+    return max(pairs), max(counts["block_activations_per_sample"]), max(pools)
+
+
+def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop"):
     """Element count per variable (§6.2); None for rows that do not apply."""
     S, I = counts["weights"], counts["inputs_per_sample"]
     C, Mx = counts["bn_channels"], counts["max_width"]
@@ -244,6 +283,11 @@ def _elements(counts, batch_size, solver, count_ste_masks):
     # one mask bit per sign input; without a count of them (an MLP), one per
     # batch-norm channel, the rule the recorded MLP figures were made with
     A = counts.get("activations_per_sample", C)
+    local = _local_records(counts) if algorithm == "drtp" else None
+    if local is not None:
+        I, A, P = local
+    n_classes = counts["layers"][-1][1] if counts.get("layers") else 0
+    feedback = n_classes * sum(counts.get("feedback_widths", ()))
     n_momenta, latent = _SOLVERS[solver]
     return {
         "X": batch_size * I,
@@ -256,11 +300,12 @@ def _elements(counts, batch_size, solver, count_ste_masks):
         "momenta": n_momenta * S,
         "ste_masks": batch_size * A if count_ste_masks else None,
         "pooling_masks": batch_size * P if P else None,
+        "feedback": feedback if algorithm != "backprop" and feedback else None,
     }
 
 
 def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=None,
-                 count_ste_masks=True):
+                 count_ste_masks=True, algorithm="backprop"):
     """Modelled training memory per variable (lowmem.md §6.1, §6.2).
 
     Parameters
@@ -283,6 +328,14 @@ def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=
         Count the sign-activation STE masks: B x ``activations_per_sample``
         when the counts hold it (convolutional plans), else B x Cbn.  The
         paper's Table 2 does not count them; its MLP figure of Table 4 does.
+    algorithm : {'backprop', 'dfa', 'drtp'}, default='backprop'
+        The learning rule.  'dfa' and 'drtp' add their float32 feedback
+        matrices (n_classes x the widths of the hidden activations, from
+        ``feedback_widths`` and ``layers``); 'drtp' updates each block
+        during the forward pass, so X, the STE masks and the pooling masks
+        count about one block (two consecutive layer inputs, the largest
+        block's masks, the largest pool's masks) when the counts hold the
+        per-layer terms of :func:`plan_counts`.
 
     Returns
     -------
@@ -298,10 +351,11 @@ def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=
     counts = _check_counts(counts)
     batch_size = _check_positive_int("batch_size", batch_size)
     _check_choice("solver", solver, SOLVERS)
+    _check_choice("algorithm", algorithm, ALGORITHMS)
     if not isinstance(count_ste_masks, bool):
         raise TypeError(f"count_ste_masks must be a bool, got {count_ste_masks!r}")
     table = type_table(training, bits)
-    elements = _elements(counts, batch_size, solver, count_ste_masks)
+    elements = _elements(counts, batch_size, solver, count_ste_masks, algorithm)
 
     model = OrderedDict()
     totals = {True: 0.0, False: 0.0}
