@@ -89,12 +89,16 @@ def bn_backward(G, cache):
     return v - v.mean(axis=axes) - (v * N).mean(axis=axes) * N, G.sum(axis=axes)
 
 
-def step(images, y, plan, Vs, biases, binary=True):
+def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None):
     """Loss and gradients of one batch.
 
     ``images`` (n, C, H, W); ``plan`` a list of LayerSpec (kind, kernel_size,
     pad, position, output); ``Vs``/``biases`` per weight layer (float64).
-    Returns ``(loss, dVs, dbs)``.
+    ``signal``: None (backprop) or a function of the logits' gradient
+    giving the per-sample signal (n, n_classes) of DFA / DRTP: the input of
+    weight layer ``w >= 1`` then receives ``signal @ feedback[w - 1]``
+    (broadcast over the pixels of a map) instead of its backpropagated
+    gradient.  Returns ``(loss, dVs, dbs)``.
     """
     n = images.shape[0]
     a = np.transpose(images, (0, 2, 3, 1)).astype(np.float64)
@@ -135,6 +139,7 @@ def step(images, y, plan, Vs, biases, binary=True):
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     loss = -np.log(p[np.arange(n), y]).mean()
     G = (p - np.eye(logits.shape[1])[y]) / n
+    s = None if signal is None else signal(G)
     dVs, dbs = [None] * len(Vs), [None] * len(biases)
     for entry in reversed(tape):
         kind = entry[0]
@@ -154,6 +159,10 @@ def step(images, y, plan, Vs, biases, binary=True):
         else:
             _, wi, cols, Wm, shape, spec = entry
             dVs[wi], G = conv_backward(G, cols, Wm, shape, spec.kernel_size, spec.pad)
+        if s is not None and kind in ("dense", "conv") and entry[1] > 0:
+            rows = s @ feedback[entry[1] - 1]        # (n, width of the input)
+            G = np.broadcast_to(rows.reshape((n,) + (1,) * (G.ndim - 2) + (-1,)),
+                                G.shape).copy()
     return loss, dVs, dbs
 
 

@@ -166,8 +166,29 @@ def bn_backward_grad(G_A, layer, kind, psi_floor=1e-5):
 # backward
 # --------------------------------------------------------------------------
 
-def backward(cache, y, training, *, bn_backward=None):
+def rule_signal(algorithm, G_logits, y):
+    """The per-sample signal projected to the hidden activations: None
+    (backprop), the output error ``G_logits`` (DFA) or the centred one-hot
+    target ``onehot - 1/C`` (DRTP); Crulis et al., arXiv 2408.04460."""
+    if algorithm == "backprop":
+        return None
+    if algorithm == "dfa":
+        return G_logits
+    if algorithm == "drtp":
+        B, C = G_logits.shape
+        t = np.full((B, C), -1.0 / C)
+        t[np.arange(B), y] += 1.0
+        return t
+    raise ValueError(algorithm)
+
+
+def backward(cache, y, training, *, bn_backward=None, algorithm="backprop", feedback=None):
     """Loss and gradients of one batch, from ``forward``'s cache.
+
+    algorithm: 'backprop', or 'dfa' / 'drtp' with ``feedback[l]`` (C,
+    n_{l+1}), the fixed matrix of the input of layer l+1: that input's
+    gradient is ``signal @ feedback[l]`` (see ``rule_signal``) times its STE
+    mask instead of the backpropagated one (then 'G_A' and 'G_X' are None).
 
     bn_backward: None -> 'l2' for training='standard', 'proposed' for
     'low_memory'; or one of 'l2', 'l1', 'proposed' (Table 5 ablation) or
@@ -206,6 +227,7 @@ def backward(cache, y, training, *, bn_backward=None):
     G_logits = (proba - onehot) / B
 
     grads = [None] * len(layers)
+    signal = rule_signal(algorithm, G_logits, y)
     G = G_logits                                   # G_{A_{L+1}}
     G_X = None
     for idx in range(len(layers) - 1, -1, -1):
@@ -220,11 +242,14 @@ def backward(cache, y, training, *, bn_backward=None):
         G_in = G_Z @ layer["V_hat"].T                                # B4
         if idx == 0:
             G_A = None
-            G_X = G_in
+            G_X = G_in if signal is None else None
         else:
             G_A = G_in * layers[idx - 1]["ste_mask"]                 # STE of A_l
         grads[idx] = dict(G_Z=G_Z, G_b=G_b, G_A=G_A, G_V=G_V, G_V_bits=G_V_bits)
         G = G_A
+        if signal is not None and idx > 0:      # the rule's signal, through the STE
+            grads[idx]["G_A"] = None
+            G = (signal @ feedback[idx - 1]) * layers[idx - 1]["ste_mask"]
     return dict(loss=loss, G_logits=G_logits, G_X=G_X, layers=grads)
 
 

@@ -23,6 +23,10 @@ ESTIMATORS = [
     # a convolutional network: a one-row map of any length (input_shape -1)
     LowMemBNNClassifier(architecture=[("conv", 8, 1), ("dense", 32)],
                         input_shape=(1, 1, -1), max_iter=40),
+    # the learning rules other than backprop
+    LowMemBNNClassifier(hidden_layer_sizes=(64, 64), algorithm="dfa", max_iter=40),
+    LowMemBNNClassifier(architecture=[("conv", 16, 1), ("dense", 64)], input_shape=(1, 1, -1),
+                        algorithm="drtp", max_iter=40, n_jobs=2),
     MedianBinarizer(),
     MedianBinarizer(global_median=True),
     ThermometerEncoder(),

@@ -1,0 +1,287 @@
+"""LowMemBNNClassifier's learning rules ('backprop', 'dfa', 'drtp'): one
+step against the plain-NumPy references (MLP: tests/reference_lowmem.py,
+conv: tests/reference_conv.py) on every kernel path, determinism, DRTP's
+independence of the output, the feedback matrices, parameter checks,
+learning and the memory model."""
+import copy
+
+import numpy as np
+import pytest
+from reference_conv import step as conv_reference_step
+from reference_lowmem import backward, forward, rule_signal
+from sklearn.datasets import load_digits
+
+from skbnn import LowMemBNNClassifier, _kernels
+from skbnn._engine import pack_pm1_rows
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+RULES = ("dfa", "drtp")
+CONV_ARCHS = {   # the two pooling orders, 'same' and 'valid', a dense layer after flatten
+    "after_sign": [("conv", 3, 3, "same"), ("pool",), ("conv", 5, 3, "valid"), ("dense", 6)],
+    "before_bn": [("conv", 4, 3, "same"), ("conv", 67, 1, "valid"), ("pool", "before_bn"),
+                  ("dense", 5)],
+}
+SHAPE = (2, 6, 6)
+
+
+def _vectors(n=40, d=12, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(n, d))
+    X[0, 0] = 0.99   # largest magnitude in (0.5, 1]: the input scale is 1
+    y = np.arange(n) % c
+    return X, y
+
+
+def _images(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(n,) + SHAPE)
+    X.flat[0] = 0.99
+    return X.reshape(n, -1), np.arange(n) % 3
+
+
+def _first_step(algorithm, training, solver, lr, X, y, **kw):
+    """The model after one full-batch step (and the initial one, lr ~ 0)."""
+    fits = []
+    for rate in (1e-30, lr):
+        clf = LowMemBNNClassifier(algorithm=algorithm, training=training, solver=solver,
+                                  learning_rate_init=rate, batch_size=len(y), shuffle=False,
+                                  lr_schedule="constant", random_state=3, **kw)
+        fits.append(clf.partial_fit(X, y, classes=[0, 1, 2]))
+    return fits
+
+
+def _f64(arrays):
+    return [np.asarray(a, np.float64) for a in arrays]
+
+
+def _check_float_step(start, clf, dVs, dbs):
+    """SGD's first step moves a live weight by -lr * gradient, lr = 1."""
+    for V, V1, want in zip(_f64(start.coefs_), _f64(clf.coefs_), dVs):
+        live = np.abs(V) < 1
+        np.testing.assert_allclose((V - V1)[live], want[live], rtol=1e-3,
+                                   atol=1e-4 * np.abs(want).max())
+    for b, want in zip(_f64(clf.bn_bias_), dbs):
+        np.testing.assert_allclose(-b, want, rtol=1e-3, atol=1e-6 * max(1, np.abs(want).max()))
+
+
+def _check_sign_step(start, clf, dVs):
+    """Adam's first step moves a live weight by -lr * sign(gradient)."""
+    for V, V1, want in zip(_f64(start.coefs_), _f64(clf.coefs_), dVs):
+        clear = (np.abs(V) < 1) & (np.abs(want) > 1e-3 * np.abs(want).max())
+        assert clear.sum() > 0.5 * V.size
+        np.testing.assert_array_equal(np.sign(V - V1)[clear], np.sign(want[clear]))
+
+
+_LOW_EXACT = dict(grad_format="float32", state_dtype="float32", rounding="nearest")
+
+
+# ---------------------------------------------------------------- MLP reference
+def _mlp_reference(start, X, y, training, algorithm):
+    Vs = _f64(start.coefs_)                      # (n_in, n_out) as the reference
+    bs = [np.zeros(V.shape[1]) for V in Vs]
+    cache = forward(X, Vs, bs, training)
+    feedback = None if start.feedback_ is None else _f64(start.feedback_)
+    grads = backward(cache, y, training, algorithm=algorithm, feedback=feedback)
+    return [g["G_V"] for g in grads["layers"]], [g["G_b"] for g in grads["layers"]]
+
+
+@pytest.mark.parametrize("algorithm", RULES)
+def test_mlp_standard_step_matches_reference(algorithm, isa):
+    X, y = _vectors()
+    start, clf = _first_step(algorithm, "standard", "sgd", 1.0, X, y,
+                             hidden_layer_sizes=(16, 8))
+    dVs, dbs = _mlp_reference(start, X, y, "standard", algorithm)
+    _check_float_step(start, clf, dVs, dbs)
+
+
+@pytest.mark.parametrize("algorithm", RULES)
+def test_mlp_low_memory_step_matches_reference_signs(algorithm, isa):
+    """The proposed batch-norm backward, 1-bit weight gradients."""
+    X, y = _vectors()
+    start, clf = _first_step(algorithm, "low_memory", "adam", 1e-2, X, y,
+                             hidden_layer_sizes=(16, 8), **_LOW_EXACT)
+    dVs, _ = _mlp_reference(start, X, y, "low_memory", algorithm)
+    _check_sign_step(start, clf, dVs)
+
+
+def test_reference_rules_differ_from_backprop():
+    """The references' DFA / DRTP hidden gradients are not backprop's (the
+    output layer's are)."""
+    X, y = _vectors()
+    rng = np.random.default_rng(0)
+    Vs = [rng.uniform(-0.5, 0.5, (12, 16)), rng.uniform(-0.5, 0.5, (16, 3))]
+    bs = [np.zeros(16), np.zeros(3)]
+    cache = forward(X, Vs, bs, "standard")
+    bp = backward(cache, y, "standard")["layers"]
+    for algorithm in RULES:
+        got = backward(cache, y, "standard", algorithm=algorithm,
+                       feedback=[rng.standard_normal((3, 16))])["layers"]
+        np.testing.assert_array_equal(got[1]["G_V"], bp[1]["G_V"])
+        assert not np.allclose(got[0]["G_V"], bp[0]["G_V"])
+    assert rule_signal("drtp", bp[1]["G_Z"], y).sum(axis=1) == pytest.approx(0)
+
+
+# ---------------------------------------------------------------- conv reference
+def _conv_reference(start, X, y, algorithm):
+    plan = start.layer_plan_
+    V0 = [V.T for V in _f64(start.coefs_)]      # (filters, k*k*C_in)
+    images = X.reshape((len(y),) + SHAPE)
+    signal = {"dfa": lambda G: G,
+              "drtp": lambda G: rule_signal("drtp", G, y)}[algorithm]
+    _, dVs, dbs = conv_reference_step(images, y, plan, V0, [np.zeros(V.shape[0]) for V in V0],
+                                      signal=signal, feedback=_f64(start.feedback_))
+    return [g.T for g in dVs], dbs
+
+
+@pytest.mark.parametrize("name", sorted(CONV_ARCHS))
+@pytest.mark.parametrize("algorithm", RULES)
+def test_conv_standard_step_matches_reference(algorithm, name, isa):
+    X, y = _images()
+    start, clf = _first_step(algorithm, "standard", "sgd", 1.0, X, y,
+                             architecture=CONV_ARCHS[name], input_shape=SHAPE)
+    dVs, dbs = _conv_reference(start, X, y, algorithm)
+    _check_float_step(start, clf, dVs, dbs)
+
+
+@pytest.mark.parametrize("name", sorted(CONV_ARCHS))
+@pytest.mark.parametrize("algorithm", RULES)
+def test_conv_low_memory_step_matches_reference_signs(algorithm, name, isa):
+    """With the l2 batch-norm backward of the reference: 1-bit weight
+    gradients, bit masks, float16 pre-activations."""
+    X, y = _images()
+    start, clf = _first_step(algorithm, "low_memory", "adam", 1e-2, X, y,
+                             architecture=CONV_ARCHS[name], input_shape=SHAPE,
+                             bn_backward="l2", **_LOW_EXACT)
+    dVs, _ = _conv_reference(start, X, y, algorithm)
+    _check_sign_step(start, clf, dVs)
+
+
+# ---------------------------------------------------------------- determinism
+def _model_bytes(clf, X):
+    return ([np.asarray(c).tobytes() for c in clf.coefs_]
+            + [np.asarray(b).tobytes() for b in clf.bn_bias_]
+            + [clf.decision_function(X).tobytes()])
+
+
+@pytest.mark.parametrize("training", ["low_memory", "standard"])
+@pytest.mark.parametrize("algorithm", RULES)
+def test_same_model_on_every_path_and_thread_count(algorithm, training):
+    X, y = _images(n=40)
+    models = []
+    previous = _kernels.get_isa()
+    try:
+        for isa in _kernels.available_isas():
+            _kernels.set_isa(isa)
+            for n_jobs in (1, 2):
+                for arch in (CONV_ARCHS["after_sign"], None):
+                    clf = LowMemBNNClassifier((24, 16), architecture=arch, input_shape=SHAPE,
+                                              algorithm=algorithm, training=training,
+                                              batch_size=16, max_iter=2, random_state=5,
+                                              n_jobs=n_jobs).fit(X, y)
+                    models.append(_model_bytes(clf, X))
+    finally:
+        _kernels.set_isa(previous)
+    assert all(m == models[i % 2] for i, m in enumerate(models))
+
+
+def test_feedback_is_fixed_per_random_state():
+    X, y = _vectors()
+    kw = dict(hidden_layer_sizes=(16, 8), algorithm="dfa", max_iter=2)
+    a = LowMemBNNClassifier(random_state=0, **kw).fit(X, y)
+    b = LowMemBNNClassifier(random_state=0, **kw).fit(X, y)
+    assert [B.shape for B in a.feedback_] == [(3, 16), (3, 8)]
+    assert all(B.dtype == np.float32 for B in a.feedback_)
+    for u, v in zip(a.feedback_, b.feedback_):
+        np.testing.assert_array_equal(u, v)
+    kept = [B.copy() for B in a.feedback_]
+    a.partial_fit(X, y)
+    for u, v in zip(kept, a.feedback_):
+        np.testing.assert_array_equal(u, v)
+    c = LowMemBNNClassifier(random_state=1, **kw).fit(X, y)
+    assert not np.array_equal(c.feedback_[0], a.feedback_[0])
+    # the initial weights do not depend on the rule
+    d = LowMemBNNClassifier((16, 8), max_iter=1, learning_rate_init=1e-30, random_state=0)
+    e = LowMemBNNClassifier((16, 8), max_iter=1, learning_rate_init=1e-30, random_state=0,
+                            algorithm="drtp")
+    assert d.fit(X, y).feedback_ is None
+    np.testing.assert_array_equal(d.coefs_[0], e.fit(X, y).coefs_[0])
+    # a conv activation: one column per channel; after flatten: per feature
+    conv = LowMemBNNClassifier(architecture=CONV_ARCHS["after_sign"], input_shape=SHAPE,
+                               algorithm="drtp", max_iter=1).fit(*_images())
+    assert [B.shape for B in conv.feedback_] == [(3, 3), (3, 5 * 1 * 1), (3, 6)]
+
+
+def test_warm_start_from_backprop_draws_the_feedback():
+    X, y = _vectors()
+    kw = dict(hidden_layer_sizes=(8,), max_iter=1, random_state=0)
+    direct = LowMemBNNClassifier(algorithm="dfa", **kw).fit(X, y)
+    warm = LowMemBNNClassifier(warm_start=True, **kw).fit(X, y)
+    warm.set_params(algorithm="dfa").fit(X, y)
+    np.testing.assert_array_equal(warm.feedback_[0], direct.feedback_[0])
+
+
+# ---------------------------------------------------------------- DRTP is output-free
+@pytest.mark.parametrize("training", ["low_memory", "standard"])
+@pytest.mark.parametrize("arch", [None, CONV_ARCHS["before_bn"]])
+def test_drtp_hidden_updates_ignore_the_output(arch, training):
+    """Flipping the output layer's weights changes no hidden update under
+    DRTP; under DFA (whose signal is the output error) it does."""
+    X, y = _images(n=32)
+    for algorithm, same in (("drtp", True), ("dfa", False)):
+        a = LowMemBNNClassifier((16, 8), architecture=arch, input_shape=SHAPE,
+                                algorithm=algorithm, training=training, batch_size=32,
+                                shuffle=False, random_state=0)
+        a.partial_fit(X, y, classes=[0, 1, 2])
+        b = copy.deepcopy(a)
+        out = b.layers_[-1]
+        out["V"][...] = -out["V"]
+        out["packed"][...] = pack_pm1_rows(out["V"])
+        a.partial_fit(X, y)
+        b.partial_fit(X, y)
+        hidden = [np.array_equal(u, v) for u, v in zip(a.coefs_[:-1], b.coefs_[:-1])]
+        hidden += [np.array_equal(u, v) for u, v in zip(a.bn_bias_[:-1], b.bn_bias_[:-1])]
+        assert all(hidden) if same else not all(hidden)
+        assert not np.array_equal(a.coefs_[-1], -b.coefs_[-1])   # the output layer trained
+
+
+# ---------------------------------------------------------------- parameters
+@pytest.mark.parametrize("value,error", [
+    ("DFA", ValueError), ("hsic", ValueError), ("", ValueError),
+    (1, TypeError), (None, TypeError), (["dfa"], TypeError),
+])
+def test_bad_algorithm(value, error):
+    X, y = _vectors()
+    with pytest.raises(error, match="algorithm"):
+        LowMemBNNClassifier(algorithm=value).fit(X, y)
+
+
+# ---------------------------------------------------------------- learning
+@pytest.mark.parametrize("training", ["low_memory", "standard"])
+@pytest.mark.parametrize("algorithm", RULES)
+def test_learns_digits(algorithm, training):
+    X, y = load_digits(return_X_y=True)
+    X = X / 8 - 1
+    clf = LowMemBNNClassifier((128, 128), algorithm=algorithm, training=training,
+                              max_iter=10, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.7
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+# ---------------------------------------------------------------- memory
+def test_memory_model_counts_the_rules():
+    X, y = _vectors()
+    models = {}
+    for algorithm in ("backprop",) + RULES:
+        clf = LowMemBNNClassifier((32, 32, 32, 32), algorithm=algorithm, max_iter=1,
+                                  random_state=0).fit(X, y)
+        models[algorithm] = clf.memory_model_
+        report = clf.memory_report()
+        assert ("feedback" in report["table"]) == (algorithm != "backprop")
+    assert "feedback" not in models["backprop"]
+    for algorithm in RULES:
+        assert models[algorithm]["feedback"]["elements"] == 3 * 32 * 4
+        assert models[algorithm]["feedback"]["bits"] == 32
+    # DRTP holds the inputs of two consecutive layers, not of all five
+    assert models["drtp"]["X"]["elements"] < models["dfa"]["X"]["elements"]
+    assert models["dfa"]["X"] == models["backprop"]["X"]
