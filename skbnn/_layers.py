@@ -222,7 +222,7 @@ class WeightLayer:
         per = act.rows // n
         G = ctx.ws.front(act.rows, width, ctx.config.grad_dtype)
         mask = self._input_gradient_mask(act, ctx)
-        step = max(1, Workspace.CHUNK_BYTES // (4 * per * width))
+        step = max(1, _SIGNAL_CHUNK // (4 * per * width))
         for s0 in range(0, n, step):
             s1 = min(n, s0 + step)
             out = G[s0 * per:s1 * per]
@@ -230,6 +230,9 @@ class WeightLayer:
             if mask is not None:
                 out *= unpack_mask(mask[s0 * per:s1 * per], width)
         return self._apply_float_mask(G, act, ctx)
+
+
+_SIGNAL_CHUNK = 1 << 16   # bytes of float32 signal (and of 0/1 mask) per chunk
 
 
 def unpack_mask(mask, n_bits):
