@@ -46,7 +46,8 @@ def test_type_tables_match_paper():
     assert all(b == (32, "float32") for b in std.values())
     assert {k: b for k, (b, _) in low.items()} == {
         "X": 1, "dX_Y": 16, "bn_stats": 16, "dY": 16, "W": 16, "dW": 1, "beta": 16,
-        "momenta": 16, "ste_masks": 1, "pooling_masks": 1}
+        "momenta": 16, "ste_masks": 1, "pooling_masks": 1,
+        "feedback": 32}   # DFA / DRTP's matrices, not a paper variable
     assert low["dW"] == (1, "bool") and low["W"] == (16, "float16")
     assert type_table("standard", {"dW": "bool", "dY": 16})["dW"] == (1, "bool")
     assert type_table("standard", {"dY": 16})["dY"] == (16, "float16")
@@ -248,7 +249,14 @@ CNV = {"weights": 1_542_848, "inputs_per_sample": 98_432, "max_width": 57_600,
 
 def test_plan_counts_cnv():
     counts = plan_counts(build_plan("cnv", (3, 32, 32), 3072, 10))
-    assert {k: v for k, v in counts.items() if k != "layers"} == CNV
+    per_layer = ("layers", "feedback_widths", "block_inputs_per_sample",
+                 "block_activations_per_sample", "pool_inputs_per_sample")
+    assert {k: v for k, v in counts.items() if k not in per_layer} == CNV
+    assert sum(counts["block_inputs_per_sample"]) == CNV["inputs_per_sample"]
+    assert sum(counts["block_activations_per_sample"]) == CNV["activations_per_sample"]
+    assert sum(counts["pool_inputs_per_sample"]) == CNV["pooling_inputs_per_sample"]
+    # the inputs of layers 2-9: conv channels, then the flattened 256x1x1 map
+    assert counts["feedback_widths"] == [64, 64, 128, 128, 256, 256, 512, 512]
     assert counts["layers"] == [(27, 64), (576, 64), (576, 128), (1152, 128), (1152, 256),
                                 (2304, 256), (256, 512), (512, 512), (512, 10)]
     # a single-channel image changes only the first layer: 9*64 weights, 1024
@@ -335,6 +343,11 @@ def test_plan_counts_small_conv_net():
         "pooling_inputs_per_sample": 72,
         "activations_per_sample": 18 + 4 + 3,
         "layers": [(9, 2), (18, 4), (4, 3), (3, 2)],
+        # per layer, for the rules other than backprop
+        "feedback_widths": [2, 4, 3],
+        "block_inputs_per_sample": [36, 18, 4, 3],
+        "block_activations_per_sample": [18, 4, 3],
+        "pool_inputs_per_sample": [72],
     }
 
 
