@@ -400,15 +400,19 @@ def accuracy_job(method, opts):
     return run
 
 
+# the PyTorch peer and the standard step (the longer runs) start first
+ACCURACY_METHODS = ("torch", "standard", "low_memory")
+
+
 def accuracy_section(args):
     """The three accuracy runs, ``args.jobs`` at a time: the PyTorch peer and
     the standard step (the longer ones) start first, the proposed step takes
     the first free worker."""
     opts = {"seed": args.seed, "epochs": args.epochs, "lr_patience": args.lr_patience,
             "n_train": args.train_subset, "n_eval": args.eval_subset}
-    methods = ["standard", "low_memory"]
-    if _torch_cnn.torch_available():
-        methods.insert(0, "torch")
+    methods = [m for m in ACCURACY_METHODS if m in args.methods]
+    if "torch" in methods and not _torch_cnn.torch_available():
+        methods.remove("torch")
     if args.jobs <= 1:
         runs = [accuracy_job(m, opts) for m in methods]
     else:
@@ -946,6 +950,10 @@ def parse_args(argv):
                         help="accuracy epochs (default 6, quick 1)")
     parser.add_argument("--lr-patience", type=int, default=None,
                         help="plateau schedule patience in epochs (default 2, quick 1)")
+    parser.add_argument("--methods", default=",".join(ACCURACY_METHODS),
+                        type=lambda v: [m for m in v.split(",") if m],
+                        help="accuracy runs: comma list of torch, standard, low_memory "
+                             "(default: all; the targets compare with torch only when it ran)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="accuracy runs at a time, one process and one thread each "
                              "(default 2, quick 1)")
@@ -980,6 +988,9 @@ def parse_args(argv):
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    unknown = set(args.methods) - set(ACCURACY_METHODS)
+    if unknown or not args.methods:
+        parser.error(f"--methods: choose from {ACCURACY_METHODS}, got {args.methods}")
     args.memory_batches = (_common.parse_list(args.memory_batches, int) if args.memory_batches
                            else [40, 100] if q else list(MEMORY_BATCHES))
     args.epochs = args.epochs or (1 if q else 6)
