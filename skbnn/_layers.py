@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from . import _kernels
-from ._engine import n_words, pack_pm1_rows
+from ._engine import n_words, pack_pm1_rows, sample_rows
 from ._latent import BN_EPS, F32, PSI_FLOOR, bn_backward, quantize_pow2, round_key, step_hyper
 from ._rules import Backprop
 
@@ -214,9 +214,11 @@ class WeightLayer:
     def gradient_from_signal(self, act, signal, ctx):
         """The gradient at this layer's input ``act`` from a per-sample signal
         instead of this layer's input gradient (rules other than backprop):
-        ``signal(s0, s1)`` gives float32 rows of samples ``s0:s1``, one value
-        per feature (vector) or channel (map, shared by its pixels), and
-        the result goes through the input's STE mask as the input gradient
+        ``signal(s0, s1)`` gives float32 values of samples ``s0:s1`` that
+        broadcast to ``(s1 - s0, pixels, width)`` (a map's NHWC rows; one
+        pixel for a vector): one value per feature or channel (``(s1 - s0,
+        1, width)``, shared by a map's pixels) or one per element, and the
+        result goes through the input's STE mask as the input gradient
         would.  Written at the front of the workspace in chunks of samples."""
         n, width = act.n, act.channels
         per = act.rows // n
@@ -226,7 +228,7 @@ class WeightLayer:
         for s0 in range(0, n, step):
             s1 = min(n, s0 + step)
             out = G[s0 * per:s1 * per]
-            out.reshape(s1 - s0, per, width)[...] = signal(s0, s1)[:, None, :]
+            out.reshape(s1 - s0, per, width)[...] = signal(s0, s1)
             if mask is not None:
                 out *= unpack_mask(mask[s0 * per:s1 * per], width)
         return self._apply_float_mask(G, act, ctx)
@@ -593,13 +595,7 @@ class Flatten:
         self.P = spec.in_shape[1] * spec.in_shape[2]
 
     def _flat(self, a, n):
-        if a is None:
-            return None
-        if a.dtype == np.uint64:
-            if self.C % 64 == 0:
-                return a.reshape(n, -1)
-            return _kernels.flatten_bits(a, n, self.P, self.C)
-        return a.reshape(n, self.P * self.C)
+        return None if a is None else sample_rows(a, n, self.P, self.C)
 
     def forward(self, act, ctx):
         n = act.n

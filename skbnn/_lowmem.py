@@ -86,7 +86,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         perfect square, else a ``ValueError``.
     training : {'low_memory', 'standard'}, default='low_memory'
         The paper's proposed step or the standard BNN step.
-    algorithm : {'backprop', 'dfa', 'drtp'}, default='backprop'
+    algorithm : {'backprop', 'dfa', 'drtp', 'hsic'}, default='backprop'
         What gradient reaches each hidden block's output (the +-1
         activation read by the next weight layer), following Crulis et al.
         (arXiv 2408.04460): 'backprop' the input gradient of the layer
@@ -96,10 +96,17 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         target, independent of the output, so each block is updated during
         the forward pass and its records freed.  ``B_l`` are fixed N(0, 1)
         matrices (:attr:`feedback_`), one column per feature or per channel
-        of a map (shared by its pixels).  Under every rule the signal then
+        of a map (shared by its pixels).  'hsic' (HSIC bottleneck): the
+        gradient at the activation ``z`` (all its values per sample) of the
+        local loss ``HSIC(z, z) - hsic_gamma * HSIC(t, z)``, cosine kernels
+        on ``z`` and ``t``, biased estimator ``tr(K H L H) / B^2``; local as
+        DRTP, no feedback matrices.  Under every rule the signal then
         goes through the block's STE mask, pooling and batch-norm backward to
         its weight and bias gradients, both steps and every solver alike;
         the output layer receives ``e``.  See the user guide.
+    hsic_gamma : float, default=2.0
+        Weight (>= 0) of the target term of ``algorithm='hsic'`` (the
+        authors' default); ignored by the other rules.
     solver : {'adam', 'sgd', 'bop'}, default='adam'
         Adam, SGD with momentum, or Bop (binary weights flipped by a
         float momentum; no latent weights; BN biases use Adam).
@@ -281,7 +288,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
 
     def __init__(self, hidden_layer_sizes=(256, 256, 256, 256), architecture=None,
                  input_shape=None, training="low_memory", algorithm="backprop",
-                 solver="adam", learning_rate_init=None, beta_1=0.9, beta_2=0.999,
+                 hsic_gamma=2.0, solver="adam", learning_rate_init=None, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, bop_threshold=1e-8, lr_schedule="plateau",
                  lr_decay=0.5, lr_patience=50, grad_scale="fan_in", bn_stats="post_bias",
                  bn_backward=None, grad_format="float16", pow2_bias=8, init="glorot_uniform",
@@ -295,6 +302,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         self.input_shape = input_shape
         self.training = training
         self.algorithm = algorithm
+        self.hsic_gamma = hsic_gamma
         self.solver = solver
         self.learning_rate_init = learning_rate_init
         self.beta_1 = beta_1
@@ -351,6 +359,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                              "its first convolution reads the real-valued image")
         check_choice("training", self.training, ("low_memory", "standard"))
         check_choice("solver", self.solver, _SOLVERS)
+        check_real("hsic_gamma", self.hsic_gamma, 0.0)
         if self.learning_rate_init is not None:
             check_real("learning_rate_init", self.learning_rate_init, 0.0, include_min=False)
         check_real("beta_1", self.beta_1, 0.0, 1.0)
@@ -491,7 +500,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
             rng = np.random.default_rng([self._seed, _FEEDBACK_STREAM])
             self.feedback_ = draw_feedback(self.layer_plan_, len(self.classes_), rng)
         return _LowMemState(stack=self._stack(), hyper=hyper, config=self._step_config(),
-                            rule=make_rule(self.algorithm, self.feedback_))
+                            rule=make_rule(self.algorithm, self.feedback_, self.hsic_gamma))
 
     # ------------------------------------------------------------ fitted views
     @property

@@ -89,7 +89,7 @@ def bn_backward(G, cache):
     return v - v.mean(axis=axes) - (v * N).mean(axis=axes) * N, G.sum(axis=axes)
 
 
-def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None):
+def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None, hidden=None):
     """Loss and gradients of one batch.
 
     ``images`` (n, C, H, W); ``plan`` a list of LayerSpec (kind, kernel_size,
@@ -98,14 +98,18 @@ def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None):
     giving the per-sample signal (n, n_classes) of DFA / DRTP: the input of
     weight layer ``w >= 1`` then receives ``signal @ feedback[w - 1]``
     (broadcast over the pixels of a map) instead of its backpropagated
-    gradient.  Returns ``(loss, dVs, dbs)``.
+    gradient.  ``hidden``: None, or a function of the input ``x`` (NHWC or
+    (n, F)) of weight layer ``w >= 1`` giving its gradient (HSIC), used
+    instead likewise.  Returns ``(loss, dVs, dbs)``.
     """
     n = images.shape[0]
     a = np.transpose(images, (0, 2, 3, 1)).astype(np.float64)
     w_of = sgn if binary else (lambda v: v)
-    tape, w = [], 0
+    tape, w, inputs = [], 0, []
     pending_pool = None
     for i, spec in enumerate(plan):
+        if spec.kind in ("conv", "dense"):
+            inputs.append(a)
         if spec.kind == "conv":
             Wm = w_of(Vs[w])
             Z, cols = conv_forward(a, Wm, spec.kernel_size, spec.pad)
@@ -159,7 +163,9 @@ def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None):
         else:
             _, wi, cols, Wm, shape, spec = entry
             dVs[wi], G = conv_backward(G, cols, Wm, shape, spec.kernel_size, spec.pad)
-        if s is not None and kind in ("dense", "conv") and entry[1] > 0:
+        if hidden is not None and kind in ("dense", "conv") and entry[1] > 0:
+            G = hidden(inputs[entry[1]])
+        elif s is not None and kind in ("dense", "conv") and entry[1] > 0:
             rows = s @ feedback[entry[1] - 1]        # (n, width of the input)
             G = np.broadcast_to(rows.reshape((n,) + (1,) * (G.ndim - 2) + (-1,)),
                                 G.shape).copy()

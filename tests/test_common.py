@@ -27,6 +27,8 @@ ESTIMATORS = [
     LowMemBNNClassifier(hidden_layer_sizes=(64, 64), algorithm="dfa", max_iter=40),
     LowMemBNNClassifier(architecture=[("conv", 16, 1), ("dense", 64)], input_shape=(1, 1, -1),
                         algorithm="drtp", max_iter=40, n_jobs=2),
+    LowMemBNNClassifier(hidden_layer_sizes=(64, 64), algorithm="hsic", training="standard",
+                        batch_size=32, max_iter=40),
     MedianBinarizer(),
     MedianBinarizer(global_median=True),
     ThermometerEncoder(),

@@ -1,22 +1,25 @@
-"""LowMemBNNClassifier's learning rules ('backprop', 'dfa', 'drtp'): one
-step against the plain-NumPy references (MLP: tests/reference_lowmem.py,
-conv: tests/reference_conv.py) on every kernel path, determinism, DRTP's
-independence of the output, the feedback matrices, parameter checks,
-learning and the memory model."""
+"""LowMemBNNClassifier's learning rules ('backprop', 'dfa', 'drtp',
+'hsic'): one step against the plain-NumPy references (MLP:
+tests/reference_lowmem.py, conv: tests/reference_conv.py) on every kernel
+path, determinism, the independence of the output of the local rules, the
+feedback matrices, HSIC's gradient against finite differences, parameter
+checks, learning and the memory model."""
 import copy
 
 import numpy as np
 import pytest
 from reference_conv import step as conv_reference_step
-from reference_lowmem import backward, forward, rule_signal
+from reference_lowmem import backward, forward, hsic_gradient, hsic_loss, rule_signal
 from sklearn.datasets import load_digits
 
 from skbnn import LowMemBNNClassifier, _kernels
 from skbnn._engine import pack_pm1_rows
+from skbnn._rules import centred_target, cosine_kernel, double_centre, hsic_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-RULES = ("dfa", "drtp")
+RULES = ("dfa", "drtp", "hsic")
+FEEDBACK_RULES = ("dfa", "drtp")
 CONV_ARCHS = {   # the two pooling orders, 'same' and 'valid', a dense layer after flatten
     "after_sign": [("conv", 3, 3, "same"), ("pool",), ("conv", 5, 3, "valid"), ("dense", 6)],
     "before_bn": [("conv", 4, 3, "same"), ("conv", 67, 1, "valid"), ("pool", "before_bn"),
@@ -114,7 +117,7 @@ def test_reference_rules_differ_from_backprop():
     bs = [np.zeros(16), np.zeros(3)]
     cache = forward(X, Vs, bs, "standard")
     bp = backward(cache, y, "standard")["layers"]
-    for algorithm in RULES:
+    for algorithm in RULES:    # HSIC ignores the feedback
         got = backward(cache, y, "standard", algorithm=algorithm,
                        feedback=[rng.standard_normal((3, 16))])["layers"]
         np.testing.assert_array_equal(got[1]["G_V"], bp[1]["G_V"])
@@ -127,9 +130,15 @@ def _conv_reference(start, X, y, algorithm):
     plan = start.layer_plan_
     V0 = [V.T for V in _f64(start.coefs_)]      # (filters, k*k*C_in)
     images = X.reshape((len(y),) + SHAPE)
+    biases = [np.zeros(V.shape[0]) for V in V0]
+    if algorithm == "hsic":
+        def hidden(x):
+            return hsic_gradient(x.reshape(len(y), -1), y, 3).reshape(x.shape)
+        _, dVs, dbs = conv_reference_step(images, y, plan, V0, biases, hidden=hidden)
+        return [g.T for g in dVs], dbs
     signal = {"dfa": lambda G: G,
               "drtp": lambda G: rule_signal("drtp", G, y)}[algorithm]
-    _, dVs, dbs = conv_reference_step(images, y, plan, V0, [np.zeros(V.shape[0]) for V in V0],
+    _, dVs, dbs = conv_reference_step(images, y, plan, V0, biases,
                                       signal=signal, feedback=_f64(start.feedback_))
     return [g.T for g in dVs], dbs
 
@@ -221,14 +230,14 @@ def test_warm_start_from_backprop_draws_the_feedback():
     np.testing.assert_array_equal(warm.feedback_[0], direct.feedback_[0])
 
 
-# ---------------------------------------------------------------- DRTP is output-free
+# ---------------------------------------------------------------- local rules are output-free
 @pytest.mark.parametrize("training", ["low_memory", "standard"])
 @pytest.mark.parametrize("arch", [None, CONV_ARCHS["before_bn"]])
-def test_drtp_hidden_updates_ignore_the_output(arch, training):
+def test_local_hidden_updates_ignore_the_output(arch, training):
     """Flipping the output layer's weights changes no hidden update under
-    DRTP; under DFA (whose signal is the output error) it does."""
+    DRTP and HSIC; under DFA (whose signal is the output error) it does."""
     X, y = _images(n=32)
-    for algorithm, same in (("drtp", True), ("dfa", False)):
+    for algorithm, same in (("drtp", True), ("hsic", True), ("dfa", False)):
         a = LowMemBNNClassifier((16, 8), architecture=arch, input_shape=SHAPE,
                                 algorithm=algorithm, training=training, batch_size=32,
                                 shuffle=False, random_state=0)
@@ -247,7 +256,7 @@ def test_drtp_hidden_updates_ignore_the_output(arch, training):
 
 # ---------------------------------------------------------------- parameters
 @pytest.mark.parametrize("value,error", [
-    ("DFA", ValueError), ("hsic", ValueError), ("", ValueError),
+    ("DFA", ValueError), ("HSIC", ValueError), ("", ValueError),
     (1, TypeError), (None, TypeError), (["dfa"], TypeError),
 ])
 def test_bad_algorithm(value, error):
@@ -277,11 +286,82 @@ def test_memory_model_counts_the_rules():
                                   random_state=0).fit(X, y)
         models[algorithm] = clf.memory_model_
         report = clf.memory_report()
-        assert ("feedback" in report["table"]) == (algorithm != "backprop")
+        assert ("feedback" in report["table"]) == (algorithm in FEEDBACK_RULES)
+        assert ("HSIC kernel" in report["table"]) == (algorithm == "hsic")
     assert "feedback" not in models["backprop"]
-    for algorithm in RULES:
+    # HSIC: three float32 B x B matrices at the model's batch size (100)
+    assert models["hsic"]["kernels"]["elements"] == 3 * 100 * 100
+    assert models["hsic"]["X"] == models["drtp"]["X"]
+    for algorithm in FEEDBACK_RULES:
         assert models[algorithm]["feedback"]["elements"] == 3 * 32 * 4
         assert models[algorithm]["feedback"]["bits"] == 32
     # DRTP holds the inputs of two consecutive layers, not of all five
     assert models["drtp"]["X"]["elements"] < models["dfa"]["X"]["elements"]
     assert models["dfa"]["X"] == models["backprop"]["X"]
+
+
+# ---------------------------------------------------------------- HSIC's gradient
+def _authors_hsic(A, B):
+    """The authors' ``estimate_hsic(mode='biased')``, written with means."""
+    a, b = A.mean(axis=0), B.mean(axis=0)
+    return (A * B).mean() - 2 * (a * b).mean() + a.mean() * b.mean()
+
+
+@pytest.mark.parametrize("gamma", [2.0, 0.5])
+def test_hsic_gradient_matches_finite_differences(gamma):
+    """The reference gradient equals central differences of the loss at +-1
+    activations (the cosine kernel is smooth there), and the package's
+    ``dLoss/dz = W z`` equals it."""
+    rng = np.random.default_rng(0)
+    B, D, C = 12, 20, 4
+    z = np.where(rng.random((B, D)) < 0.5, -1.0, 1.0)
+    y = np.arange(B) % C
+    K = z @ z.T / D
+    L = cosine_kernel(centred_target(y, C))
+    np.testing.assert_allclose(_authors_hsic(K, L), np.trace(
+        K @ (np.eye(B) - 1 / B) @ L @ (np.eye(B) - 1 / B)) / B ** 2, rtol=1e-5)
+    want = hsic_gradient(z, y, C, gamma)
+    h, fd = 1e-5, np.empty_like(z)
+    for i in range(B):
+        for j in range(D):
+            up, down = z.copy(), z.copy()
+            up[i, j] += h
+            down[i, j] -= h
+            fd[i, j] = (hsic_loss(up, y, C, gamma) - hsic_loss(down, y, C, gamma)) / (2 * h)
+    np.testing.assert_allclose(want, fd, rtol=1e-5, atol=1e-7 * np.abs(fd).max())
+    W = hsic_weights(K.astype(np.float32), double_centre(L), gamma, D)
+    assert W.dtype == np.float32
+    np.testing.assert_allclose(W.astype(np.float64) @ z, want, rtol=1e-4,
+                               atol=1e-5 * np.abs(want).max())
+
+
+def test_hsic_target_kernel_is_the_class_agreement():
+    """Cosine kernel of the centred one-hot target: 1 within a class, -1/(C-1)
+    across (float32)."""
+    y = np.array([0, 1, 2, 0, 3])
+    L = cosine_kernel(centred_target(y, 4))
+    want = np.where(y[:, None] == y[None, :], 1.0, -1 / 3)
+    np.testing.assert_allclose(L, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("value,error", [
+    (-0.1, ValueError), (float("nan"), TypeError), (float("inf"), TypeError),
+    ("2", TypeError), (None, TypeError), (True, TypeError),
+])
+def test_bad_hsic_gamma(value, error):
+    X, y = _vectors()
+    with pytest.raises(error, match="hsic_gamma"):
+        LowMemBNNClassifier(algorithm="hsic", hsic_gamma=value).fit(X, y)
+
+
+def test_hsic_gamma_changes_the_hidden_updates_only():
+    """gamma weighs the target term: it changes the hidden layers' update,
+    not the output layer's (the cross-entropy), and no feedback is drawn."""
+    X, y = _vectors()
+    kw = dict(hidden_layer_sizes=(16, 8), algorithm="hsic", batch_size=40, shuffle=False,
+              random_state=0, max_iter=1)
+    a = LowMemBNNClassifier(hsic_gamma=2.0, **kw).fit(X, y)
+    b = LowMemBNNClassifier(hsic_gamma=0.5, **kw).fit(X, y)
+    assert a.feedback_ is None
+    assert not np.array_equal(a.coefs_[1], b.coefs_[1])
+    np.testing.assert_array_equal(a.coefs_[-1], b.coefs_[-1])
