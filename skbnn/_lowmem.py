@@ -22,7 +22,7 @@ from ._latent import F32, INITS, Hyper, StepConfig, init_latent, softmax_xent
 from ._layers import LayerStack, StepContext, Workspace, weight_grad_scale
 from ._memory_model import MIB, format_memory_table, memory_model, plan_counts
 from ._memory_probe import traced_call
-from ._rules import RULES, draw_feedback, make_rule
+from ._rules import RULES, make_rule
 from .preprocessing import RealInput, make_input_binarizer, max_magnitude
 
 _SOLVERS = ("adam", "sgd", "bop")
@@ -86,7 +86,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         perfect square, else a ``ValueError``.
     training : {'low_memory', 'standard'}, default='low_memory'
         The paper's proposed step or the standard BNN step.
-    algorithm : {'backprop', 'dfa', 'drtp', 'hsic'}, default='backprop'
+    algorithm : {'backprop', 'dfa', 'drtp', 'hsic', 'sigprop'}, default='backprop'
         What gradient reaches each hidden block's output (the +-1
         activation read by the next weight layer), following Crulis et al.
         (arXiv 2408.04460): 'backprop' the input gradient of the layer
@@ -100,7 +100,15 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         gradient at the activation ``z`` (all its values per sample) of the
         local loss ``HSIC(z, z) - hsic_gamma * HSIC(t, z)``, cosine kernels
         on ``z`` and ``t``, biased estimator ``tr(K H L H) / B^2``; local as
-        DRTP, no feedback matrices.  Under every rule the signal then
+        DRTP, no feedback matrices.  'sigprop' (PEPITA-style signal
+        propagation, no backward pass): an inference forward gives ``e``,
+        which trains the output block; a second training forward runs the
+        batch and the batch plus ``e F`` together (``F`` fixed, see
+        :attr:`feedback_`), and each hidden weight layer gets ``dW = (h -
+        h_err)^T x_in / k`` from its block's clean and perturbed signs
+        (``k`` their pixels); the hidden batch-norm biases stay, the
+        low-memory step's weight gradient is -1/0/+1 instead of a sign bit;
+        needs ``binarize_input=None``.  Under every rule the signal then
         goes through the block's STE mask, pooling and batch-norm backward to
         its weight and bias gradients, both steps and every solver alike;
         the output layer receives ``e``.  See the user guide.
@@ -211,11 +219,14 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         Classes and input description.
     feedback_ : list of ndarray of float32, shape (n_classes, width_l), or None
         The fixed feedback matrices of ``algorithm='dfa'`` or ``'drtp'``, one
-        per hidden activation from the first; None for backprop.  Drawn
+        per hidden activation from the first; for ``'sigprop'`` one matrix
+        ``F`` of shape (n_classes, n_features_in_), N(0, 1/n_features_in_)
+        (kaiming normal, fan-in); None for backprop and HSIC.  Drawn
         (standard normal, in layer order) from a NumPy generator seeded by
         ``random_state`` through the seed every other stream of the model
         derives from, so a refit with the same ``random_state`` draws the
-        same matrices; kept by ``partial_fit`` and ``warm_start``.
+        same matrices; kept by ``partial_fit`` and ``warm_start`` (a warm
+        start between 'sigprop' and 'dfa' / 'drtp' draws the other kind).
     coefs_ : list of ndarray, shape (n_{l-1}, n_l)
         Latent weights per layer (float16 / float32; int8 +/-1 with Bop).
     packed_weights_ : list of ndarray of uint64, shape (n_l, ceil(n_{l-1}/64))
@@ -353,6 +364,9 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
             if any(v < 1 and v != -1 for v in shape) or list(shape).count(-1) > 1:
                 raise ValueError("input_shape must hold positive sizes (one may be -1, "
                                  f"inferred from n_features), got {tuple(shape)!r}")
+        if self.algorithm == "sigprop" and self.binarize_input is not None:
+            raise ValueError("binarize_input must be None with algorithm='sigprop': it perturbs "
+                             "the real-valued input")
         if (self.architecture is not None and self.binarize_input is not None
                 and is_convolutional(self.architecture)):
             raise ValueError("binarize_input must be None with a convolutional architecture: "
@@ -495,10 +509,12 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                       self.momentum, self.bop_threshold, self.clip_weights,
                       round_seed=self._seed if self.rounding == "stochastic" else None)
         rule = RULES[self.algorithm]
-        if rule.uses_feedback and getattr(self, "feedback_", None) is None:
+        if rule.uses_feedback and (getattr(self, "feedback_", None) is None or getattr(
+                self, "_feedback_kind", "hidden") != rule.feedback_kind):
             # first call, or a warm start from another rule: the same draw
             rng = np.random.default_rng([self._seed, _FEEDBACK_STREAM])
-            self.feedback_ = draw_feedback(self.layer_plan_, len(self.classes_), rng)
+            self.feedback_ = rule.draw_feedback(self.layer_plan_, len(self.classes_), rng)
+            self._feedback_kind = rule.feedback_kind
         return _LowMemState(stack=self._stack(), hyper=hyper, config=self._step_config(),
                             rule=make_rule(self.algorithm, self.feedback_, self.hsic_gamma))
 
@@ -550,8 +566,9 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         its backward pass and update (see :meth:`LayerStack.backward_update`
         for the lifetimes of each step)."""
         B, cfg = A.shape[0], state.config
-        if state.workspace is None or not state.workspace.fits(B):
-            state.workspace = Workspace(B, state.stack.workspace_bytes(B, cfg))
+        n = B * state.rule.batch_factor   # samples of a training forward pass
+        if state.workspace is None or not state.workspace.fits(n):
+            state.workspace = Workspace(n, state.stack.workspace_bytes(n, cfg))
         ctx = StepContext(cfg, state.workspace, state.hyper, self.optimizer_state_["t"] + 1,
                           n_threads, weight_grad_scale(self.grad_scale, cfg.standard),
                           state.rule)

@@ -44,23 +44,24 @@ VARIABLES = OrderedDict([
     ("pooling_masks", ("pooling masks", True)),
     ("feedback", ("B (feedback matrices)", True)),
     ("kernels", ("K, L (HSIC kernel matrices)", False)),
+    ("dW_layer", ("dW (float, one layer)", False)),
 ])
 
 # Bits per element (lowmem.md §5.1 / §5.2).  The standard step keeps even its
 # 0/1 STE and pooling masks as float32, as the C++ vanilla baseline does.
-# The feedback matrices of DFA / DRTP and HSIC's kernel matrices are float32
-# in both.
+# The feedback matrices of DFA / DRTP / SigProp, HSIC's kernel matrices and
+# SigProp's ternary weight gradient of one layer are float32 in both.
 _TYPE_TABLES = {
     "standard": dict.fromkeys(VARIABLES, 32),
     "low_memory": {
         "X": 1, "dX_Y": 16, "bn_stats": 16, "dY": 16, "W": 16, "dW": 1,
         "beta": 16, "momenta": 16, "ste_masks": 1, "pooling_masks": 1, "feedback": 32,
-        "kernels": 32,
+        "kernels": 32, "dW_layer": 32,
     },
 }
-ALGORITHMS = ("backprop", "dfa", "drtp", "hsic")
-_FEEDBACK_RULES = ("dfa", "drtp")   # fixed feedback matrices
-_LOCAL_RULES = ("drtp", "hsic")     # each block updated during the forward pass
+ALGORITHMS = ("backprop", "dfa", "drtp", "hsic", "sigprop")
+_FEEDBACK_RULES = ("dfa", "drtp")   # fixed feedback matrices of the hidden activations
+_LOCAL_RULES = ("drtp", "hsic", "sigprop")   # each block updated during a forward pass
 TRAININGS = tuple(_TYPE_TABLES)
 
 # Per optimiser (§6.1 rule 3): momenta per weight, and whether a latent weight
@@ -293,22 +294,33 @@ def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop")
         I, A, P = local
     n_classes = counts["layers"][-1][1] if counts.get("layers") else 0
     feedback = n_classes * sum(counts.get("feedback_widths", ()))
+    sigprop = algorithm == "sigprop"
+    inputs = counts.get("block_inputs_per_sample") or [0]
+    if sigprop:   # F projects the error to the input
+        feedback = n_classes * inputs[0]
+    # SigProp's second pass runs the clean and the perturbed batch together
+    rows = 2 * batch_size if sigprop else batch_size
     n_momenta, latent = _SOLVERS[solver]
     return {
-        "X": batch_size * I,
-        "dX_Y": batch_size * Mx,     # transient: largest layer only
+        "X": rows * I,
+        "dX_Y": rows * Mx,           # transient: largest layer only
         "bn_stats": 2 * C,           # mu and psi per channel
-        "dY": batch_size * Mx,       # transient: largest layer only
+        "dY": rows * Mx,             # transient: largest layer only
         "W": S if latent else None,
         "dW": S,
         "beta": 2 * C,               # beta and its gradient
         "momenta": n_momenta * S,
-        "ste_masks": batch_size * A if count_ste_masks else None,
-        "pooling_masks": batch_size * P if P else None,
-        "feedback": feedback if algorithm in _FEEDBACK_RULES and feedback else None,
+        "ste_masks": rows * A if count_ste_masks else None,
+        "pooling_masks": rows * P if P else None,
+        "feedback": (feedback if (algorithm in _FEEDBACK_RULES or sigprop) and feedback
+                     else None),
         # HSIC: the kernel of z, the centred target kernel and the gradient
         # weights, B x B each (transient, one activation at a time)
         "kernels": 3 * batch_size ** 2 if algorithm == "hsic" else None,
+        # SigProp: the weight gradient of one layer as float32 -1/0/+1 (a
+        # sign bit cannot say "no change")
+        "dW_layer": (max(f * u for f, u in counts["layers"])
+                     if sigprop and counts.get("layers") else None),
     }
 
 
@@ -336,15 +348,18 @@ def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=
         Count the sign-activation STE masks: B x ``activations_per_sample``
         when the counts hold it (convolutional plans), else B x Cbn.  The
         paper's Table 2 does not count them; its MLP figure of Table 4 does.
-    algorithm : {'backprop', 'dfa', 'drtp', 'hsic'}, default='backprop'
+    algorithm : {'backprop', 'dfa', 'drtp', 'hsic', 'sigprop'}, default='backprop'
         The learning rule.  'dfa' and 'drtp' add their float32 feedback
         matrices (n_classes x the widths of the hidden activations, from
-        ``feedback_widths`` and ``layers``); 'drtp' and 'hsic' update each
-        block during the forward pass, so X, the STE masks and the pooling
-        masks count about one block (two consecutive layer inputs, the
-        largest block's masks, the largest pool's masks) when the counts
-        hold the per-layer terms of :func:`plan_counts`; 'hsic' adds its
-        three transient float32 B x B kernel matrices.
+        ``feedback_widths`` and ``layers``); 'drtp', 'hsic' and 'sigprop'
+        update each block during a forward pass, so X, the STE masks and
+        the pooling masks count about one block (two consecutive layer
+        inputs, the largest block's masks, the largest pool's masks) when
+        the counts hold the per-layer terms of :func:`plan_counts`; 'hsic'
+        adds its three transient float32 B x B kernel matrices; 'sigprop'
+        runs 2B samples in its second pass (every per-batch row doubles),
+        adds its float32 input projection (n_classes x the first layer's
+        input) and the float32 weight gradient of its largest layer.
 
     Returns
     -------

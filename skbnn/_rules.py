@@ -18,6 +18,10 @@ cross-entropy.
 - :class:`HSIC` (HSIC bottleneck): the gradient of the local loss
   ``HSIC(z, z) - gamma HSIC(y, z)`` at the activation ``z`` itself, from
   ``z`` and the target only; like DRTP it is known before the output.
+- :class:`SigpropTL` (PEPITA-style signal propagation): no backward pass;
+  a second forward pass on the input perturbed by the projected output
+  error, each hidden weight layer learning from the change of its block's
+  signs.
 
 ``B_l`` is a fixed random ``(C, width)`` matrix per hidden activation (one
 column per feature of a vector, per channel of a map, whose pixels share
@@ -48,12 +52,31 @@ class LearningRule:
         activation is (it does not depend on later layers): the stack
         updates each block during the forward pass and frees its records.
     uses_feedback : bool
-        The rule reads fixed random feedback matrices (:func:`draw_feedback`).
+        The rule reads fixed random feedback matrices
+        (:meth:`draw_feedback`).
+    feedback_kind : str or None
+        What they project to: 'hidden' (one per hidden activation, DFA and
+        DRTP share them) or 'input' (SigProp).
+    two_pass : bool
+        No backward pass: the stack runs an inference forward, then a
+        second, paired forward pass that updates the weights
+        (:class:`SigpropTL`).
+    batch_factor : int
+        Samples a training forward pass runs per batch sample (the
+        workspace is sized for them).
     """
+
+    @staticmethod
+    def draw_feedback(plan, n_classes, rng):
+        """The rule's fixed random matrices, float32, drawn from ``rng``."""
+        return draw_feedback(plan, n_classes, rng)
 
     backpropagates = False
     local = False
     uses_feedback = False
+    two_pass = False
+    batch_factor = 1
+    feedback_kind = None
 
     def begin_batch(self, y, n_classes):
         """Before the forward pass of a batch: ``y`` the class indices."""
@@ -82,6 +105,7 @@ class _Projection(LearningRule):
     by its feedback matrix: ``s B_l``, broadcast over the pixels of a map."""
 
     uses_feedback = True
+    feedback_kind = "hidden"
 
     def __init__(self, feedback):
         self.feedback = feedback
@@ -204,7 +228,78 @@ class HSIC(LearningRule):
         self._L_c = None
 
 
-RULES = {"backprop": Backprop, "dfa": DFA, "drtp": DRTP, "hsic": HSIC}
+class SigpropTL(LearningRule):
+    """Signal propagation with the output error fed to the input, PEPITA
+    style (Dellaferrera & Kreiman 2022; Crulis et al. 2024, the authors'
+    ``binary_nn/algorithms/pepita.py``).
+
+    Pass 1 is the inference forward (running batch-norm statistics, the
+    authors' ``model.eval()``); its output error ``e = dL/dlogits`` trains
+    the output block through that pass.  A fixed ``F`` of shape ``(C,
+    input size)``, kaiming-normal with fan-in (N(0, 1/input size)), gives
+    the perturbation ``e F`` of the network's input.  Pass 2 runs the clean
+    and the perturbed batch together through the training forward (batch
+    statistics over both, no gradients); for every hidden weight layer
+    followed by its sign, ``err = h - h_err`` of the block's clean and
+    perturbed signs (pass 2) and ``dW = err^T x_in / k`` with ``x_in`` the
+    layer's clean input (pass 2) and ``k`` the spatial size of ``h`` (1 for
+    vectors).  Hidden batch-norm biases receive no gradient (the authors'
+    hooks set only the weight layer's).
+
+    Parameters
+    ----------
+    feedback : list of one ndarray
+        ``[F]``, float32 ``(n_classes, input size)`` (input in C, H, W
+        order).
+    """
+
+    uses_feedback = True
+    feedback_kind = "input"
+    two_pass = True
+    batch_factor = 2
+
+    def __init__(self, feedback):
+        self.F = feedback[0]
+        self._error = None
+
+    @staticmethod
+    def draw_feedback(plan, n_classes, rng):
+        """``[F]``: N(0, 1/D) entries, ``D`` the input size (kaiming normal,
+        fan-in, linear gain, as the authors' ``_init_bw``)."""
+        D = int(np.prod(plan[0].in_shape))
+        F = rng.standard_normal((n_classes, D), dtype=F32)
+        F *= F32(1.0 / np.sqrt(D))
+        return [F]
+
+    def output_error(self, error):
+        self._error = np.ascontiguousarray(error, dtype=F32)
+
+    def second_input(self, A, scale):
+        """The batch ``A`` (float32 rows as encoded; the network reads
+        ``scale * A``) stacked over ``A + e F / scale``: the network's input
+        perturbed by ``e F``."""
+        P = _kernels.fgemm(self._error, self.F)
+        P /= F32(scale)
+        P += A
+        return np.concatenate([A, P])
+
+    def block_error(self, act, n, ctx):
+        """``(h - h_err) / k`` of a block's signs ``act`` (``2 n`` samples,
+        the clean first): float32 rows at the front of the workspace."""
+        per, width = act.rows // act.n, act.channels
+        rows = n * per
+        G = ctx.ws.front(rows, width, F32)
+        G[...] = _kernels.unpack_pm1(act.data[:rows], width)
+        G -= _kernels.unpack_pm1(act.data[rows:], width)
+        if per > 1:
+            G *= F32(1.0 / per)
+        return G
+
+    def end_batch(self):
+        self._error = None
+
+
+RULES = {"backprop": Backprop, "dfa": DFA, "drtp": DRTP, "hsic": HSIC, "sigprop": SigpropTL}
 
 
 def make_rule(name, feedback=None, hsic_gamma=2.0):

@@ -436,3 +436,47 @@ def train_step(X, y, Vs, biases, state, training, *, solver="adam", lr=None,
         new_Vstate.append(sV)
         new_bstate.append(sb)
     return new_Vs, new_bs, dict(t=t, V=new_Vstate, b=new_bstate), grads
+
+
+# --------------------------------------------------------------------------
+# SigProp (PEPITA style)
+# --------------------------------------------------------------------------
+
+def sigprop_gradients(X, y, Vs, biases, F, training, *, running=None, scale=1.0,
+                      psi_floor=1e-5):
+    """Weight and bias gradients of one SigProp step (Crulis et al., arXiv
+    2408.04460; the authors' pepita.py), float64.
+
+    Pass 1: the inference forward, batch norm on the running statistics
+    ``running[l] = (mean, scale)`` (default 0 and 1, a model's first step):
+    ``A = (Z - mean) / max(scale, psi_floor) + b``; the output error ``e``
+    trains the output layer through it (``G_V = A_hat^T (e / scale)``,
+    ``G_b = sum e``).  Pass 2: ``forward`` (batch statistics) on ``X``
+    stacked over ``X + e F / scale``; hidden layer ``l`` gets ``G_V =
+    A_hat[:B]^T (h - h_err)`` with ``h = sgn(A_{l+1})`` of the clean and
+    the perturbed half, ``G_b = 0``.  Returns ``(G_Vs, G_bs)``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    B, L = X.shape[0], len(Vs)
+    if running is None:
+        running = [(np.zeros(np.shape(V)[1]), np.ones(np.shape(V)[1])) for V in Vs]
+    A = X
+    for idx, (V, b) in enumerate(zip(Vs, biases)):
+        A_hat = A if idx == 0 else sgn(A)
+        Z = A_hat @ sgn(V)
+        mean, psi = running[idx]
+        A = (Z - mean) / np.maximum(psi, psi_floor) + b
+    logits = A
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    e = (p - np.eye(logits.shape[1])[np.asarray(y)]) / B
+    G_Vs, G_bs = [None] * L, [np.zeros(np.shape(V)[1]) for V in Vs]
+    G_Vs[-1] = A_hat.T @ (e / np.maximum(running[-1][1], psi_floor))
+    G_bs[-1] = e.sum(axis=0)
+    X2 = np.vstack([X, X + e @ np.asarray(F, dtype=np.float64) / scale])
+    cache = forward(X2, Vs, biases, training)
+    for idx in range(L - 1):
+        layer = cache["layers"][idx]
+        h = sgn(layer["A_next"])
+        G_Vs[idx] = layer["A_hat"][:B].T @ (h[:B] - h[B:])
+    return G_Vs, G_bs

@@ -29,6 +29,8 @@ ESTIMATORS = [
                         algorithm="drtp", max_iter=40, n_jobs=2),
     LowMemBNNClassifier(hidden_layer_sizes=(64, 64), algorithm="hsic", training="standard",
                         batch_size=32, max_iter=40),
+    LowMemBNNClassifier(hidden_layer_sizes=(64,), algorithm="sigprop", batch_size=32,
+                        max_iter=40),
     MedianBinarizer(),
     MedianBinarizer(global_median=True),
     ThermometerEncoder(),

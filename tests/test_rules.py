@@ -1,5 +1,5 @@
 """LowMemBNNClassifier's learning rules ('backprop', 'dfa', 'drtp',
-'hsic'): one step against the plain-NumPy references (MLP:
+'hsic', 'sigprop'): one step against the plain-NumPy references (MLP:
 tests/reference_lowmem.py, conv: tests/reference_conv.py) on every kernel
 path, determinism, the independence of the output of the local rules, the
 feedback matrices, HSIC's gradient against finite differences, parameter
@@ -8,8 +8,10 @@ import copy
 
 import numpy as np
 import pytest
+from reference_conv import sigprop_step as conv_sigprop_step
 from reference_conv import step as conv_reference_step
-from reference_lowmem import backward, forward, hsic_gradient, hsic_loss, rule_signal
+from reference_lowmem import (backward, forward, hsic_gradient, hsic_loss, rule_signal,
+                              sigprop_gradients)
 from sklearn.datasets import load_digits
 
 from skbnn import LowMemBNNClassifier, _kernels
@@ -18,8 +20,8 @@ from skbnn._rules import centred_target, cosine_kernel, double_centre, hsic_weig
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-RULES = ("dfa", "drtp", "hsic")
-FEEDBACK_RULES = ("dfa", "drtp")
+RULES = ("dfa", "drtp", "hsic", "sigprop")
+FEEDBACK_RULES = ("dfa", "drtp")     # one matrix per hidden activation
 CONV_ARCHS = {   # the two pooling orders, 'same' and 'valid', a dense layer after flatten
     "after_sign": [("conv", 3, 3, "same"), ("pool",), ("conv", 5, 3, "valid"), ("dense", 6)],
     "before_bn": [("conv", 4, 3, "same"), ("conv", 67, 1, "valid"), ("pool", "before_bn"),
@@ -76,6 +78,20 @@ def _check_sign_step(start, clf, dVs):
         np.testing.assert_array_equal(np.sign(V - V1)[clear], np.sign(want[clear]))
 
 
+def _check_ternary_step(start, clf, dVs):
+    """Adam's first step on SigProp's -1/0/+1 low-memory gradient: a live
+    weight moves by -lr * sign(gradient), not at all where it is 0 (the
+    hidden layers have some change to learn from)."""
+    moved = []
+    for V, V1, want in zip(_f64(start.coefs_), _f64(clf.coefs_), dVs):
+        live = np.abs(V) < 1
+        clear = live & ((want == 0) | (np.abs(want) > 1e-3 * np.abs(want).max()))
+        assert clear.sum() > 0.9 * live.sum()
+        np.testing.assert_array_equal(np.sign(V - V1)[clear], np.sign(want[clear]))
+        moved.append((want[clear] != 0).sum())
+    assert sum(moved[:-1]) > 0.05 * sum(V.size for V in dVs[:-1])
+
+
 _LOW_EXACT = dict(grad_format="float32", state_dtype="float32", rounding="nearest")
 
 
@@ -83,6 +99,8 @@ _LOW_EXACT = dict(grad_format="float32", state_dtype="float32", rounding="neares
 def _mlp_reference(start, X, y, training, algorithm):
     Vs = _f64(start.coefs_)                      # (n_in, n_out) as the reference
     bs = [np.zeros(V.shape[1]) for V in Vs]
+    if algorithm == "sigprop":
+        return sigprop_gradients(X, y, Vs, bs, _f64(start.feedback_)[0], training)
     cache = forward(X, Vs, bs, training)
     feedback = None if start.feedback_ is None else _f64(start.feedback_)
     grads = backward(cache, y, training, algorithm=algorithm, feedback=feedback)
@@ -105,7 +123,7 @@ def test_mlp_low_memory_step_matches_reference_signs(algorithm, isa):
     start, clf = _first_step(algorithm, "low_memory", "adam", 1e-2, X, y,
                              hidden_layer_sizes=(16, 8), **_LOW_EXACT)
     dVs, _ = _mlp_reference(start, X, y, "low_memory", algorithm)
-    _check_sign_step(start, clf, dVs)
+    (_check_ternary_step if algorithm == "sigprop" else _check_sign_step)(start, clf, dVs)
 
 
 def test_reference_rules_differ_from_backprop():
@@ -117,7 +135,7 @@ def test_reference_rules_differ_from_backprop():
     bs = [np.zeros(16), np.zeros(3)]
     cache = forward(X, Vs, bs, "standard")
     bp = backward(cache, y, "standard")["layers"]
-    for algorithm in RULES:    # HSIC ignores the feedback
+    for algorithm in ("dfa", "drtp", "hsic"):    # HSIC ignores the feedback
         got = backward(cache, y, "standard", algorithm=algorithm,
                        feedback=[rng.standard_normal((3, 16))])["layers"]
         np.testing.assert_array_equal(got[1]["G_V"], bp[1]["G_V"])
@@ -131,6 +149,9 @@ def _conv_reference(start, X, y, algorithm):
     V0 = [V.T for V in _f64(start.coefs_)]      # (filters, k*k*C_in)
     images = X.reshape((len(y),) + SHAPE)
     biases = [np.zeros(V.shape[0]) for V in V0]
+    if algorithm == "sigprop":
+        dVs, dbs = conv_sigprop_step(images, y, plan, V0, biases, _f64(start.feedback_)[0])
+        return [g.T for g in dVs], dbs
     if algorithm == "hsic":
         def hidden(x):
             return hsic_gradient(x.reshape(len(y), -1), y, 3).reshape(x.shape)
@@ -163,7 +184,7 @@ def test_conv_low_memory_step_matches_reference_signs(algorithm, name, isa):
                              architecture=CONV_ARCHS[name], input_shape=SHAPE,
                              bn_backward="l2", **_LOW_EXACT)
     dVs, _ = _conv_reference(start, X, y, algorithm)
-    _check_sign_step(start, clf, dVs)
+    (_check_ternary_step if algorithm == "sigprop" else _check_sign_step)(start, clf, dVs)
 
 
 # ---------------------------------------------------------------- determinism
@@ -269,11 +290,15 @@ def test_bad_algorithm(value, error):
 @pytest.mark.parametrize("training", ["low_memory", "standard"])
 @pytest.mark.parametrize("algorithm", RULES)
 def test_learns_digits(algorithm, training):
+    """Well above chance (0.1).  SigProp's hidden updates come from sign
+    flips under a small perturbation, and on this task it stays near what
+    its output layer learns over the initial hidden layers (user guide)."""
     X, y = load_digits(return_X_y=True)
     X = X / 8 - 1
+    sigprop = algorithm == "sigprop"
     clf = LowMemBNNClassifier((128, 128), algorithm=algorithm, training=training,
-                              max_iter=10, random_state=0).fit(X, y)
-    assert clf.score(X, y) > 0.7
+                              max_iter=20 if sigprop else 10, random_state=0).fit(X, y)
+    assert clf.score(X, y) > (0.5 if sigprop else 0.7)
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
 
 
@@ -286,9 +311,14 @@ def test_memory_model_counts_the_rules():
                                   random_state=0).fit(X, y)
         models[algorithm] = clf.memory_model_
         report = clf.memory_report()
-        assert ("feedback" in report["table"]) == (algorithm in FEEDBACK_RULES)
+        assert ("feedback" in report["table"]) == (algorithm in FEEDBACK_RULES + ("sigprop",))
         assert ("HSIC kernel" in report["table"]) == (algorithm == "hsic")
     assert "feedback" not in models["backprop"]
+    # SigProp: F projects to the 12 inputs; 2B samples in its second pass
+    assert models["sigprop"]["feedback"]["elements"] == 3 * 12
+    assert models["sigprop"]["X"]["elements"] == 2 * models["drtp"]["X"]["elements"]
+    assert models["sigprop"]["dW_layer"]["elements"] == 32 * 32
+    assert "dW_layer" not in models["drtp"]
     # HSIC: three float32 B x B matrices at the model's batch size (100)
     assert models["hsic"]["kernels"]["elements"] == 3 * 100 * 100
     assert models["hsic"]["X"] == models["drtp"]["X"]
@@ -365,3 +395,38 @@ def test_hsic_gamma_changes_the_hidden_updates_only():
     assert a.feedback_ is None
     assert not np.array_equal(a.coefs_[1], b.coefs_[1])
     np.testing.assert_array_equal(a.coefs_[-1], b.coefs_[-1])
+
+
+# ---------------------------------------------------------------- SigProp
+def test_sigprop_input_projection():
+    """F: (n_classes, input size), N(0, 1/input size) (kaiming normal, fan-in),
+    fixed per random_state, redrawn on a warm start from DFA (and back)."""
+    X, y = load_digits(return_X_y=True)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=1, random_state=0)
+    clf = LowMemBNNClassifier(algorithm="sigprop", **kw).fit(X / 8 - 1, y)
+    (F,) = clf.feedback_
+    assert F.shape == (10, 64) and F.dtype == np.float32
+    assert 0.8 / 8 < F.std() < 1.2 / 8
+    again = LowMemBNNClassifier(algorithm="sigprop", **kw).fit(X / 8 - 1, y)
+    np.testing.assert_array_equal(again.feedback_[0], F)
+    warm = LowMemBNNClassifier(algorithm="dfa", warm_start=True, **kw).fit(X / 8 - 1, y)
+    warm.set_params(algorithm="sigprop").fit(X / 8 - 1, y)
+    np.testing.assert_array_equal(warm.feedback_[0], F)
+    warm.set_params(algorithm="drtp").fit(X / 8 - 1, y)
+    assert [B.shape for B in warm.feedback_] == [(10, 16)]
+
+
+def test_sigprop_hidden_biases_stay():
+    """Only the weight layers of hidden blocks learn (the authors' hooks set
+    no batch-norm gradient); the output block's bias learns."""
+    X, y = _vectors()
+    clf = LowMemBNNClassifier((16, 8), algorithm="sigprop", max_iter=3,
+                              random_state=0).fit(X, y)
+    assert all(not np.any(b) for b in clf.bn_bias_[:-1])
+    assert np.any(clf.bn_bias_[-1])
+
+
+def test_sigprop_needs_the_real_input():
+    X, y = _vectors()
+    with pytest.raises(ValueError, match="binarize_input"):
+        LowMemBNNClassifier(algorithm="sigprop", binarize_input="median").fit(X, y)
