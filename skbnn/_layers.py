@@ -782,7 +782,7 @@ class LayerStack:
         output layer's input for :meth:`_paired_update`."""
         # samples are independent here: chunks of about 1 MiB per float map
         n = A.shape[0]
-        step = max(1, (1 << 20) // (4 * self.max_elements()))
+        step = max(1, INFERENCE_CHUNK_BYTES // (4 * self.max_elements()))
         logits, out_inputs = [], []
         for s0 in range(0, n, step):
             act = self.input_act(A[s0:s0 + step])
@@ -857,6 +857,9 @@ class LayerStack:
     def max_elements(self):
         """Largest per-sample activation (sizes the prediction chunks)."""
         return max(int(np.prod(s.out_shape)) for s in self.plan)
+
+
+INFERENCE_CHUNK_BYTES = 1 << 20   # per float32 map of a two-pass rule's first pass
 
 
 def _first_samples(act, n):

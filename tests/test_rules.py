@@ -430,3 +430,17 @@ def test_sigprop_needs_the_real_input():
     X, y = _vectors()
     with pytest.raises(ValueError, match="binarize_input"):
         LowMemBNNClassifier(algorithm="sigprop", binarize_input="median").fit(X, y)
+
+
+@pytest.mark.parametrize("training", ["low_memory", "standard"])
+def test_sigprop_first_pass_chunks_do_not_matter(training, monkeypatch):
+    """The inference pass runs in chunks of samples: any chunking, the same
+    model."""
+    from skbnn import _layers
+    X, y = _images(n=40)
+    kw = dict(architecture=CONV_ARCHS["before_bn"], input_shape=SHAPE, algorithm="sigprop",
+              training=training, batch_size=40, max_iter=2, random_state=0)
+    whole = LowMemBNNClassifier(**kw).fit(X, y)
+    monkeypatch.setattr(_layers, "INFERENCE_CHUNK_BYTES", 1)   # one sample at a time
+    chunked = LowMemBNNClassifier(**kw).fit(X, y)
+    assert _model_bytes(whole, X) == _model_bytes(chunked, X)
