@@ -25,10 +25,11 @@ cross-entropy.
 
 ``B_l`` is a fixed random ``(C, width)`` matrix per hidden activation (one
 column per feature of a vector, per channel of a map, whose pixels share
-it).  DFA, DRTP and HSIC follow B. Crulis et al. (arXiv 2408.04460) and the
+it).  The rules follow B. Crulis et al. (arXiv 2408.04460) and the
 authors' PyTorch code (BenCrulis/binary_nn_extended): N(0, 1) feedback, the
 centred one-hot target of its fast DRTP, the cosine kernels and biased
-estimator of its HSIC.  Nothing here knows scikit-learn.
+estimator of its HSIC, the two passes of its PEPITA-style SigProp.
+Nothing here knows scikit-learn.
 """
 import numpy as np
 
@@ -65,11 +66,6 @@ class LearningRule:
         Samples a training forward pass runs per batch sample (the
         workspace is sized for them).
     """
-
-    @staticmethod
-    def draw_feedback(plan, n_classes, rng):
-        """The rule's fixed random matrices, float32, drawn from ``rng``."""
-        return draw_feedback(plan, n_classes, rng)
 
     backpropagates = False
     local = False
@@ -110,6 +106,11 @@ class _Projection(LearningRule):
     def __init__(self, feedback):
         self.feedback = feedback
         self._signal = None
+
+    @staticmethod
+    def draw_feedback(plan, n_classes, rng):
+        """The matrices ``B_l`` (:func:`draw_feedback`)."""
+        return draw_feedback(plan, n_classes, rng)
 
     def hidden_gradient(self, layer, act, ctx):
         B_l, s = self.feedback[layer.index - 1], self._signal
@@ -176,9 +177,9 @@ def hsic_weights(K, L_c, gamma, dim):
     ``dLoss/dz_i = (2 / dim) (sum_j M_ij z_j - (sum_j M_ij K_ij) z_i)``.
     """
     B = K.shape[0]
-    M = (F32(2) * double_centre(K) - F32(gamma) * L_c) / F32(B * B)
-    W = M
-    W[np.diag_indices(B)] -= (M * K).sum(axis=1, dtype=F32)
+    W = (F32(2) * double_centre(K) - F32(gamma) * L_c) / F32(B * B)   # M
+    # the normalisation's term (evaluated before the diagonal changes)
+    W[np.diag_indices(B)] -= (W * K).sum(axis=1, dtype=F32)
     W *= F32(2.0 / dim)
     return W
 
