@@ -375,6 +375,17 @@ def pack_pm1_rows(M):
     return _kernels.pack_threshold(as_kernel_input(M), thr, False)
 
 
+def sample_rows(a, n, P, C):
+    """Each sample's ``P`` rows of ``C`` columns (a map's NHWC pixels) as one
+    row of ``P*C`` (column ``p*C + c``): packed bits are repacked unless
+    ``C`` is a multiple of 64, float rows are a free reshape."""
+    if a.dtype == np.uint64:
+        if C % 64 == 0:
+            return a.reshape(n, -1)
+        return _kernels.flatten_bits(a, n, P, C)
+    return a.reshape(n, P * C)
+
+
 def class_scores(activations, class_rows, n_bits, n_threads=1):
     """Integer scores ``<a, row_c>`` of packed activations (or ternary planes)
     against packed class rows (a fixed classifier or prototypes)."""

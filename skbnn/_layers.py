@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from . import _kernels
-from ._engine import n_words, pack_pm1_rows
+from ._engine import n_words, pack_pm1_rows, sample_rows
 from ._latent import BN_EPS, F32, PSI_FLOOR, bn_backward, quantize_pow2, round_key, step_hyper
 from ._rules import Backprop
 
@@ -185,9 +185,10 @@ class WeightLayer:
         self.record = None
 
     # the gradient of the latent weights: bits (low memory) or float32
-    def _step_weights(self, grad, as_bits, ctx):
+    def _step_weights(self, grad, as_bits, ctx, scale=None):
         hp, s = ctx.hyper, self.s
-        scale = ctx.grad_scale(self) if as_bits else 1.0
+        if scale is None:
+            scale = ctx.grad_scale(self) if as_bits else 1.0
         _kernels.optimizer_step(
             hp.solver, s["V"], s["m1"], s["m2"], grad if as_bits else None,
             None if as_bits else grad, scale, step_hyper(hp, hp.solver, hp.lr, ctx.t),
@@ -214,9 +215,11 @@ class WeightLayer:
     def gradient_from_signal(self, act, signal, ctx):
         """The gradient at this layer's input ``act`` from a per-sample signal
         instead of this layer's input gradient (rules other than backprop):
-        ``signal(s0, s1)`` gives float32 rows of samples ``s0:s1``, one value
-        per feature (vector) or channel (map, shared by its pixels), and
-        the result goes through the input's STE mask as the input gradient
+        ``signal(s0, s1)`` gives float32 values of samples ``s0:s1`` that
+        broadcast to ``(s1 - s0, pixels, width)`` (a map's NHWC rows; one
+        pixel for a vector): one value per feature or channel (``(s1 - s0,
+        1, width)``, shared by a map's pixels) or one per element, and the
+        result goes through the input's STE mask as the input gradient
         would.  Written at the front of the workspace in chunks of samples."""
         n, width = act.n, act.channels
         per = act.rows // n
@@ -226,7 +229,7 @@ class WeightLayer:
         for s0 in range(0, n, step):
             s1 = min(n, s0 + step)
             out = G[s0 * per:s1 * per]
-            out.reshape(s1 - s0, per, width)[...] = signal(s0, s1)[:, None, :]
+            out.reshape(s1 - s0, per, width)[...] = signal(s0, s1)
             if mask is not None:
                 out *= unpack_mask(mask[s0 * per:s1 * per], width)
         return self._apply_float_mask(G, act, ctx)
@@ -286,17 +289,8 @@ class Dense(WeightLayer):
         """``G`` = dL/dZ; returns dL/dA of the input (None for the first
         layer or without ``input_grad``) and the weight gradient."""
         act = take_record(self, ctx)
-        as_bits = not ctx.config.standard
         # the weight gradient first: the input gradient may overwrite G
-        inputs = self._float_input(act, ctx)
-        if inputs.dtype == np.uint64:
-            grad = _kernels.fsgemm(G, inputs, self.n_in, sign=as_bits, transpose_a=True,
-                                   n_threads=ctx.n_threads)
-        else:
-            grad = _kernels.fgemm(G, inputs, sign=as_bits, transpose_a=True,
-                                  n_threads=ctx.n_threads)
-            if not as_bits and self.real_input and self.input_scale != 1:
-                grad *= self.input_scale   # signs do not change with a positive scale
+        grad = self.weight_gradient(G, act, ctx, sign=not ctx.config.standard)
         G_in = None
         if input_grad and not self.first:
             mask = self._input_gradient_mask(act, ctx)
@@ -308,6 +302,19 @@ class Dense(WeightLayer):
             G_in = ctx.ws.apply(G, act.n, act.n, self.n_in, G.dtype, input_grad)
             G_in = self._apply_float_mask(G_in, act, ctx)
         return G_in, grad
+
+
+    def weight_gradient(self, G, act, ctx, sign):
+        """``G^T A`` of the gradient ``G`` of the pre-activations and the
+        input ``act``: float32 ``(units, fan_in)``, or its packed signs."""
+        inputs = self._float_input(act, ctx)
+        if inputs.dtype == np.uint64:
+            return _kernels.fsgemm(G, inputs, self.n_in, sign=sign, transpose_a=True,
+                                   n_threads=ctx.n_threads)
+        grad = _kernels.fgemm(G, inputs, sign=sign, transpose_a=True, n_threads=ctx.n_threads)
+        if not sign and self.real_input and self.input_scale != 1:
+            grad *= self.input_scale   # signs do not change with a positive scale
+        return grad
 
 
 class Conv2D(WeightLayer):
@@ -352,15 +359,19 @@ class Conv2D(WeightLayer):
         Z = self._conv(act.data, act.n, np.empty((rows, self.n_out), dtype), n_threads)
         return Act(Z, self.spec.out_shape, act.n)
 
+    def weight_gradient(self, G, act, ctx, sign):
+        """The weight gradient from ``G`` (rows of the output pixels) and the
+        input ``act``: float32 ``(filters, k*k*C_in)``, or its packed signs."""
+        grad = _kernels.conv2d_weight_grad(G, self._float_input(act, ctx), *self._geometry(act.n),
+                                           self.k, self.pad, sign=sign, n_threads=ctx.n_threads)
+        if not sign and self.real_input and self.input_scale != 1:
+            grad *= self.input_scale
+        return grad
+
     def backward(self, G, ctx, input_grad=True):
         act = take_record(self, ctx)
-        as_bits = not ctx.config.standard
         # the weight gradient first: the input gradient may overwrite G
-        grad = _kernels.conv2d_weight_grad(G, self._float_input(act, ctx), *self._geometry(act.n),
-                                           self.k, self.pad, sign=as_bits,
-                                           n_threads=ctx.n_threads)
-        if not as_bits and self.real_input and self.input_scale != 1:
-            grad *= self.input_scale
+        grad = self.weight_gradient(G, act, ctx, sign=not ctx.config.standard)
         G_in = None
         if input_grad and not self.first:
             mask = self._input_gradient_mask(act, ctx)
@@ -555,6 +566,11 @@ class MaxPool2D:
 
     def backward(self, G, ctx):
         rec = take_record(self, ctx)
+        return self.unpool(G, rec, rec["in"].n, ctx)
+
+    def unpool(self, G, rec, n, ctx):
+        """``G`` (the first ``n`` samples of the record ``rec``) routed to the
+        argmax of each window (and through the STE mask of pooled signs)."""
         act = rec["in"]
         per, Ho, Wo = self.H * self.W, self.H // 2, self.W // 2
         if rec["argmax"] is not None:
@@ -577,7 +593,7 @@ class MaxPool2D:
                 out *= rec["argmax_f"][s0 * per:s1 * per]
                 if fmask is not None:
                     out *= fmask[s0 * per:s1 * per]
-        return ctx.ws.apply(G, act.n, act.rows, self.C, G.dtype, unpool)
+        return ctx.ws.apply(G, n, n * per, self.C, G.dtype, unpool)
 
 
 class Flatten:
@@ -593,13 +609,7 @@ class Flatten:
         self.P = spec.in_shape[1] * spec.in_shape[2]
 
     def _flat(self, a, n):
-        if a is None:
-            return None
-        if a.dtype == np.uint64:
-            if self.C % 64 == 0:
-                return a.reshape(n, -1)
-            return _kernels.flatten_bits(a, n, self.P, self.C)
-        return a.reshape(n, self.P * self.C)
+        return None if a is None else sample_rows(a, n, self.P, self.C)
 
     def forward(self, act, ctx):
         n = act.n
@@ -693,7 +703,10 @@ class LayerStack:
         """Forward pass of one batch; returns the float32 logits.  Under a
         local rule (DRTP) each block is updated as soon as the activation
         it feeds to the next weight layer exists, and its records are
-        freed: the training memory of about one block."""
+        freed: the training memory of about one block.  A two-pass rule
+        (SigProp) runs the inference forward here (:meth:`_inference_pass`)."""
+        if ctx.rule.two_pass:
+            return self._inference_pass(A, ctx)
         act = self.input_act(A)
         local, start = ctx.rule.local, 0
         for i, layer in enumerate(self.layers):
@@ -709,6 +722,9 @@ class LayerStack:
         """Backward pass from dL/dlogits, then the update (see
         :meth:`_backward`); under a local rule only the output block is
         left."""
+        if ctx.rule.two_pass:
+            self._paired_update(G_logits, ctx)
+            return
         cfg = ctx.config
         B, n_cls = G_logits.shape
         G = ctx.ws.front(B, n_cls, cfg.grad_dtype)
@@ -759,6 +775,77 @@ class LayerStack:
         for layer in layers:
             layer.record = None
 
+    # ------------------------------------------------------------ two-pass rules
+    def _inference_pass(self, A, ctx):
+        """First pass of a two-pass rule: the inference forward (running
+        statistics, no records, nothing updated); keeps the batch and the
+        output layer's input for :meth:`_paired_update`."""
+        # samples are independent here: chunks of about 1 MiB per float map
+        n = A.shape[0]
+        step = max(1, INFERENCE_CHUNK_BYTES // (4 * self.max_elements()))
+        logits, out_inputs = [], []
+        for s0 in range(0, n, step):
+            act = self.input_act(A[s0:s0 + step])
+            for i, layer in enumerate(self.layers):
+                if i == self._output_block:
+                    out_inputs.append(act.data)
+                act = layer.infer(act, ctx.n_threads)
+            logits.append(act.data)
+        out = self.layers[self._output_block]
+        shape = out.spec.in_shape
+        # the output batch norm's divisor as this pass used it (the second
+        # pass updates the running statistics)
+        bn = self.layers[self._output_block + 1]
+        psi = np.maximum(bn.s["running_scale"].astype(F32), F32(PSI_FLOOR))
+        self._first_pass = (A, Act(np.concatenate(out_inputs), shape, n), psi)
+        return np.concatenate(logits)
+
+    def _paired_update(self, G_logits, ctx):
+        """Second pass of a two-pass rule and the update.  The batch and the
+        rule's second input (:meth:`~skbnn._rules.SigpropTL.second_input`)
+        run together through the training forward (batch statistics over
+        both halves, running statistics updated once); the rule turns the
+        signs of each hidden block into the gradient of its weight layer's
+        output (:meth:`~skbnn._rules.SigpropTL.block_error`), which gives
+        the weight gradient with the clean half of the layer's input (through
+        a 'before_bn' pool's argmax first).  Hidden batch-norm biases keep
+        their values.  Then the output block is updated from ``G_logits``
+        through its inference-mode batch norm ``(Z - mean) / scale + b``, as
+        the first pass computed it."""
+        A, out_input, psi = self._first_pass
+        self._first_pass = None
+        standard = ctx.config.standard
+        act = self.input_act(ctx.rule.second_input(A, self.weight_layers[0].input_scale))
+        n = act.n // 2
+        weight = pool = x_in = None
+        start = 0
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, WeightLayer):
+                weight, pool, x_in, start = layer, None, _first_samples(act, n), i
+            elif isinstance(layer, MaxPool2D) and layer.spec.position == "before_bn":
+                pool = layer
+            act = layer.forward(act, ctx)
+            if isinstance(layer, Sign):
+                G = ctx.rule.block_error(act, n, ctx)
+                if pool is not None:
+                    G = pool.unpool(G, pool.record, n, ctx)
+                grad = weight.weight_gradient(G, x_in, ctx, sign=False)
+                if not standard:   # 1-bit gradients cannot say "no change": ternary
+                    np.sign(grad, out=grad)
+                weight._step_weights(grad, False, ctx, scale=ctx.grad_scale(weight))
+                del grad, G
+                for used in self.layers[start:i + 1]:   # this block's records
+                    used.record = None
+        for layer in self.layers:
+            layer.record = None
+        # the output block, through the first pass's inference-mode batch norm
+        out, bn = self.layers[self._output_block], self.layers[self._output_block + 1]
+        grad = out.weight_gradient(np.ascontiguousarray(G_logits / psi, dtype=F32), out_input,
+                                   ctx, sign=not standard)
+        out._step_weights(grad, not standard, ctx)
+        bn.bias_grad = G_logits.sum(axis=0, dtype=F32)
+        bn.step(ctx)
+
     # ------------------------------------------------------------ inference
     def logits(self, A, n_threads):
         """Float logits with every batch norm on its running statistics."""
@@ -770,6 +857,16 @@ class LayerStack:
     def max_elements(self):
         """Largest per-sample activation (sizes the prediction chunks)."""
         return max(int(np.prod(s.out_shape)) for s in self.plan)
+
+
+INFERENCE_CHUNK_BYTES = 1 << 20   # per float32 map of a two-pass rule's first pass
+
+
+def _first_samples(act, n):
+    """The first ``n`` samples of an activation (its rows are sample-major)."""
+    rows = act.rows // act.n * n
+    return Act(act.data[:rows], act.shape, n,
+               sign_f=None if act.sign_f is None else act.sign_f[:rows])
 
 
 def weight_grad_scale(grad_scale, standard):

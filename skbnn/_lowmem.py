@@ -22,7 +22,7 @@ from ._latent import F32, INITS, Hyper, StepConfig, init_latent, softmax_xent
 from ._layers import LayerStack, StepContext, Workspace, weight_grad_scale
 from ._memory_model import MIB, format_memory_table, memory_model, plan_counts
 from ._memory_probe import traced_call
-from ._rules import RULES, draw_feedback, make_rule
+from ._rules import RULES, make_rule
 from .preprocessing import RealInput, make_input_binarizer, max_magnitude
 
 _SOLVERS = ("adam", "sgd", "bop")
@@ -86,7 +86,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         perfect square, else a ``ValueError``.
     training : {'low_memory', 'standard'}, default='low_memory'
         The paper's proposed step or the standard BNN step.
-    algorithm : {'backprop', 'dfa', 'drtp'}, default='backprop'
+    algorithm : {'backprop', 'dfa', 'drtp', 'hsic', 'sigprop'}, default='backprop'
         What gradient reaches each hidden block's output (the +-1
         activation read by the next weight layer), following Crulis et al.
         (arXiv 2408.04460): 'backprop' the input gradient of the layer
@@ -96,10 +96,25 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         target, independent of the output, so each block is updated during
         the forward pass and its records freed.  ``B_l`` are fixed N(0, 1)
         matrices (:attr:`feedback_`), one column per feature or per channel
-        of a map (shared by its pixels).  Under every rule the signal then
+        of a map (shared by its pixels).  'hsic' (HSIC bottleneck): the
+        gradient at the activation ``z`` (all its values per sample) of the
+        local loss ``HSIC(z, z) - hsic_gamma * HSIC(t, z)``, cosine kernels
+        on ``z`` and ``t``, biased estimator ``tr(K H L H) / B^2``; local as
+        DRTP, no feedback matrices.  'sigprop' (PEPITA-style signal
+        propagation, no backward pass): an inference forward gives ``e``,
+        which trains the output block; a second training forward runs the
+        batch and the batch plus ``e F`` together (``F`` fixed, see
+        :attr:`feedback_`), and each hidden weight layer gets ``dW = (h -
+        h_err)^T x_in / k`` from its block's clean and perturbed signs
+        (``k`` their pixels); the hidden batch-norm biases stay, the
+        low-memory step's weight gradient is -1/0/+1 instead of a sign bit;
+        needs ``binarize_input=None``.  Under every rule the signal then
         goes through the block's STE mask, pooling and batch-norm backward to
         its weight and bias gradients, both steps and every solver alike;
         the output layer receives ``e``.  See the user guide.
+    hsic_gamma : float, default=2.0
+        Weight (>= 0) of the target term of ``algorithm='hsic'`` (the
+        authors' default); ignored by the other rules.
     solver : {'adam', 'sgd', 'bop'}, default='adam'
         Adam, SGD with momentum, or Bop (binary weights flipped by a
         float momentum; no latent weights; BN biases use Adam).
@@ -204,11 +219,14 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         Classes and input description.
     feedback_ : list of ndarray of float32, shape (n_classes, width_l), or None
         The fixed feedback matrices of ``algorithm='dfa'`` or ``'drtp'``, one
-        per hidden activation from the first; None for backprop.  Drawn
+        per hidden activation from the first; for ``'sigprop'`` one matrix
+        ``F`` of shape (n_classes, n_features_in_), N(0, 1/n_features_in_)
+        (kaiming normal, fan-in); None for backprop and HSIC.  Drawn
         (standard normal, in layer order) from a NumPy generator seeded by
         ``random_state`` through the seed every other stream of the model
         derives from, so a refit with the same ``random_state`` draws the
-        same matrices; kept by ``partial_fit`` and ``warm_start``.
+        same matrices; kept by ``partial_fit`` and ``warm_start`` (a warm
+        start between 'sigprop' and 'dfa' / 'drtp' draws the other kind).
     coefs_ : list of ndarray, shape (n_{l-1}, n_l)
         Latent weights per layer (float16 / float32; int8 +/-1 with Bop).
     packed_weights_ : list of ndarray of uint64, shape (n_l, ceil(n_{l-1}/64))
@@ -281,7 +299,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
 
     def __init__(self, hidden_layer_sizes=(256, 256, 256, 256), architecture=None,
                  input_shape=None, training="low_memory", algorithm="backprop",
-                 solver="adam", learning_rate_init=None, beta_1=0.9, beta_2=0.999,
+                 hsic_gamma=2.0, solver="adam", learning_rate_init=None, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, bop_threshold=1e-8, lr_schedule="plateau",
                  lr_decay=0.5, lr_patience=50, grad_scale="fan_in", bn_stats="post_bias",
                  bn_backward=None, grad_format="float16", pow2_bias=8, init="glorot_uniform",
@@ -295,6 +313,7 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         self.input_shape = input_shape
         self.training = training
         self.algorithm = algorithm
+        self.hsic_gamma = hsic_gamma
         self.solver = solver
         self.learning_rate_init = learning_rate_init
         self.beta_1 = beta_1
@@ -345,12 +364,16 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
             if any(v < 1 and v != -1 for v in shape) or list(shape).count(-1) > 1:
                 raise ValueError("input_shape must hold positive sizes (one may be -1, "
                                  f"inferred from n_features), got {tuple(shape)!r}")
+        if self.algorithm == "sigprop" and self.binarize_input is not None:
+            raise ValueError("binarize_input must be None with algorithm='sigprop': it perturbs "
+                             "the real-valued input")
         if (self.architecture is not None and self.binarize_input is not None
                 and is_convolutional(self.architecture)):
             raise ValueError("binarize_input must be None with a convolutional architecture: "
                              "its first convolution reads the real-valued image")
         check_choice("training", self.training, ("low_memory", "standard"))
         check_choice("solver", self.solver, _SOLVERS)
+        check_real("hsic_gamma", self.hsic_gamma, 0.0)
         if self.learning_rate_init is not None:
             check_real("learning_rate_init", self.learning_rate_init, 0.0, include_min=False)
         check_real("beta_1", self.beta_1, 0.0, 1.0)
@@ -486,12 +509,14 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                       self.momentum, self.bop_threshold, self.clip_weights,
                       round_seed=self._seed if self.rounding == "stochastic" else None)
         rule = RULES[self.algorithm]
-        if rule.uses_feedback and getattr(self, "feedback_", None) is None:
+        if rule.uses_feedback and (getattr(self, "feedback_", None) is None or getattr(
+                self, "_feedback_kind", "hidden") != rule.feedback_kind):
             # first call, or a warm start from another rule: the same draw
             rng = np.random.default_rng([self._seed, _FEEDBACK_STREAM])
-            self.feedback_ = draw_feedback(self.layer_plan_, len(self.classes_), rng)
+            self.feedback_ = rule.draw_feedback(self.layer_plan_, len(self.classes_), rng)
+            self._feedback_kind = rule.feedback_kind
         return _LowMemState(stack=self._stack(), hyper=hyper, config=self._step_config(),
-                            rule=make_rule(self.algorithm, self.feedback_))
+                            rule=make_rule(self.algorithm, self.feedback_, self.hsic_gamma))
 
     # ------------------------------------------------------------ fitted views
     @property
@@ -541,8 +566,9 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         its backward pass and update (see :meth:`LayerStack.backward_update`
         for the lifetimes of each step)."""
         B, cfg = A.shape[0], state.config
-        if state.workspace is None or not state.workspace.fits(B):
-            state.workspace = Workspace(B, state.stack.workspace_bytes(B, cfg))
+        n = B * state.rule.batch_factor   # samples of a training forward pass
+        if state.workspace is None or not state.workspace.fits(n):
+            state.workspace = Workspace(n, state.stack.workspace_bytes(n, cfg))
         ctx = StepContext(cfg, state.workspace, state.hyper, self.optimizer_state_["t"] + 1,
                           n_threads, weight_grad_scale(self.grad_scale, cfg.standard),
                           state.rule)

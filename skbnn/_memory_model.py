@@ -43,19 +43,25 @@ VARIABLES = OrderedDict([
     ("ste_masks", ("STE masks", True)),
     ("pooling_masks", ("pooling masks", True)),
     ("feedback", ("B (feedback matrices)", True)),
+    ("kernels", ("K, L (HSIC kernel matrices)", False)),
+    ("dW_layer", ("dW (float, one layer)", False)),
 ])
 
 # Bits per element (lowmem.md §5.1 / §5.2).  The standard step keeps even its
 # 0/1 STE and pooling masks as float32, as the C++ vanilla baseline does.
-# The feedback matrices of DFA / DRTP are float32 in both.
+# The feedback matrices of DFA / DRTP / SigProp, HSIC's kernel matrices and
+# SigProp's ternary weight gradient of one layer are float32 in both.
 _TYPE_TABLES = {
     "standard": dict.fromkeys(VARIABLES, 32),
     "low_memory": {
         "X": 1, "dX_Y": 16, "bn_stats": 16, "dY": 16, "W": 16, "dW": 1,
         "beta": 16, "momenta": 16, "ste_masks": 1, "pooling_masks": 1, "feedback": 32,
+        "kernels": 32, "dW_layer": 32,
     },
 }
-ALGORITHMS = ("backprop", "dfa", "drtp")
+ALGORITHMS = ("backprop", "dfa", "drtp", "hsic", "sigprop")
+_FEEDBACK_RULES = ("dfa", "drtp")   # fixed feedback matrices of the hidden activations
+_LOCAL_RULES = ("drtp", "hsic", "sigprop")   # each block updated during a forward pass
 TRAININGS = tuple(_TYPE_TABLES)
 
 # Per optimiser (§6.1 rule 3): momenta per weight, and whether a latent weight
@@ -263,7 +269,7 @@ def _check_counts(counts):
 
 
 def _local_records(counts):
-    """Per-sample records of a layer-local rule (DRTP), which updates each
+    """Per-sample records of a layer-local rule (DRTP, HSIC), which updates each
     block during the forward pass: at most two consecutive layer inputs
     (the block's own and the activation it feeds), one block's STE masks
     and one pool's masks.  None without the per-layer counts."""
@@ -283,24 +289,38 @@ def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop")
     # one mask bit per sign input; without a count of them (an MLP), one per
     # batch-norm channel, the rule the recorded MLP figures were made with
     A = counts.get("activations_per_sample", C)
-    local = _local_records(counts) if algorithm == "drtp" else None
+    local = _local_records(counts) if algorithm in _LOCAL_RULES else None
     if local is not None:
         I, A, P = local
     n_classes = counts["layers"][-1][1] if counts.get("layers") else 0
     feedback = n_classes * sum(counts.get("feedback_widths", ()))
+    sigprop = algorithm == "sigprop"
+    inputs = counts.get("block_inputs_per_sample") or [0]
+    if sigprop:   # F projects the error to the input
+        feedback = n_classes * inputs[0]
+    # SigProp's second pass runs the clean and the perturbed batch together
+    rows = 2 * batch_size if sigprop else batch_size
     n_momenta, latent = _SOLVERS[solver]
     return {
-        "X": batch_size * I,
-        "dX_Y": batch_size * Mx,     # transient: largest layer only
+        "X": rows * I,
+        "dX_Y": rows * Mx,           # transient: largest layer only
         "bn_stats": 2 * C,           # mu and psi per channel
-        "dY": batch_size * Mx,       # transient: largest layer only
+        "dY": rows * Mx,             # transient: largest layer only
         "W": S if latent else None,
         "dW": S,
         "beta": 2 * C,               # beta and its gradient
         "momenta": n_momenta * S,
-        "ste_masks": batch_size * A if count_ste_masks else None,
-        "pooling_masks": batch_size * P if P else None,
-        "feedback": feedback if algorithm != "backprop" and feedback else None,
+        "ste_masks": rows * A if count_ste_masks else None,
+        "pooling_masks": rows * P if P else None,
+        "feedback": (feedback if (algorithm in _FEEDBACK_RULES or sigprop) and feedback
+                     else None),
+        # HSIC: the kernel of z, the centred target kernel and the gradient
+        # weights, B x B each (transient, one activation at a time)
+        "kernels": 3 * batch_size ** 2 if algorithm == "hsic" else None,
+        # SigProp: the weight gradient of one layer as float32 -1/0/+1 (a
+        # sign bit cannot say "no change")
+        "dW_layer": (max(f * u for f, u in counts["layers"])
+                     if sigprop and counts.get("layers") else None),
     }
 
 
@@ -328,14 +348,18 @@ def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=
         Count the sign-activation STE masks: B x ``activations_per_sample``
         when the counts hold it (convolutional plans), else B x Cbn.  The
         paper's Table 2 does not count them; its MLP figure of Table 4 does.
-    algorithm : {'backprop', 'dfa', 'drtp'}, default='backprop'
+    algorithm : {'backprop', 'dfa', 'drtp', 'hsic', 'sigprop'}, default='backprop'
         The learning rule.  'dfa' and 'drtp' add their float32 feedback
         matrices (n_classes x the widths of the hidden activations, from
-        ``feedback_widths`` and ``layers``); 'drtp' updates each block
-        during the forward pass, so X, the STE masks and the pooling masks
-        count about one block (two consecutive layer inputs, the largest
-        block's masks, the largest pool's masks) when the counts hold the
-        per-layer terms of :func:`plan_counts`.
+        ``feedback_widths`` and ``layers``); 'drtp', 'hsic' and 'sigprop'
+        update each block during a forward pass, so X, the STE masks and
+        the pooling masks count about one block (two consecutive layer
+        inputs, the largest block's masks, the largest pool's masks) when
+        the counts hold the per-layer terms of :func:`plan_counts`; 'hsic'
+        adds its three transient float32 B x B kernel matrices; 'sigprop'
+        runs 2B samples in its second pass (every per-batch row doubles),
+        adds its float32 input projection (n_classes x the first layer's
+        input) and the float32 weight gradient of its largest layer.
 
     Returns
     -------

@@ -15,15 +15,26 @@ cross-entropy.
   centred one-hot target ``t = onehot - 1/C``; it does not depend on the
   network's output, so each block can be updated during the forward pass.
 
+- :class:`HSIC` (HSIC bottleneck): the gradient of the local loss
+  ``HSIC(z, z) - gamma HSIC(y, z)`` at the activation ``z`` itself, from
+  ``z`` and the target only; like DRTP it is known before the output.
+- :class:`SigpropTL` (PEPITA-style signal propagation): no backward pass;
+  a second forward pass on the input perturbed by the projected output
+  error, each hidden weight layer learning from the change of its block's
+  signs.
+
 ``B_l`` is a fixed random ``(C, width)`` matrix per hidden activation (one
 column per feature of a vector, per channel of a map, whose pixels share
-it).  DFA and DRTP follow B. Crulis et al. (arXiv 2408.04460) and the
+it).  The rules follow B. Crulis et al. (arXiv 2408.04460) and the
 authors' PyTorch code (BenCrulis/binary_nn_extended): N(0, 1) feedback, the
-centred one-hot target of its fast DRTP.  Nothing here knows scikit-learn.
+centred one-hot target of its fast DRTP, the cosine kernels and biased
+estimator of its HSIC, the two passes of its PEPITA-style SigProp.
+Nothing here knows scikit-learn.
 """
 import numpy as np
 
 from . import _kernels
+from ._engine import sample_rows
 from ._latent import F32
 
 
@@ -42,12 +53,26 @@ class LearningRule:
         activation is (it does not depend on later layers): the stack
         updates each block during the forward pass and frees its records.
     uses_feedback : bool
-        The rule reads fixed random feedback matrices (:func:`draw_feedback`).
+        The rule reads fixed random feedback matrices
+        (:meth:`draw_feedback`).
+    feedback_kind : str or None
+        What they project to: 'hidden' (one per hidden activation, DFA and
+        DRTP share them) or 'input' (SigProp).
+    two_pass : bool
+        No backward pass: the stack runs an inference forward, then a
+        second, paired forward pass that updates the weights
+        (:class:`SigpropTL`).
+    batch_factor : int
+        Samples a training forward pass runs per batch sample (the
+        workspace is sized for them).
     """
 
     backpropagates = False
     local = False
     uses_feedback = False
+    two_pass = False
+    batch_factor = 1
+    feedback_kind = None
 
     def begin_batch(self, y, n_classes):
         """Before the forward pass of a batch: ``y`` the class indices."""
@@ -76,16 +101,22 @@ class _Projection(LearningRule):
     by its feedback matrix: ``s B_l``, broadcast over the pixels of a map."""
 
     uses_feedback = True
+    feedback_kind = "hidden"
 
     def __init__(self, feedback):
         self.feedback = feedback
         self._signal = None
 
+    @staticmethod
+    def draw_feedback(plan, n_classes, rng):
+        """The matrices ``B_l`` (:func:`draw_feedback`)."""
+        return draw_feedback(plan, n_classes, rng)
+
     def hidden_gradient(self, layer, act, ctx):
         B_l, s = self.feedback[layer.index - 1], self._signal
 
         def rows(s0, s1):
-            return _kernels.fgemm(s[s0:s1], B_l, n_threads=ctx.n_threads)
+            return _kernels.fgemm(s[s0:s1], B_l, n_threads=ctx.n_threads)[:, None, :]
         return layer.gradient_from_signal(act, rows, ctx)
 
     def end_batch(self):
@@ -109,18 +140,176 @@ class DRTP(_Projection):
     local = True
 
     def begin_batch(self, y, n_classes):
-        t = np.full((len(y), n_classes), -1.0 / n_classes, dtype=F32)
-        t[np.arange(len(y)), y] += F32(1)
-        self._signal = t
+        self._signal = centred_target(y, n_classes)
 
 
-RULES = {"backprop": Backprop, "dfa": DFA, "drtp": DRTP}
+def centred_target(y, n_classes):
+    """``onehot - 1/C``, float32 ``(B, C)``: each row of the one-hot target
+    minus its mean (the authors' ``signal -= signal.mean(1)``)."""
+    t = np.full((len(y), n_classes), -1.0 / n_classes, dtype=F32)
+    t[np.arange(len(y)), y] += F32(1)
+    return t
 
 
-def make_rule(name, feedback=None):
-    """The rule ``name`` (a key of :data:`RULES`) with its feedback matrices."""
+def double_centre(K):
+    """``H K H`` of a symmetric ``(B, B)`` matrix, ``H = I - 11^T / B``:
+    the row and column means removed, the grand mean added back."""
+    r = K.mean(axis=0, dtype=F32)
+    return K - r[:, None] - r[None, :] + r.mean(dtype=F32)
+
+
+def cosine_kernel(X):
+    """``k(a, b) = a.b / (|a| |b|)`` between the rows of ``X`` (float32)."""
+    norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=F32))
+    Xn = X / np.where(norm > 0, norm, F32(1e-6))[:, None]   # the authors' guard of 0
+    return Xn @ Xn.T
+
+
+def hsic_weights(K, L_c, gamma, dim):
+    """The ``(B, B)`` matrix ``W`` with ``dLoss/dz = W z`` for ``B`` samples
+    ``z`` of ``dim`` values +-1, ``Loss = HSIC(K, K) - gamma HSIC(L, K)``.
+
+    ``K = z z^T / dim`` is the cosine kernel of +-1 rows (``|z|^2 = dim``),
+    ``L_c = H L H`` the centred target kernel.  With the biased estimator
+    ``HSIC(A, B) = tr(A H B H) / B^2`` the loss's gradient in ``K`` is ``M =
+    (2 H K H - gamma L_c) / B^2``; through ``K = zh zh^T``, ``zh = z / |z|``
+    (the normalisation is differentiated too, as autograd does):
+    ``dLoss/dz_i = (2 / dim) (sum_j M_ij z_j - (sum_j M_ij K_ij) z_i)``.
+    """
+    B = K.shape[0]
+    W = (F32(2) * double_centre(K) - F32(gamma) * L_c) / F32(B * B)   # M
+    # the normalisation's term (evaluated before the diagonal changes)
+    W[np.diag_indices(B)] -= (W * K).sum(axis=1, dtype=F32)
+    W *= F32(2.0 / dim)
+    return W
+
+
+class HSIC(LearningRule):
+    """HSIC bottleneck (Ma et al. 2020; Crulis et al. 2024, the authors'
+    ``binary_nn/algorithms/hsic.py``): the input ``z`` of every weight layer
+    but the first (the +-1 activation, one row of ``pixels x channels``
+    values per sample) receives the gradient of the local loss ``HSIC(z, z)
+    - gamma HSIC(y, z)``, cosine-similarity kernels on ``z`` and on the
+    centred one-hot target, the biased estimator ``tr(K H L H) / B^2`` (their
+    ``estimate_hsic(mode='biased')``).  It reaches the preceding block only
+    (the stack updates each block during the forward pass); the output layer
+    trains on the cross-entropy.
+
+    Parameters
+    ----------
+    gamma : float
+        Weight of the target term (the authors' default 2).
+    """
+
+    local = True
+
+    def __init__(self, gamma=2.0):
+        self.gamma = gamma
+        self._L_c = None
+
+    def begin_batch(self, y, n_classes):
+        self._L_c = double_centre(cosine_kernel(centred_target(y, n_classes)))
+
+    def hidden_gradient(self, layer, act, ctx):
+        n, width = act.n, act.channels
+        per = act.rows // n
+        dim = per * width
+        Z = sample_rows(act.data, n, per, width)        # packed +-1, one row per sample
+        # z_i.z_j = dim - 2 popcount(z_i ^ z_j): exact integers
+        K = _kernels.bgemm(Z, Z, dim, ctx.n_threads).astype(F32)
+        K /= F32(dim)
+        W = hsic_weights(K, self._L_c, self.gamma, dim)
+
+        def rows(s0, s1):
+            return _kernels.fsgemm(W[s0:s1], Z, dim, n_threads=ctx.n_threads).reshape(
+                s1 - s0, per, width)
+        return layer.gradient_from_signal(act, rows, ctx)
+
+    def end_batch(self):
+        self._L_c = None
+
+
+class SigpropTL(LearningRule):
+    """Signal propagation with the output error fed to the input, PEPITA
+    style (Dellaferrera & Kreiman 2022; Crulis et al. 2024, the authors'
+    ``binary_nn/algorithms/pepita.py``).
+
+    Pass 1 is the inference forward (running batch-norm statistics, the
+    authors' ``model.eval()``); its output error ``e = dL/dlogits`` trains
+    the output block through that pass.  A fixed ``F`` of shape ``(C,
+    input size)``, kaiming-normal with fan-in (N(0, 1/input size)), gives
+    the perturbation ``e F`` of the network's input.  Pass 2 runs the clean
+    and the perturbed batch together through the training forward (batch
+    statistics over both, no gradients); for every hidden weight layer
+    followed by its sign, ``err = h - h_err`` of the block's clean and
+    perturbed signs (pass 2) and ``dW = err^T x_in / k`` with ``x_in`` the
+    layer's clean input (pass 2) and ``k`` the spatial size of ``h`` (1 for
+    vectors).  Hidden batch-norm biases receive no gradient (the authors'
+    hooks set only the weight layer's).
+
+    Parameters
+    ----------
+    feedback : list of one ndarray
+        ``[F]``, float32 ``(n_classes, input size)`` (input in C, H, W
+        order).
+    """
+
+    uses_feedback = True
+    feedback_kind = "input"
+    two_pass = True
+    batch_factor = 2
+
+    def __init__(self, feedback):
+        self.F = feedback[0]
+        self._error = None
+
+    @staticmethod
+    def draw_feedback(plan, n_classes, rng):
+        """``[F]``: N(0, 1/D) entries, ``D`` the input size (kaiming normal,
+        fan-in, linear gain, as the authors' ``_init_bw``)."""
+        D = int(np.prod(plan[0].in_shape))
+        F = rng.standard_normal((n_classes, D), dtype=F32)
+        F *= F32(1.0 / np.sqrt(D))
+        return [F]
+
+    def output_error(self, error):
+        self._error = np.ascontiguousarray(error, dtype=F32)
+
+    def second_input(self, A, scale):
+        """The batch ``A`` (float32 rows as encoded; the network reads
+        ``scale * A``) stacked over ``A + e F / scale``: the network's input
+        perturbed by ``e F``."""
+        P = _kernels.fgemm(self._error, self.F)
+        P /= F32(scale)
+        P += A
+        return np.concatenate([A, P])
+
+    def block_error(self, act, n, ctx):
+        """``(h - h_err) / k`` of a block's signs ``act`` (``2 n`` samples,
+        the clean first): float32 rows at the front of the workspace."""
+        per, width = act.rows // act.n, act.channels
+        rows = n * per
+        G = ctx.ws.front(rows, width, F32)
+        G[...] = _kernels.unpack_pm1(act.data[:rows], width)
+        G -= _kernels.unpack_pm1(act.data[rows:], width)
+        if per > 1:
+            G *= F32(1.0 / per)
+        return G
+
+    def end_batch(self):
+        self._error = None
+
+
+RULES = {"backprop": Backprop, "dfa": DFA, "drtp": DRTP, "hsic": HSIC, "sigprop": SigpropTL}
+
+
+def make_rule(name, feedback=None, hsic_gamma=2.0):
+    """The rule ``name`` (a key of :data:`RULES`) with its feedback matrices
+    (DFA, DRTP) or its ``gamma`` (HSIC)."""
     cls = RULES[name]
-    return cls(feedback) if cls.uses_feedback else cls()
+    if cls.uses_feedback:
+        return cls(feedback)
+    return cls(hsic_gamma) if cls is HSIC else cls()
 
 
 def feedback_widths(plan):

@@ -89,7 +89,7 @@ def bn_backward(G, cache):
     return v - v.mean(axis=axes) - (v * N).mean(axis=axes) * N, G.sum(axis=axes)
 
 
-def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None):
+def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None, hidden=None):
     """Loss and gradients of one batch.
 
     ``images`` (n, C, H, W); ``plan`` a list of LayerSpec (kind, kernel_size,
@@ -98,14 +98,18 @@ def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None):
     giving the per-sample signal (n, n_classes) of DFA / DRTP: the input of
     weight layer ``w >= 1`` then receives ``signal @ feedback[w - 1]``
     (broadcast over the pixels of a map) instead of its backpropagated
-    gradient.  Returns ``(loss, dVs, dbs)``.
+    gradient.  ``hidden``: None, or a function of the input ``x`` (NHWC or
+    (n, F)) of weight layer ``w >= 1`` giving its gradient (HSIC), used
+    instead likewise.  Returns ``(loss, dVs, dbs)``.
     """
     n = images.shape[0]
     a = np.transpose(images, (0, 2, 3, 1)).astype(np.float64)
     w_of = sgn if binary else (lambda v: v)
-    tape, w = [], 0
+    tape, w, inputs = [], 0, []
     pending_pool = None
     for i, spec in enumerate(plan):
+        if spec.kind in ("conv", "dense"):
+            inputs.append(a)
         if spec.kind == "conv":
             Wm = w_of(Vs[w])
             Z, cols = conv_forward(a, Wm, spec.kernel_size, spec.pad)
@@ -159,7 +163,9 @@ def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None):
         else:
             _, wi, cols, Wm, shape, spec = entry
             dVs[wi], G = conv_backward(G, cols, Wm, shape, spec.kernel_size, spec.pad)
-        if s is not None and kind in ("dense", "conv") and entry[1] > 0:
+        if hidden is not None and kind in ("dense", "conv") and entry[1] > 0:
+            G = hidden(inputs[entry[1]])
+        elif s is not None and kind in ("dense", "conv") and entry[1] > 0:
             rows = s @ feedback[entry[1] - 1]        # (n, width of the input)
             G = np.broadcast_to(rows.reshape((n,) + (1,) * (G.ndim - 2) + (-1,)),
                                 G.shape).copy()
@@ -174,3 +180,71 @@ def _bn_sign(Z, w, biases, spec, tape, binary):
     mask = (np.abs(A) <= 1).astype(float) if binary else None
     tape.append(("bn", w, cache, mask))
     return sgn(A) if binary else A
+
+
+def sigprop_step(images, y, plan, Vs, biases, F, scale=1.0):
+    """Weight and bias gradients of one SigProp step (the authors'
+    pepita.py) at a model's first step (running mean 0, scale 1).
+
+    Pass 1: the inference forward (batch norm ``Z + b``); the output error
+    ``e`` trains the output layer.  Pass 2: the images and the images plus
+    ``e F / scale`` (flattened in C, H, W order) through the training
+    forward (l2 batch statistics over both); every hidden weight layer gets
+    ``err^T cols`` (the clean half) with ``err = (h - h_err) / k``, ``h``
+    its block's signs and ``k`` their pixels, routed back through a
+    'before_bn' pool's first maximum.  Returns ``(dVs, dbs)``.
+    """
+    n = images.shape[0]
+
+    def run(a, train):
+        blocks, w, pending = [], 0, None
+        for i, spec in enumerate(plan):
+            nxt = plan[i + 1] if i + 1 < len(plan) else None
+            if spec.kind in ("conv", "dense"):
+                Wm = sgn(Vs[w])
+                if spec.kind == "conv":
+                    Z, cols = conv_forward(a, Wm, spec.kernel_size, spec.pad)
+                else:
+                    Z, cols = a @ Wm.T, a
+                blocks.append({"cols": cols, "spec": spec})
+                w += 1
+                if nxt is not None and nxt.kind == "pool" and nxt.position == "before_bn":
+                    pending = Z
+                    continue
+                a = bn(Z, w - 1, spec, train, blocks[-1])
+            elif spec.kind == "pool" and spec.position == "before_bn":
+                P, arg = pool_forward(pending)
+                blocks[-1].update(arg=arg, pre_shape=pending.shape)
+                a = bn(P, w - 1, blocks[-1]["spec"], train, blocks[-1])
+            elif spec.kind == "pool":
+                a, _ = pool_forward(a)
+            elif spec.kind == "flatten":
+                a = a.reshape(a.shape[0], -1)
+        return a, blocks
+
+    def bn(Z, w, spec, train, block):
+        A = bn_forward(Z, biases[w])[0] if train else Z + biases[w]
+        if spec.output:
+            return A
+        block["h"] = sgn(A)
+        return block["h"]
+
+    a = np.transpose(images, (0, 2, 3, 1)).astype(np.float64)
+    logits, blocks = run(a, False)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    e = (p - np.eye(logits.shape[1])[y]) / n
+    dVs = [None] * len(blocks)
+    dbs = [np.zeros(V.shape[0]) for V in Vs]
+    dVs[-1], dbs[-1] = e.T @ blocks[-1]["cols"], e.sum(axis=0)
+    flat = images.reshape(n, -1)
+    pert = (flat + e @ F / scale).reshape(images.shape)
+    _, blocks = run(np.transpose(np.concatenate([images, pert]), (0, 2, 3, 1)), True)
+    for w, block in enumerate(blocks[:-1]):
+        h = block["h"]
+        err = (h[:n] - h[n:]) / (h.shape[1] * h.shape[2] if h.ndim == 4 else 1)
+        if "arg" in block:
+            err = pool_backward(err, block["arg"][:n], (n,) + block["pre_shape"][1:])
+        cols = block["cols"][:n]
+        dVs[w] = err.reshape(-1, err.shape[-1]).T @ cols.reshape(-1, cols.shape[-1])
+    return dVs, dbs

@@ -182,13 +182,58 @@ def rule_signal(algorithm, G_logits, y):
     raise ValueError(algorithm)
 
 
-def backward(cache, y, training, *, bn_backward=None, algorithm="backprop", feedback=None):
+def _cosine_kernel(X):
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    norm = norm + 1e-6 * (norm <= 0)
+    Xn = X / norm
+    return Xn @ Xn.T
+
+
+def _hsic_biased(A, B):
+    """HSIC(A, B) = tr(A H B H) / m^2, H = I - 11^T/m, with explicit matrices."""
+    m = A.shape[0]
+    H = np.eye(m) - np.ones((m, m)) / m
+    return np.trace(A @ H @ B @ H) / m ** 2
+
+
+def _target_kernel(y, n_classes):
+    t = np.eye(n_classes)[np.asarray(y)]
+    return _cosine_kernel(t - t.mean(axis=1, keepdims=True))
+
+
+def hsic_loss(z, y, n_classes, gamma=2.0):
+    """The HSIC bottleneck's local loss ``HSIC(z, z) - gamma HSIC(y, z)`` of
+    activations ``z`` (B, D), cosine kernels on ``z`` and on the centred
+    one-hot target (Ma et al. 2020; Crulis et al., arXiv 2408.04460)."""
+    K = _cosine_kernel(np.asarray(z, dtype=np.float64))
+    return _hsic_biased(K, K) - gamma * _hsic_biased(_target_kernel(y, n_classes), K)
+
+
+def hsic_gradient(z, y, n_classes, gamma=2.0):
+    """d hsic_loss / dz by the chain rule through explicit matrices: the
+    kernel's gradient ``G_K = (2 H K H - gamma H L H) / m^2``, then ``K =
+    Zn Zn^T`` (``G_Zn = (G_K + G_K^T) Zn``), then the row normalisation
+    ``Zn = Z / |Z|`` (``G_Z = (G_Zn - Zn <Zn, G_Zn>) / |Z|``)."""
+    z = np.asarray(z, dtype=np.float64)
+    m = z.shape[0]
+    H = np.eye(m) - np.ones((m, m)) / m
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    Zn = z / norm
+    K = Zn @ Zn.T
+    G_K = (2 * H @ K @ H - gamma * H @ _target_kernel(y, n_classes) @ H) / m ** 2
+    G_Zn = (G_K + G_K.T) @ Zn
+    return (G_Zn - Zn * (Zn * G_Zn).sum(axis=1, keepdims=True)) / norm
+
+
+def backward(cache, y, training, *, bn_backward=None, algorithm="backprop", feedback=None,
+             hsic_gamma=2.0):
     """Loss and gradients of one batch, from ``forward``'s cache.
 
     algorithm: 'backprop', or 'dfa' / 'drtp' with ``feedback[l]`` (C,
     n_{l+1}), the fixed matrix of the input of layer l+1: that input's
     gradient is ``signal @ feedback[l]`` (see ``rule_signal``) times its STE
-    mask instead of the backpropagated one (then 'G_A' and 'G_X' are None).
+    mask instead of the backpropagated one (then 'G_A' and 'G_X' are None);
+    'hsic': that input ``z`` receives ``hsic_gradient(z)`` times its mask.
 
     bn_backward: None -> 'l2' for training='standard', 'proposed' for
     'low_memory'; or one of 'l2', 'l1', 'proposed' (Table 5 ablation) or
@@ -227,7 +272,7 @@ def backward(cache, y, training, *, bn_backward=None, algorithm="backprop", feed
     G_logits = (proba - onehot) / B
 
     grads = [None] * len(layers)
-    signal = rule_signal(algorithm, G_logits, y)
+    signal = None if algorithm == "hsic" else rule_signal(algorithm, G_logits, y)
     G = G_logits                                   # G_{A_{L+1}}
     G_X = None
     for idx in range(len(layers) - 1, -1, -1):
@@ -242,14 +287,18 @@ def backward(cache, y, training, *, bn_backward=None, algorithm="backprop", feed
         G_in = G_Z @ layer["V_hat"].T                                # B4
         if idx == 0:
             G_A = None
-            G_X = G_in if signal is None else None
+            G_X = G_in if algorithm == "backprop" else None
         else:
             G_A = G_in * layers[idx - 1]["ste_mask"]                 # STE of A_l
         grads[idx] = dict(G_Z=G_Z, G_b=G_b, G_A=G_A, G_V=G_V, G_V_bits=G_V_bits)
         G = G_A
-        if signal is not None and idx > 0:      # the rule's signal, through the STE
+        if algorithm != "backprop" and idx > 0:      # the rule's signal, through the STE
             grads[idx]["G_A"] = None
-            G = (signal @ feedback[idx - 1]) * layers[idx - 1]["ste_mask"]
+            if algorithm == "hsic":
+                G = hsic_gradient(layer["A_hat"], y, C, hsic_gamma)
+            else:
+                G = signal @ feedback[idx - 1]
+            G = G * layers[idx - 1]["ste_mask"]
     return dict(loss=loss, G_logits=G_logits, G_X=G_X, layers=grads)
 
 
@@ -387,3 +436,47 @@ def train_step(X, y, Vs, biases, state, training, *, solver="adam", lr=None,
         new_Vstate.append(sV)
         new_bstate.append(sb)
     return new_Vs, new_bs, dict(t=t, V=new_Vstate, b=new_bstate), grads
+
+
+# --------------------------------------------------------------------------
+# SigProp (PEPITA style)
+# --------------------------------------------------------------------------
+
+def sigprop_gradients(X, y, Vs, biases, F, training, *, running=None, scale=1.0,
+                      psi_floor=1e-5):
+    """Weight and bias gradients of one SigProp step (Crulis et al., arXiv
+    2408.04460; the authors' pepita.py), float64.
+
+    Pass 1: the inference forward, batch norm on the running statistics
+    ``running[l] = (mean, scale)`` (default 0 and 1, a model's first step):
+    ``A = (Z - mean) / max(scale, psi_floor) + b``; the output error ``e``
+    trains the output layer through it (``G_V = A_hat^T (e / scale)``,
+    ``G_b = sum e``).  Pass 2: ``forward`` (batch statistics) on ``X``
+    stacked over ``X + e F / scale``; hidden layer ``l`` gets ``G_V =
+    A_hat[:B]^T (h - h_err)`` with ``h = sgn(A_{l+1})`` of the clean and
+    the perturbed half, ``G_b = 0``.  Returns ``(G_Vs, G_bs)``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    B, L = X.shape[0], len(Vs)
+    if running is None:
+        running = [(np.zeros(np.shape(V)[1]), np.ones(np.shape(V)[1])) for V in Vs]
+    A = X
+    for idx, (V, b) in enumerate(zip(Vs, biases)):
+        A_hat = A if idx == 0 else sgn(A)
+        Z = A_hat @ sgn(V)
+        mean, psi = running[idx]
+        A = (Z - mean) / np.maximum(psi, psi_floor) + b
+    logits = A
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    e = (p - np.eye(logits.shape[1])[np.asarray(y)]) / B
+    G_Vs, G_bs = [None] * L, [np.zeros(np.shape(V)[1]) for V in Vs]
+    G_Vs[-1] = A_hat.T @ (e / np.maximum(running[-1][1], psi_floor))
+    G_bs[-1] = e.sum(axis=0)
+    X2 = np.vstack([X, X + e @ np.asarray(F, dtype=np.float64) / scale])
+    cache = forward(X2, Vs, biases, training)
+    for idx in range(L - 1):
+        layer = cache["layers"][idx]
+        h = sgn(layer["A_next"])
+        G_Vs[idx] = layer["A_hat"][:B].T @ (h[:B] - h[B:])
+    return G_Vs, G_bs

@@ -47,7 +47,9 @@ def test_type_tables_match_paper():
     assert {k: b for k, (b, _) in low.items()} == {
         "X": 1, "dX_Y": 16, "bn_stats": 16, "dY": 16, "W": 16, "dW": 1, "beta": 16,
         "momenta": 16, "ste_masks": 1, "pooling_masks": 1,
-        "feedback": 32}   # DFA / DRTP's matrices, not a paper variable
+        "feedback": 32,   # DFA / DRTP's matrices, not a paper variable
+        "kernels": 32,    # HSIC's B x B matrices, neither
+        "dW_layer": 32}   # SigProp's ternary gradient of one layer, neither
     assert low["dW"] == (1, "bool") and low["W"] == (16, "float16")
     assert type_table("standard", {"dW": "bool", "dY": 16})["dW"] == (1, "bool")
     assert type_table("standard", {"dY": 16})["dY"] == (16, "float16")

@@ -1,22 +1,27 @@
-"""LowMemBNNClassifier's learning rules ('backprop', 'dfa', 'drtp'): one
-step against the plain-NumPy references (MLP: tests/reference_lowmem.py,
-conv: tests/reference_conv.py) on every kernel path, determinism, DRTP's
-independence of the output, the feedback matrices, parameter checks,
-learning and the memory model."""
+"""LowMemBNNClassifier's learning rules ('backprop', 'dfa', 'drtp',
+'hsic', 'sigprop'): one step against the plain-NumPy references (MLP:
+tests/reference_lowmem.py, conv: tests/reference_conv.py) on every kernel
+path, determinism, the independence of the output of the local rules, the
+feedback matrices, HSIC's gradient against finite differences, parameter
+checks, learning and the memory model."""
 import copy
 
 import numpy as np
 import pytest
+from reference_conv import sigprop_step as conv_sigprop_step
 from reference_conv import step as conv_reference_step
-from reference_lowmem import backward, forward, rule_signal
+from reference_lowmem import (backward, forward, hsic_gradient, hsic_loss, rule_signal,
+                              sigprop_gradients)
 from sklearn.datasets import load_digits
 
 from skbnn import LowMemBNNClassifier, _kernels
 from skbnn._engine import pack_pm1_rows
+from skbnn._rules import centred_target, cosine_kernel, double_centre, hsic_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-RULES = ("dfa", "drtp")
+RULES = ("dfa", "drtp", "hsic", "sigprop")
+FEEDBACK_RULES = ("dfa", "drtp")     # one matrix per hidden activation
 CONV_ARCHS = {   # the two pooling orders, 'same' and 'valid', a dense layer after flatten
     "after_sign": [("conv", 3, 3, "same"), ("pool",), ("conv", 5, 3, "valid"), ("dense", 6)],
     "before_bn": [("conv", 4, 3, "same"), ("conv", 67, 1, "valid"), ("pool", "before_bn"),
@@ -73,6 +78,20 @@ def _check_sign_step(start, clf, dVs):
         np.testing.assert_array_equal(np.sign(V - V1)[clear], np.sign(want[clear]))
 
 
+def _check_ternary_step(start, clf, dVs):
+    """Adam's first step on SigProp's -1/0/+1 low-memory gradient: a live
+    weight moves by -lr * sign(gradient), not at all where it is 0 (the
+    hidden layers have some change to learn from)."""
+    moved = []
+    for V, V1, want in zip(_f64(start.coefs_), _f64(clf.coefs_), dVs):
+        live = np.abs(V) < 1
+        clear = live & ((want == 0) | (np.abs(want) > 1e-3 * np.abs(want).max()))
+        assert clear.sum() > 0.9 * live.sum()
+        np.testing.assert_array_equal(np.sign(V - V1)[clear], np.sign(want[clear]))
+        moved.append((want[clear] != 0).sum())
+    assert sum(moved[:-1]) > 0.05 * sum(V.size for V in dVs[:-1])
+
+
 _LOW_EXACT = dict(grad_format="float32", state_dtype="float32", rounding="nearest")
 
 
@@ -80,6 +99,8 @@ _LOW_EXACT = dict(grad_format="float32", state_dtype="float32", rounding="neares
 def _mlp_reference(start, X, y, training, algorithm):
     Vs = _f64(start.coefs_)                      # (n_in, n_out) as the reference
     bs = [np.zeros(V.shape[1]) for V in Vs]
+    if algorithm == "sigprop":
+        return sigprop_gradients(X, y, Vs, bs, _f64(start.feedback_)[0], training)
     cache = forward(X, Vs, bs, training)
     feedback = None if start.feedback_ is None else _f64(start.feedback_)
     grads = backward(cache, y, training, algorithm=algorithm, feedback=feedback)
@@ -102,7 +123,7 @@ def test_mlp_low_memory_step_matches_reference_signs(algorithm, isa):
     start, clf = _first_step(algorithm, "low_memory", "adam", 1e-2, X, y,
                              hidden_layer_sizes=(16, 8), **_LOW_EXACT)
     dVs, _ = _mlp_reference(start, X, y, "low_memory", algorithm)
-    _check_sign_step(start, clf, dVs)
+    (_check_ternary_step if algorithm == "sigprop" else _check_sign_step)(start, clf, dVs)
 
 
 def test_reference_rules_differ_from_backprop():
@@ -114,7 +135,7 @@ def test_reference_rules_differ_from_backprop():
     bs = [np.zeros(16), np.zeros(3)]
     cache = forward(X, Vs, bs, "standard")
     bp = backward(cache, y, "standard")["layers"]
-    for algorithm in RULES:
+    for algorithm in ("dfa", "drtp", "hsic"):    # HSIC ignores the feedback
         got = backward(cache, y, "standard", algorithm=algorithm,
                        feedback=[rng.standard_normal((3, 16))])["layers"]
         np.testing.assert_array_equal(got[1]["G_V"], bp[1]["G_V"])
@@ -127,9 +148,18 @@ def _conv_reference(start, X, y, algorithm):
     plan = start.layer_plan_
     V0 = [V.T for V in _f64(start.coefs_)]      # (filters, k*k*C_in)
     images = X.reshape((len(y),) + SHAPE)
+    biases = [np.zeros(V.shape[0]) for V in V0]
+    if algorithm == "sigprop":
+        dVs, dbs = conv_sigprop_step(images, y, plan, V0, biases, _f64(start.feedback_)[0])
+        return [g.T for g in dVs], dbs
+    if algorithm == "hsic":
+        def hidden(x):
+            return hsic_gradient(x.reshape(len(y), -1), y, 3).reshape(x.shape)
+        _, dVs, dbs = conv_reference_step(images, y, plan, V0, biases, hidden=hidden)
+        return [g.T for g in dVs], dbs
     signal = {"dfa": lambda G: G,
               "drtp": lambda G: rule_signal("drtp", G, y)}[algorithm]
-    _, dVs, dbs = conv_reference_step(images, y, plan, V0, [np.zeros(V.shape[0]) for V in V0],
+    _, dVs, dbs = conv_reference_step(images, y, plan, V0, biases,
                                       signal=signal, feedback=_f64(start.feedback_))
     return [g.T for g in dVs], dbs
 
@@ -154,7 +184,7 @@ def test_conv_low_memory_step_matches_reference_signs(algorithm, name, isa):
                              architecture=CONV_ARCHS[name], input_shape=SHAPE,
                              bn_backward="l2", **_LOW_EXACT)
     dVs, _ = _conv_reference(start, X, y, algorithm)
-    _check_sign_step(start, clf, dVs)
+    (_check_ternary_step if algorithm == "sigprop" else _check_sign_step)(start, clf, dVs)
 
 
 # ---------------------------------------------------------------- determinism
@@ -221,14 +251,14 @@ def test_warm_start_from_backprop_draws_the_feedback():
     np.testing.assert_array_equal(warm.feedback_[0], direct.feedback_[0])
 
 
-# ---------------------------------------------------------------- DRTP is output-free
+# ---------------------------------------------------------------- local rules are output-free
 @pytest.mark.parametrize("training", ["low_memory", "standard"])
 @pytest.mark.parametrize("arch", [None, CONV_ARCHS["before_bn"]])
-def test_drtp_hidden_updates_ignore_the_output(arch, training):
+def test_local_hidden_updates_ignore_the_output(arch, training):
     """Flipping the output layer's weights changes no hidden update under
-    DRTP; under DFA (whose signal is the output error) it does."""
+    DRTP and HSIC; under DFA (whose signal is the output error) it does."""
     X, y = _images(n=32)
-    for algorithm, same in (("drtp", True), ("dfa", False)):
+    for algorithm, same in (("drtp", True), ("hsic", True), ("dfa", False)):
         a = LowMemBNNClassifier((16, 8), architecture=arch, input_shape=SHAPE,
                                 algorithm=algorithm, training=training, batch_size=32,
                                 shuffle=False, random_state=0)
@@ -247,7 +277,7 @@ def test_drtp_hidden_updates_ignore_the_output(arch, training):
 
 # ---------------------------------------------------------------- parameters
 @pytest.mark.parametrize("value,error", [
-    ("DFA", ValueError), ("hsic", ValueError), ("", ValueError),
+    ("DFA", ValueError), ("HSIC", ValueError), ("", ValueError),
     (1, TypeError), (None, TypeError), (["dfa"], TypeError),
 ])
 def test_bad_algorithm(value, error):
@@ -260,11 +290,15 @@ def test_bad_algorithm(value, error):
 @pytest.mark.parametrize("training", ["low_memory", "standard"])
 @pytest.mark.parametrize("algorithm", RULES)
 def test_learns_digits(algorithm, training):
+    """Well above chance (0.1).  SigProp's hidden updates come from sign
+    flips under a small perturbation, and on this task it stays near what
+    its output layer learns over the initial hidden layers (user guide)."""
     X, y = load_digits(return_X_y=True)
     X = X / 8 - 1
+    sigprop = algorithm == "sigprop"
     clf = LowMemBNNClassifier((128, 128), algorithm=algorithm, training=training,
-                              max_iter=10, random_state=0).fit(X, y)
-    assert clf.score(X, y) > 0.7
+                              max_iter=20 if sigprop else 10, random_state=0).fit(X, y)
+    assert clf.score(X, y) > (0.5 if sigprop else 0.7)
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
 
 
@@ -277,11 +311,136 @@ def test_memory_model_counts_the_rules():
                                   random_state=0).fit(X, y)
         models[algorithm] = clf.memory_model_
         report = clf.memory_report()
-        assert ("feedback" in report["table"]) == (algorithm != "backprop")
+        assert ("feedback" in report["table"]) == (algorithm in FEEDBACK_RULES + ("sigprop",))
+        assert ("HSIC kernel" in report["table"]) == (algorithm == "hsic")
     assert "feedback" not in models["backprop"]
-    for algorithm in RULES:
+    # SigProp: F projects to the 12 inputs; 2B samples in its second pass
+    assert models["sigprop"]["feedback"]["elements"] == 3 * 12
+    assert models["sigprop"]["X"]["elements"] == 2 * models["drtp"]["X"]["elements"]
+    assert models["sigprop"]["dW_layer"]["elements"] == 32 * 32
+    assert "dW_layer" not in models["drtp"]
+    # HSIC: three float32 B x B matrices at the model's batch size (100)
+    assert models["hsic"]["kernels"]["elements"] == 3 * 100 * 100
+    assert models["hsic"]["X"] == models["drtp"]["X"]
+    for algorithm in FEEDBACK_RULES:
         assert models[algorithm]["feedback"]["elements"] == 3 * 32 * 4
         assert models[algorithm]["feedback"]["bits"] == 32
     # DRTP holds the inputs of two consecutive layers, not of all five
     assert models["drtp"]["X"]["elements"] < models["dfa"]["X"]["elements"]
     assert models["dfa"]["X"] == models["backprop"]["X"]
+
+
+# ---------------------------------------------------------------- HSIC's gradient
+def _authors_hsic(A, B):
+    """The authors' ``estimate_hsic(mode='biased')``, written with means."""
+    a, b = A.mean(axis=0), B.mean(axis=0)
+    return (A * B).mean() - 2 * (a * b).mean() + a.mean() * b.mean()
+
+
+@pytest.mark.parametrize("gamma", [2.0, 0.5])
+def test_hsic_gradient_matches_finite_differences(gamma):
+    """The reference gradient equals central differences of the loss at +-1
+    activations (the cosine kernel is smooth there), and the package's
+    ``dLoss/dz = W z`` equals it."""
+    rng = np.random.default_rng(0)
+    B, D, C = 12, 20, 4
+    z = np.where(rng.random((B, D)) < 0.5, -1.0, 1.0)
+    y = np.arange(B) % C
+    K = z @ z.T / D
+    L = cosine_kernel(centred_target(y, C))
+    np.testing.assert_allclose(_authors_hsic(K, L), np.trace(
+        K @ (np.eye(B) - 1 / B) @ L @ (np.eye(B) - 1 / B)) / B ** 2, rtol=1e-5)
+    want = hsic_gradient(z, y, C, gamma)
+    h, fd = 1e-5, np.empty_like(z)
+    for i in range(B):
+        for j in range(D):
+            up, down = z.copy(), z.copy()
+            up[i, j] += h
+            down[i, j] -= h
+            fd[i, j] = (hsic_loss(up, y, C, gamma) - hsic_loss(down, y, C, gamma)) / (2 * h)
+    np.testing.assert_allclose(want, fd, rtol=1e-5, atol=1e-7 * np.abs(fd).max())
+    W = hsic_weights(K.astype(np.float32), double_centre(L), gamma, D)
+    assert W.dtype == np.float32
+    np.testing.assert_allclose(W.astype(np.float64) @ z, want, rtol=1e-4,
+                               atol=1e-5 * np.abs(want).max())
+
+
+def test_hsic_target_kernel_is_the_class_agreement():
+    """Cosine kernel of the centred one-hot target: 1 within a class, -1/(C-1)
+    across (float32)."""
+    y = np.array([0, 1, 2, 0, 3])
+    L = cosine_kernel(centred_target(y, 4))
+    want = np.where(y[:, None] == y[None, :], 1.0, -1 / 3)
+    np.testing.assert_allclose(L, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("value,error", [
+    (-0.1, ValueError), (float("nan"), TypeError), (float("inf"), TypeError),
+    ("2", TypeError), (None, TypeError), (True, TypeError),
+])
+def test_bad_hsic_gamma(value, error):
+    X, y = _vectors()
+    with pytest.raises(error, match="hsic_gamma"):
+        LowMemBNNClassifier(algorithm="hsic", hsic_gamma=value).fit(X, y)
+
+
+def test_hsic_gamma_changes_the_hidden_updates_only():
+    """gamma weighs the target term: it changes the hidden layers' update,
+    not the output layer's (the cross-entropy), and no feedback is drawn."""
+    X, y = _vectors()
+    kw = dict(hidden_layer_sizes=(16, 8), algorithm="hsic", batch_size=40, shuffle=False,
+              random_state=0, max_iter=1)
+    a = LowMemBNNClassifier(hsic_gamma=2.0, **kw).fit(X, y)
+    b = LowMemBNNClassifier(hsic_gamma=0.5, **kw).fit(X, y)
+    assert a.feedback_ is None
+    assert not np.array_equal(a.coefs_[1], b.coefs_[1])
+    np.testing.assert_array_equal(a.coefs_[-1], b.coefs_[-1])
+
+
+# ---------------------------------------------------------------- SigProp
+def test_sigprop_input_projection():
+    """F: (n_classes, input size), N(0, 1/input size) (kaiming normal, fan-in),
+    fixed per random_state, redrawn on a warm start from DFA (and back)."""
+    X, y = load_digits(return_X_y=True)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=1, random_state=0)
+    clf = LowMemBNNClassifier(algorithm="sigprop", **kw).fit(X / 8 - 1, y)
+    (F,) = clf.feedback_
+    assert F.shape == (10, 64) and F.dtype == np.float32
+    assert 0.8 / 8 < F.std() < 1.2 / 8
+    again = LowMemBNNClassifier(algorithm="sigprop", **kw).fit(X / 8 - 1, y)
+    np.testing.assert_array_equal(again.feedback_[0], F)
+    warm = LowMemBNNClassifier(algorithm="dfa", warm_start=True, **kw).fit(X / 8 - 1, y)
+    warm.set_params(algorithm="sigprop").fit(X / 8 - 1, y)
+    np.testing.assert_array_equal(warm.feedback_[0], F)
+    warm.set_params(algorithm="drtp").fit(X / 8 - 1, y)
+    assert [B.shape for B in warm.feedback_] == [(10, 16)]
+
+
+def test_sigprop_hidden_biases_stay():
+    """Only the weight layers of hidden blocks learn (the authors' hooks set
+    no batch-norm gradient); the output block's bias learns."""
+    X, y = _vectors()
+    clf = LowMemBNNClassifier((16, 8), algorithm="sigprop", max_iter=3,
+                              random_state=0).fit(X, y)
+    assert all(not np.any(b) for b in clf.bn_bias_[:-1])
+    assert np.any(clf.bn_bias_[-1])
+
+
+def test_sigprop_needs_the_real_input():
+    X, y = _vectors()
+    with pytest.raises(ValueError, match="binarize_input"):
+        LowMemBNNClassifier(algorithm="sigprop", binarize_input="median").fit(X, y)
+
+
+@pytest.mark.parametrize("training", ["low_memory", "standard"])
+def test_sigprop_first_pass_chunks_do_not_matter(training, monkeypatch):
+    """The inference pass runs in chunks of samples: any chunking, the same
+    model."""
+    from skbnn import _layers
+    X, y = _images(n=40)
+    kw = dict(architecture=CONV_ARCHS["before_bn"], input_shape=SHAPE, algorithm="sigprop",
+              training=training, batch_size=40, max_iter=2, random_state=0)
+    whole = LowMemBNNClassifier(**kw).fit(X, y)
+    monkeypatch.setattr(_layers, "INFERENCE_CHUNK_BYTES", 1)   # one sample at a time
+    chunked = LowMemBNNClassifier(**kw).fit(X, y)
+    assert _model_bytes(whole, X) == _model_bytes(chunked, X)
