@@ -220,8 +220,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     feedback_ : list of ndarray of float32, shape (n_classes, width_l), or None
         The fixed feedback matrices of ``algorithm='dfa'`` or ``'drtp'``, one
         per hidden activation from the first; for ``'sigprop'`` one matrix
-        ``F`` of shape (n_classes, n_features_in_), N(0, 1/n_features_in_)
-        (kaiming normal, fan-in); None for backprop and HSIC.  Drawn
+        ``F`` of shape ``(n_classes, n_features_in_)``, N(0, 1 /
+        ``n_features_in_``) (kaiming normal, fan-in); None for backprop and HSIC.  Drawn
         (standard normal, in layer order) from a NumPy generator seeded by
         ``random_state`` through the seed every other stream of the model
         derives from, so a refit with the same ``random_state`` draws the
