@@ -103,6 +103,87 @@ def test_bn_forward_narrow_z_equals_wide(B, n, narrow, wide, isa):
                 np.testing.assert_array_equal(g, w)
 
 
+# large enough for a team of threads: channel units for the sums, row blocks
+# for the outputs, partial 8-channel groups and words, and (backward) more
+# than one block of 1024 channels
+BIG_SHAPES = [(3000, 64), (1100, 72), (517, 100), (300, 200), (40, 1100)]
+MODES = [(False, True, False), (True, False, True), (False, False, True)]
+
+
+def big_z(rng, B, n, dtype):
+    if dtype in (np.int16, np.int32):
+        return rng.integers(-3 * n, 3 * n + 1, size=(B, n)).astype(dtype)
+    return (rng.normal(size=(B, n)) * 10.0 ** rng.integers(-2, 3, size=(1, n))).astype(dtype)
+
+
+@pytest.mark.parametrize("B,n", BIG_SHAPES)
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float16, np.float32])
+def test_bn_forward_big_shapes(B, n, dtype, isa):
+    rng = np.random.default_rng(B + 3 * n)
+    Z = big_z(rng, B, n, dtype)
+    bias = rng.normal(scale=0.3, size=n).astype(F32)
+    for l2, round_half, pre_bias in MODES:
+        mu_w, psi_w, A_w, pre_w, om_w = bn_forward_reference(Z, bias, l2, round_half, pre_bias)
+        for n_threads in (1, 2):
+            mu, psi, om, bits, mask, pre_bits, A = bn_forward_outputs(Z, l2, round_half, pre_bias,
+                                                                      bias, n_threads)
+            np.testing.assert_array_equal(mu, mu_w)
+            np.testing.assert_array_equal(psi, psi_w)
+            np.testing.assert_array_equal(A, A_w)
+            np.testing.assert_array_equal(om, om_w)
+            np.testing.assert_array_equal(unpack(bits, n), np.where(A_w >= 0, 1, -1))
+            np.testing.assert_array_equal(unpack(mask, n), np.where(np.abs(A_w) <= 1, 1, -1))
+            np.testing.assert_array_equal(unpack(pre_bits, n), np.where(pre_w >= 0, 1, -1))
+            if dtype is np.float32:  # A written over Z, without the other outputs
+                Zc, bits2 = Z.copy(), np.empty_like(bits)
+                _kernels.bn_forward(Zc, bias, l2, 1e-4, 1e-5, round_half, mu, psi, bits2,
+                                    omega=om, omega_pre_bias=pre_bias, A_out=Zc,
+                                    n_threads=n_threads)
+                np.testing.assert_array_equal(Zc, A_w)
+                np.testing.assert_array_equal(om, om_w)
+                np.testing.assert_array_equal(bits2, bits)
+
+
+def special_values(rng, shape, dtype):
+    """Random values with zeros of both signs, infinities and NaNs of both signs."""
+    x = rng.normal(size=shape).astype(dtype)
+    flat = x.reshape(-1)
+    idx = rng.permutation(flat.size)
+    for value, chunk in zip([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan],
+                            np.array_split(idx[:60], 6)):
+        flat[chunk] = value
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_bn_kernels_thread_counts_give_the_same_bytes(dtype, isa):
+    """With infinities and NaNs (whose signs and payloads the reference
+    comparisons do not see) every thread count gives the same bytes."""
+    rng = np.random.default_rng(5)
+    B, n = 2000, 72
+    Z = special_values(rng, (B, n), dtype)
+    bias = rng.normal(scale=0.3, size=n).astype(F32)
+    psi = (np.abs(rng.normal(size=n)) + 0.1).astype(F32)
+    psi[:3] = [0.0, -1.0, np.inf]
+    omega = np.abs(rng.normal(size=n)).astype(F32)
+    bits = pack(rng.choice([-1, 1], size=(B, n)))
+    runs = []
+    with np.errstate(all="ignore"):
+        for n_threads in (1, 2, 3):
+            fwd = bn_forward_outputs(Z, False, True, True, bias, n_threads)
+            G, G_b = special_values(rng, (B, n), dtype), np.empty(n, F32)
+            if n_threads > 1:
+                G = runs[0][1].copy()
+            G0 = G.copy()
+            _kernels.bn_backward_bits(G, psi, bits, omega, G_b, n_threads)
+            runs.append((fwd, G0, G, G_b))
+    for fwd, G0, G, G_b in runs[1:]:
+        for got, want in zip(fwd, runs[0][0]):
+            assert got.tobytes() == want.tobytes()
+        assert G.tobytes() == runs[0][2].tobytes()
+        assert G_b.tobytes() == runs[0][3].tobytes()
+
+
 def test_bn_forward_rejects_bad_shapes():
     Z = np.zeros((4, 10), np.int32)
     v = np.zeros(10, F32)
@@ -131,6 +212,22 @@ def bn_backward_reference(G, psi, S, omega):
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_bn_backward_bits_matches_reference(B, n, dtype, isa):
     rng = np.random.default_rng(B + 17 * n)
+    G0 = (rng.normal(scale=0.01, size=(B, n))).astype(dtype)
+    psi = (np.abs(rng.normal(size=n)) + 0.1).astype(F32)
+    omega = np.abs(rng.normal(size=n)).astype(F32)
+    S = rng.choice([-1, 1], size=(B, n)).astype(F32)
+    want, want_b = bn_backward_reference(G0, psi, S, omega)
+    for n_threads in (1, 2):
+        G, G_b = G0.copy(), np.empty(n, F32)
+        _kernels.bn_backward_bits(G, psi, pack(S), omega, G_b, n_threads)
+        np.testing.assert_array_equal(G, want.astype(dtype))
+        np.testing.assert_array_equal(G_b, want_b)
+
+
+@pytest.mark.parametrize("B,n", BIG_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_bn_backward_bits_big_shapes(B, n, dtype, isa):
+    rng = np.random.default_rng(2 * B + n)
     G0 = (rng.normal(scale=0.01, size=(B, n))).astype(dtype)
     psi = (np.abs(rng.normal(size=n)) + 0.1).astype(F32)
     omega = np.abs(rng.normal(size=n)).astype(F32)

@@ -191,7 +191,8 @@ void skbnn_fdot_bits(const float *X, size_t M, size_t K, const uint64_t *W, size
  * the packed signs of the pre-bias value (pre_bits), omega = mean |A| (or of
  * the pre-bias value when omega_pre_bias; rounded to float16 when
  * round_half) and A itself as float32 (A_out, may alias a float Z).  Sums
- * run over b in order; threads own 64-channel columns: deterministic. */
+ * run over b in order, each on one thread (threads split the channels for
+ * the sums, the rows for the outputs): deterministic. */
 enum { SKBNN_Z_FLOAT32 = 0, SKBNN_Z_INT32 = 1, SKBNN_Z_INT16 = 2, SKBNN_Z_FLOAT16 = 3 };
 void skbnn_bn_forward(const void *Z, int z_int, size_t B, size_t n, const float *bias, int l2,
                       float eps, float psi_floor, int round_half, float *mu, float *psi,
