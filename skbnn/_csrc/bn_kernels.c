@@ -289,7 +289,8 @@ BN_AVX2 INLINE void stat_avx2_k(const void *Z, int z_int, size_t n, size_t r0, s
     for (size_t b = r0; b < r1; b++)
         for (int k = 0; k < K; k++) {
             const size_t ck = c + 8 * (size_t)k;
-            s[k] = _mm256_add_ps(s[k], st_term8(z_get8(Z, z_int, b * n + ck), mode, m, p, bias, ck));
+            const __m256 z = z_get8(Z, z_int, b * n + ck);
+            s[k] = _mm256_add_ps(s[k], st_term8(z, mode, m, p, bias, ck));
         }
     for (int k = 0; k < K; k++) _mm256_storeu_ps(acc + c + 8 * k, s[k]);
 }
