@@ -121,23 +121,44 @@ def step_hyper(hp, solver, lr, t):
     return (lr, hp.beta_1, hp.beta_2, hp.epsilon, hp.momentum, hp.bop_threshold)
 
 
-def bn_backward(G, psi, bits, omega, A, bias, kind):
-    """dL/dZ of bias-only BN from dL/dA (Wang et al., Algorithm 1
-    lines 10-12; Algorithm 2 lines 11-12).
+# rows per block of the in-place batch-norm backward: its temporaries stay
+# near 1 MiB whatever the batch and map size
+BN_BLOCK_BYTES = 1 << 20
 
-    ``kind``: 'l2' exact gradient with ``N = A - b``; 'l1' Eq. 1 with the
-    float output ``A``; 'proposed' B2 with the sign bits (as +/-1 floats)
-    and ``omega``.
+
+def bn_backward(G, psi, A, bias, kind):
+    """dL/dZ of bias-only BN from dL/dA, written over ``G`` (float32, C
+    order; Wang et al., Algorithm 1 lines 10-12 and Eq. 1).
+
+    ``kind``: 'l2' the exact gradient with ``N = A - b``; 'l1' Eq. 1 with
+    the float output ``A`` and its signs.  With ``v = G / psi``:
+    ``v - mean(v) - mean(v * N) * N`` ('l2'), ``v - mean(v) - mean(v * A) *
+    sgn(A)`` ('l1').  Works over blocks of rows, so its temporaries are
+    bounded (the records already hold one float map per layer); the means
+    add block sums in row order.
     """
-    v = G / psi
-    centred = v - v.mean(axis=0, dtype=F32)
-    if kind == "l2":
-        N = A - bias
-        return centred - (v * N).mean(axis=0, dtype=F32) * N
-    if kind == "l1":
-        s = np.where(A >= 0, F32(1), F32(-1))
-        return centred - (v * A).mean(axis=0, dtype=F32) * s
-    return centred - (v * bits * omega).mean(axis=0, dtype=F32) * bits
+    rows, n = G.shape
+    step = max(1, BN_BLOCK_BYTES // (4 * max(1, n)))
+    sum_v, sum_vn = np.zeros(n, F32), np.zeros(n, F32)
+
+    def factor(r0, r1):
+        # N (l2) or A (l1) of rows r0:r1, the factor inside the second mean
+        return A[r0:r1] - bias if kind == "l2" else A[r0:r1]
+
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        v = G[r0:r1]
+        v /= psi
+        sum_v += v.sum(axis=0, dtype=F32)
+        sum_vn += (v * factor(r0, r1)).sum(axis=0, dtype=F32)
+    mean_v, mean_vn = sum_v / F32(rows), sum_vn / F32(rows)
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        v = G[r0:r1]
+        v -= mean_v
+        f = factor(r0, r1)
+        v -= mean_vn * (f if kind == "l2" else np.where(f >= 0, F32(1), F32(-1)))
+    return G
 
 
 def softmax_xent(logits, y):

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _kernels
 from ._engine import n_words, pack_pm1_rows, sample_rows
-from ._latent import BN_EPS, F32, PSI_FLOOR, bn_backward, quantize_pow2, round_key, step_hyper
+from ._latent import BN_BLOCK_BYTES, BN_EPS, F32, PSI_FLOOR, bn_backward, quantize_pow2, round_key, step_hyper
 from ._rules import Backprop
 
 
@@ -165,6 +165,9 @@ class StepContext:
         self.config, self.ws, self.hyper, self.t = config, workspace, hyper, t
         self.n_threads, self.grad_scale = n_threads, grad_scale
         self.rule = Backprop() if rule is None else rule
+        # False while a forward pass feeds no backward pass through the
+        # batch norms (a two-pass rule's second pass): they keep only signs
+        self.records = True
 
 
 # ---------------------------------------------------------------- weight layers
@@ -238,10 +241,31 @@ class WeightLayer:
 _SIGNAL_CHUNK = 1 << 16   # bytes of float32 signal (and of 0/1 mask) per chunk
 
 
-def unpack_mask(mask, n_bits):
-    """Packed rows of bits (bit ``c`` of a row = column ``c``) as 0/1 uint8."""
-    return np.unpackbits(np.ascontiguousarray(mask).view(np.uint8), axis=1,
-                         count=n_bits, bitorder="little")
+def float_sign_and_mask(A):
+    """Algorithm 1's float32 records of a sign activation: ``sgn(A)`` as +-1
+    (sign(0) = +1) and the STE mask ``|A| <= 1`` as 0/1, filled in blocks of
+    rows so that no full-size temporary exists beside them."""
+    sign, mask = np.empty_like(A), np.empty_like(A)
+    step = max(1, BN_BLOCK_BYTES // (4 * max(1, A.shape[1])))
+    for r0 in range(0, A.shape[0], step):
+        a, s = A[r0:r0 + step], sign[r0:r0 + step]
+        np.greater_equal(a, F32(0), out=s)   # 1 / 0, then +-1 (-0.0 counts as +1)
+        s *= F32(2)
+        s -= F32(1)
+        np.less_equal(np.abs(a), F32(1), out=mask[r0:r0 + step])
+    return sign, mask
+
+
+def unpack_mask(mask, n_bits, dtype=np.uint8):
+    """Packed rows of bits (bit ``c`` of a row = column ``c``) as 0/1 of
+    ``dtype``, unpacked in blocks of rows (no uint8 copy of the whole)."""
+    mask = np.ascontiguousarray(mask)
+    out = np.empty((mask.shape[0], n_bits), dtype=dtype)
+    step = max(1, BN_BLOCK_BYTES // max(1, n_bits))
+    for r0 in range(0, mask.shape[0], step):
+        out[r0:r0 + step] = np.unpackbits(mask[r0:r0 + step].view(np.uint8), axis=1,
+                                          count=n_bits, bitorder="little")
+    return out
 
 
 _SCALE_BLOCK = 1 << 16
@@ -414,14 +438,16 @@ class BatchNorm:
         rows, n = Z.shape
         wn = n_words(n)
         proposed = cfg.kind == "proposed"
+        keep = ctx.records or not self.sign
         rec = {
             "psi": np.empty(n, F32), "bits": np.empty((rows, wn), dtype=np.uint64),
-            "mask": np.empty((rows, wn), dtype=np.uint64) if self.sign else None,
-            "omega": np.empty(n, F32) if proposed else None,
+            "mask": np.empty((rows, wn), dtype=np.uint64) if self.sign and keep else None,
+            "omega": np.empty(n, F32) if proposed and keep else None,
             "out": (np.empty((rows, n), F32)
-                    if not self.sign or cfg.standard or not proposed else None),
+                    if keep and (not self.sign or cfg.standard or not proposed) else None),
         }
-        pre_bits = np.empty((rows, wn), dtype=np.uint64) if proposed and cfg.pre_bias else None
+        pre_bits = (np.empty((rows, wn), dtype=np.uint64)
+                    if proposed and cfg.pre_bias and keep else None)
         rec["bn_bits"] = pre_bits if pre_bits is not None else rec["bits"]
         mu = np.empty(n, F32)
         _kernels.bn_forward(Z, self.s["bias"].astype(F32), cfg.kind == "l2", BN_EPS,
@@ -435,9 +461,12 @@ class BatchNorm:
         out.mask = rec["mask"]
         if cfg.standard:
             # Algorithm 1's float32 records: +-1 output and 0/1 STE mask
-            A = rec["out"]
-            out.sign_f = np.where(A >= 0, F32(1), F32(-1))
-            out.mask_f = (np.abs(A) <= 1).astype(F32)
+            if keep:
+                out.sign_f, out.mask_f = float_sign_and_mask(rec["out"])
+            else:   # the next layer's float32 input record only
+                out.sign_f = unpack_mask(rec["bits"], n, F32)
+                out.sign_f *= F32(2)
+                out.sign_f -= F32(1)
         return out
 
     def _update_running(self, mu, psi, momentum):
@@ -472,10 +501,11 @@ class BatchNorm:
             _kernels.bn_backward_bits(G, rec["psi"], rec["bn_bits"], rec["omega"], G_b,
                                       ctx.n_threads)
         else:
-            G32 = G.astype(F32, copy=False)
+            G32 = G if G.dtype == F32 else G.astype(F32)
             G_b = G32.sum(axis=0, dtype=F32)
-            G[...] = bn_backward(G32, rec["psi"], None, None, rec["out"],
-                                 self.s["bias"].astype(F32), cfg.kind)
+            bn_backward(G32, rec["psi"], rec["out"], self.s["bias"].astype(F32), cfg.kind)
+            if G32 is not G:
+                G[...] = G32
         if cfg.pow2_bias is not None:
             G[...] = quantize_pow2(G, cfg.pow2_bias)
         self.bias_grad = G_b
@@ -548,9 +578,7 @@ class MaxPool2D:
         res = Act(out, self.spec.out_shape, n)
         rec = {"in": act, "argmax": argmax}
         if standard:
-            rec["argmax_f"] = _kernels.unpack_pm1(argmax, self.C).astype(F32)
-            rec["argmax_f"] += 1
-            rec["argmax_f"] *= F32(0.5)
+            rec["argmax_f"] = unpack_mask(argmax, self.C, F32)
             rec["argmax"] = None
             if self.spec.position == "after_sign":
                 # the pooled float +-1 record, and its bits for the products
@@ -816,6 +844,7 @@ class LayerStack:
         self._first_pass = None
         standard = ctx.config.standard
         act = self.input_act(ctx.rule.second_input(A, self.weight_layers[0].input_scale))
+        ctx.records = False
         n = act.n // 2
         weight = pool = x_in = None
         start = 0
@@ -838,6 +867,7 @@ class LayerStack:
                     used.record = None
         for layer in self.layers:
             layer.record = None
+        ctx.records = True
         # the output block, through the first pass's inference-mode batch norm
         out, bn = self.layers[self._output_block], self.layers[self._output_block + 1]
         grad = out.weight_gradient(np.ascontiguousarray(G_logits / psi, dtype=F32), out_input,
