@@ -127,12 +127,16 @@ typedef struct {
     int *oob;              /* per (cy, cx): taps list (taps entries each) */
 } borders;
 
-static size_t axis_classes(size_t nout, size_t nin, size_t k, size_t pad, int *cls, int *lo,
-                           int *hi)
+/* Classes of equal tap intervals along one axis: coordinate t (0 <= t <
+ * count) uses the kernel offsets [max(0, a0 + step t), min(k - 1, b0 + step
+ * t)]; cls[t] gets its class, lo / hi the class intervals.  Returns the
+ * number of classes (at most 2k + 1). */
+static size_t interval_classes(size_t count, long step, long a0, long b0, size_t k, int *cls,
+                               int *lo, int *hi)
 {
     size_t nc = 0;
-    for (size_t o = 0; o < nout; o++) {
-        const long l = (long)pad - (long)o, h = (long)nin - 1 + (long)pad - (long)o;
+    for (size_t t = 0; t < count; t++) {
+        const long l = a0 + step * (long)t, h = b0 + step * (long)t;
         const int a = (int)(l > 0 ? l : 0), b = (int)(h < (long)k - 1 ? h : (long)k - 1);
         size_t c = 0;
         while (c < nc && !(lo[c] == a && hi[c] == b)) c++;
@@ -141,9 +145,17 @@ static size_t axis_classes(size_t nout, size_t nin, size_t k, size_t pad, int *c
             hi[nc] = b;
             nc++;
         }
-        cls[o] = (int)c;
+        cls[t] = (int)c;
     }
     return nc;
+}
+
+/* Output coordinate o reads the input rows o - pad + [0, k), in bounds for
+ * the offsets [pad - o, nin - 1 + pad - o]. */
+static size_t axis_classes(size_t nout, size_t nin, size_t k, size_t pad, int *cls, int *lo,
+                           int *hi)
+{
+    return interval_classes(nout, -1, (long)pad, (long)nin - 1 + (long)pad, k, cls, lo, hi);
 }
 
 static int make_borders(const geom *g, borders *b, scratch_t *s)
@@ -1001,23 +1013,11 @@ static size_t dx_kblocks(size_t taps, size_t Cout, size_t kcb, kblock *kb)
 }
 
 /* Border classes of the input gradient along one axis: input coordinate i
- * receives the kernel offsets [lo, hi] (outputs i - ky + pad in range). */
+ * receives the kernel offsets [i + pad - (nout - 1), i + pad] (outputs
+ * i - ky + pad in range). */
 static size_t dx_axis(size_t nin, size_t nout, size_t k, size_t pad, int *cls, int *lo, int *hi)
 {
-    size_t nc = 0;
-    for (size_t i = 0; i < nin; i++) {
-        const long a = (long)i + (long)pad - (long)(nout - 1), b = (long)i + (long)pad;
-        const int l = (int)(a > 0 ? a : 0), h = (int)(b < (long)k - 1 ? b : (long)k - 1);
-        size_t c = 0;
-        while (c < nc && !(lo[c] == l && hi[c] == h)) c++;
-        if (c == nc) {
-            lo[nc] = l;
-            hi[nc] = h;
-            nc++;
-        }
-        cls[i] = (int)c;
-    }
-    return nc;
+    return interval_classes(nin, 1, (long)pad - ((long)nout - 1), (long)pad, k, cls, lo, hi);
 }
 
 int skbnn_conv2d_input_grad(const void *G, int g_half, size_t n, size_t H, size_t W,
