@@ -175,6 +175,7 @@ class WeightLayer:
     gradients."""
 
     trainable = True
+    shortcut = None   # the Shortcut of a residual conv
 
     def __init__(self, spec, state, index, input_scale=1.0):
         self.spec, self.s, self.index = spec, state, index
@@ -403,41 +404,53 @@ class BatchNorm:
         self.n = state["bias"].shape[0]
         self.record = None
         self.bias_grad = None
+        self.keep_real = False   # set by the stack: a shortcut reads this output
+        self.real = None
 
     def forward(self, act, ctx):
         """Fused epilogue over the pre-activations: batch statistics and the
         output's packed signs, STE mask and float16 magnitude (low memory) or
         the float output (l1/l2 backward, standard step, logits).  Returns
         the packed signs as an :class:`Act` with ``mask`` (hidden blocks) or
-        the float logits."""
+        the float output (the logits, or a residual block's output before
+        its :class:`Shortcut`, a scratch the shortcut may add into)."""
         cfg, Z = ctx.config, act.data
         rows, n = Z.shape
         wn = n_words(n)
         proposed = cfg.kind == "proposed"
+        signs_out = self.sign and not self.spec.residual   # a sign reads this output
+        # the backward (l1 / l2, standard) or the logits read the float output
+        keep_out = not self.sign or cfg.standard or not proposed
+        A = (np.empty((rows, n), F32) if keep_out or not signs_out or self.keep_real
+             else None)
         rec = {
-            "psi": np.empty(n, F32), "bits": np.empty((rows, wn), dtype=np.uint64),
-            "mask": np.empty((rows, wn), dtype=np.uint64) if self.sign else None,
+            "psi": np.empty(n, F32),
             "omega": np.empty(n, F32) if proposed else None,
-            "out": (np.empty((rows, n), F32)
-                    if not self.sign or cfg.standard or not proposed else None),
+            "out": A if keep_out else None,
         }
+        bits = np.empty((rows, wn), dtype=np.uint64)
+        mask = np.empty((rows, wn), dtype=np.uint64) if signs_out else None
         pre_bits = np.empty((rows, wn), dtype=np.uint64) if proposed and cfg.pre_bias else None
-        rec["bn_bits"] = pre_bits if pre_bits is not None else rec["bits"]
+        # the signs of this output itself: with a shortcut they are not those
+        # of the sum the next sign reads, one more bit per activation
+        rec["bn_bits"] = pre_bits if pre_bits is not None else bits
         mu = np.empty(n, F32)
         _kernels.bn_forward(Z, self.s["bias"].astype(F32), cfg.kind == "l2", BN_EPS,
-                            PSI_FLOOR, cfg.half, mu, rec["psi"], rec["bits"], rec["mask"],
-                            pre_bits, rec["omega"], cfg.pre_bias, rec["out"], ctx.n_threads)
+                            PSI_FLOOR, cfg.half, mu, rec["psi"], bits, mask,
+                            pre_bits, rec["omega"], cfg.pre_bias, A, ctx.n_threads)
         self._update_running(mu, rec["psi"], cfg.bn_momentum)
         self.record = rec
-        if not self.sign:
-            return Act(rec["out"], act.shape, act.n)
-        out = Act(rec["bits"], act.shape, act.n)
-        out.mask = rec["mask"]
+        if self.keep_real:   # x of the shortcut of the next block
+            self.real = A
+        if not signs_out:
+            if A is rec["out"] and self.sign:   # the backward reads it: a scratch to add into
+                A = A.copy()
+            return Act(A, act.shape, act.n)
+        out = Act(bits, act.shape, act.n)
+        out.mask = mask
         if cfg.standard:
             # Algorithm 1's float32 records: +-1 output and 0/1 STE mask
-            A = rec["out"]
-            out.sign_f = np.where(A >= 0, F32(1), F32(-1))
-            out.mask_f = (np.abs(A) <= 1).astype(F32)
+            out.sign_f, out.mask_f = sign_records(A)
         return out
 
     def _update_running(self, mu, psi, momentum):
@@ -461,6 +474,8 @@ class BatchNorm:
         Z -= self.s["running_mean"].astype(F32)
         Z /= np.maximum(self.s["running_scale"].astype(F32), F32(PSI_FLOOR))
         Z += self.s["bias"].astype(F32)
+        if self.keep_real:
+            self.real = Z
         return Act(Z, act.shape, act.n)
 
     def backward(self, G, ctx):
@@ -493,6 +508,85 @@ class BatchNorm:
             step_hyper(hp, bias_solver, bias_lr, ctx.t), False, dummy, cancel=False,
             round_key=round_key(hp.round_seed, ctx.t, self.index, 1))
         self.bias_grad = None
+
+
+def sign_records(A):
+    """Algorithm 1's float32 records of the signs of ``A``: the +-1 values
+    and the 0/1 STE mask ``|A| <= 1``."""
+    return np.where(A >= 0, F32(1), F32(-1)), (np.abs(A) <= 1).astype(F32)
+
+
+class Shortcut:
+    """The real-valued shortcut of a residual block (Bi-Real-Net): adds the
+    block's real input ``x`` to its batch-norm output, ``S = BN(...) + x``,
+    and emits the packed signs of ``S`` with the STE mask ``|S| <= 1`` (the
+    next sign reads the sum).  ``x`` is the real output of the previous
+    block, held by ``source`` (its :class:`BatchNorm` or :class:`Shortcut`,
+    whose ``keep_real`` the stack sets) only until the sum exists; after a
+    'before_bn' pool (``pooled``) it is added as its 2x2 average.
+
+    Backward: the gradient of ``S`` goes on to the batch norm unchanged,
+    and a copy (the shortcut's identity, or average-unpool, backward) waits
+    in the record until the block's weight layer has the gradient of its
+    input: :meth:`add_to_input_gradient` adds it there, past the STE mask
+    of ``x``'s signs.  A local rule (DRTP, HSIC) keeps no copy: it updates
+    the block below before this one's gradient exists."""
+
+    trainable = False
+
+    def __init__(self, spec, pooled):
+        self.spec, self.pooled = spec, pooled
+        self.source = None
+        self.keep_real = False
+        self.real = self.record = None
+
+    def _add_x(self, A):
+        x, self.source.real = self.source.real, None
+        if self.pooled:
+            C, H, W = self.spec.in_shape
+            Ho, Wo = H // 2, W // 2
+            w = x.reshape(-1, H, W, C)[:, :2 * Ho, :2 * Wo].reshape(-1, Ho, 2, Wo, 2, C)
+            # a fixed order of the four terms: the same floats on every path
+            x = (w[:, :, 0, :, 0] + w[:, :, 0, :, 1] + w[:, :, 1, :, 0] + w[:, :, 1, :, 1])
+            x *= F32(0.25)
+            x = x.reshape(A.shape)
+        A += x
+        if self.keep_real:
+            self.real = A
+        return A
+
+    def forward(self, act, ctx):
+        S = self._add_x(act.data)
+        out = Act(pack_pm1_rows(S), act.shape, act.n)
+        out.mask = pack_pm1_rows(np.subtract(F32(1), np.abs(S)))   # |S| <= 1
+        if ctx.config.standard:
+            out.sign_f, out.mask_f = sign_records(S)
+        return out
+
+    def infer(self, act, n_threads):
+        return Act(self._add_x(act.data), act.shape, act.n)
+
+    def backward(self, G, ctx):
+        if not ctx.rule.local:
+            self.record = G.copy()
+        return G
+
+    def add_to_input_gradient(self, G, ctx):
+        """``G``, the gradient of the block's input signs past their STE mask,
+        plus the waiting shortcut gradient: the gradient of ``x``."""
+        carry, self.record = self.record, None
+        if self.pooled:
+            C, H, W = self.spec.in_shape
+            Ho, Wo = H // 2, W // 2
+            win = G.reshape(-1, H, W, C)[:, :2 * Ho, :2 * Wo].reshape(-1, Ho, 2, Wo, 2, C)
+            carry = carry.reshape(-1, Ho, 1, Wo, 1, C)
+            carry *= carry.dtype.type(0.25)
+            win += carry
+        else:
+            G += carry
+        if ctx.config.pow2_bias is not None:
+            G[...] = quantize_pow2(G, ctx.config.pow2_bias)
+        return G
 
 
 class Sign:
@@ -637,13 +731,21 @@ class LayerStack:
         self.layers = []
         self.weight_layers = []
         w = 0
+        block_out = None   # the layer holding the real output of the last block
         for spec in plan:
             if spec.kind in ("conv", "dense"):
                 cls = Conv2D if spec.kind == "conv" else Dense
                 layer = cls(spec, states[w], w, input_scale if spec.real_input else 1.0)
                 self.layers.append(layer)
                 self.weight_layers.append(layer)
-                self.layers.append(BatchNorm(spec, states[w], w, sign=not spec.output))
+                bn = BatchNorm(spec, states[w], w, sign=not spec.output)
+                self.layers.append(bn)
+                if spec.residual:
+                    layer.shortcut = Shortcut(spec, pooled=False)
+                    layer.shortcut.source = block_out
+                    block_out.keep_real = True
+                    self.layers.append(layer.shortcut)
+                block_out = layer.shortcut or bn
                 if not spec.output:
                     self.layers.append(Sign())
                 w += 1
@@ -651,7 +753,10 @@ class LayerStack:
                 pool = MaxPool2D(spec)
                 if spec.position == "before_bn":
                     # between the conv and its batch norm
-                    self.layers.insert(len(self.layers) - 2, pool)
+                    conv = self.weight_layers[-1]
+                    self.layers.insert(self.layers.index(conv) + 1, pool)
+                    if conv.shortcut is not None:
+                        conv.shortcut.pooled = True
                 else:
                     self.layers.append(pool)
             elif spec.kind == "flatten":
@@ -758,6 +863,8 @@ class LayerStack:
                 del grad
                 if G is None and not (layer.first or rule.local):
                     G = rule.hidden_gradient(layer, act, ctx)
+                if G is not None and layer.shortcut is not None:
+                    G = layer.shortcut.add_to_input_gradient(G, ctx)
                 del act
             else:
                 G = layer.backward(G, ctx)
