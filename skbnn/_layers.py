@@ -558,9 +558,12 @@ class Shortcut:
     def forward(self, act, ctx):
         S = self._add_x(act.data)
         out = Act(pack_pm1_rows(S), act.shape, act.n)
-        out.mask = pack_pm1_rows(np.subtract(F32(1), np.abs(S)))   # |S| <= 1
         if ctx.config.standard:
             out.sign_f, out.mask_f = sign_records(S)
+        # the STE mask |S| <= 1 as the signs of 1 - |S|, over S unless it is
+        # the next block's x
+        T = np.abs(S, out=np.empty_like(S) if self.keep_real else S)
+        out.mask = pack_pm1_rows(np.subtract(F32(1), T, out=T))
         return out
 
     def infer(self, act, n_threads):

@@ -307,19 +307,31 @@ def test_memory_model_counts_the_residual_bits():
         [("conv", 4), ("conv", 4), ("pool", "before_bn"), ("conv", 4), ("dense", 5)],
         SHAPE, int(np.prod(SHAPE)), 3)
     counts, base = plan_counts(plan), plan_counts(plain)
-    # one sign bit of each residual batch-norm output: 4x3x3 twice
+    # the batch-norm outputs of the two residual blocks: 4x3x3 each
     assert counts["residual_activations_per_sample"] == 2 * 36
-    assert "residual_activations_per_sample" not in base or \
-        base["residual_activations_per_sample"] == 0
-    for training, bits in (("low_memory", 1), ("standard", 32)):
+    assert "residual_activations_per_sample" not in base
+    # the first block: x (4x6x6), the sum (4x3x3) and its mask scratch (the
+    # sum is the second block's x)
+    assert counts["shortcut_per_sample"] == 144 + 2 * 36
+    for training in ("low_memory", "standard"):
         for algorithm in RULES:
             m = memory_model(counts, 10, training=training, algorithm=algorithm)
             m0 = memory_model(base, 10, training=training, algorithm=algorithm)
-            assert m["residual_bits"]["elements"] == 10 * 72
-            assert m["residual_bits"]["bits"] == bits
-            assert "residual_bits" not in m0
-            # x (4x6x6) and the sum at the block (4x3x3), float32, transient
-            assert m["shortcut"]["elements"] == 10 * (144 + 36)
+            assert not {"residual_bits", "shortcut", "dshortcut"} & set(m0)
+            # one more sign bit per residual batch-norm output (low memory; the
+            # standard step keeps every float batch-norm output anyway)
+            if training == "low_memory":
+                assert m["residual_bits"]["bits"] == 1
+                assert m["residual_bits"]["elements"] == (
+                    10 * 72 if algorithm in ("backprop", "dfa") else
+                    (20 if algorithm == "sigprop" else 10) * 36)
+            else:
+                assert "residual_bits" not in m
+            rows = 20 if algorithm == "sigprop" else 10
+            assert m["shortcut"]["elements"] == rows * 216
+            assert m["shortcut"]["bits"] == 32 and not m["shortcut"]["persistent"]
+            # only backprop and DFA carry a gradient down the shortcut
+            assert ("dshortcut" in m) == (algorithm in ("backprop", "dfa"))
             assert m["total"]["bytes"] > m0["total"]["bytes"]
 
 
