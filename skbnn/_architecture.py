@@ -278,8 +278,8 @@ def _normalise(architecture):
         label, entries = "architecture", architecture
     else:
         raise _ArchitectureTypeError(
-            "architecture must be None, a preset name or a list of layer tuples, got "
-            f"{type(architecture).__name__} {architecture!r}")
+            f"architecture must be None, {', '.join(map(repr, PRESETS))} or a list of layer "
+            f"tuples, got {type(architecture).__name__} {architecture!r}")
     raw = list(entries)
     return label, raw, [_normalise_entry(label, i, e) for i, e in enumerate(raw)]
 

@@ -18,6 +18,15 @@ pooling masks and weight gradients as bits, l1 batch norm whose backward
 needs only the output's sign bits and one magnitude per channel, float16
 state and gradients).
 
+A residual conv block (:mod:`skbnn._architecture`) ends with a
+:class:`Shortcut` after its batch norm: the sum ``BN(...) + x`` of the
+previous block's real output ``x`` (kept as float32 only until the sum
+exists) is what its sign reads.  The low-memory step then keeps, besides
+the sum's signs and STE mask, the sign bits of the batch-norm output itself
+(its backward reads them and ``omega``, not the sum's), one bit per
+activation; the shortcut's backward adds the sum's gradient to that of
+``x`` (an identity, or an average-unpool after a 'before_bn' pool).
+
 Data between layers are row arrays: a vector batch is ``(n, F)``, a feature
 map ``(n*H*W, C)`` in NHWC order (row ``(s*H + y)*W + x``), so batch norm
 over ``batch*H*W`` is a reduction over rows and the packed kernels see
@@ -725,9 +734,9 @@ class Flatten:
 class LayerStack:
     """The layers of a network in order, built from a plan
     (:func:`skbnn._architecture.build_plan`) and the per-weight-layer state
-    dicts.  Every conv and dense layer is followed by batch norm, then sign
-    except after the output layer; a pool or flatten sits where the plan
-    puts it."""
+    dicts.  Every conv and dense layer is followed by batch norm (then the
+    :class:`Shortcut` of a residual conv), then sign except after the
+    output layer; a pool or flatten sits where the plan puts it."""
 
     def __init__(self, plan, states, input_scale=1.0):
         self.plan = plan

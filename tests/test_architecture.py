@@ -273,7 +273,8 @@ def test_pool_of_a_one_pixel_wide_map():
 
 
 @pytest.mark.parametrize("architecture,match", [
-    (5, r"architecture must be None, 'cnv', 'binarynet' or a list of layer tuples, got int"),
+    (5, r"architecture must be None, 'cnv', 'binarynet', 'binarynet_residual' or a list of "
+        r"layer tuples, got int"),
     ({"conv": 4}, r"architecture must be None, .* got dict"),
     (("conv", 4), r"got the single tuple \('conv', 4\); write \[\('conv', 4\)\]"),
     ([("conv", 4), "pool"], r"architecture\[1\] 'pool': each layer must be a tuple"),

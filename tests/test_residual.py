@@ -335,10 +335,20 @@ def test_memory_model_counts_the_residual_bits():
             assert m["total"]["bytes"] > m0["total"]["bytes"]
 
 
-def test_measured_memory_holds_the_extra_records():
+@pytest.mark.parametrize("training", ["low_memory", "standard"])
+def test_measured_memory_of_residual_calls(training):
+    """tracemalloc sees the step's records and transients (all NumPy
+    arrays); nothing of a call outlives it (the shortcut inputs are
+    released once added), and the model's residual rows are reported."""
     X, y = _images(n=40)
-    clf = LowMemBNNClassifier(architecture=ARCHS["pooled"], input_shape=SHAPE, max_iter=1,
-                              batch_size=40, random_state=0, measure_memory=True).fit(X, y)
+    clf = LowMemBNNClassifier(architecture=ARCHS["pooled"], input_shape=SHAPE,
+                              training=training, batch_size=40, random_state=0,
+                              measure_memory=True)
+    for _ in range(3):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    m = clf.memory_measured_
+    assert m["peak_bytes"] == m["persistent_before_bytes"] + m["transient_peak_bytes"]
+    assert abs(m["retained_bytes"]) < 4096
     report = clf.memory_report()
-    assert report["measured"]["transient_peak_bytes"] > 0
-    assert "residual_bits" in report["model"]
+    assert "shortcut" in report["model"] and "x, BN + x (shortcut)" in report["table"]
+    assert ("residual_bits" in report["model"]) == (training == "low_memory")
