@@ -231,7 +231,8 @@ def _normalise_entry(label, index, entry):
                              "('conv', filters, kernel_size, padding, 'residual'); got "
                              f"{len(entry)} items")
         if len(args) == 4 and args[3] != "residual":
-            raise ValueError(f"{where}: the fifth item of a conv layer can only be "
+            raise ValueError(f"{where}: a conv layer is ('conv', filters[, kernel_size[, "
+                             "padding[, 'residual']]]): its fifth item can only be "
                              f"'residual', got {args[3]!r}")
         filters = _positive_int(where, "filters", args[0])
         k = _positive_int(where, "kernel_size",

@@ -76,7 +76,7 @@ def test_preset_shapes(name, expected, channels):
 
 
 def test_preset_tables():
-    assert sorted(PRESETS) == ["binarynet", "cnv"]
+    assert sorted(PRESETS) == ["binarynet", "binarynet_residual", "cnv"]
     assert [e[1] for e in PRESETS["cnv"] if e[0] in ("conv", "dense")] == [
         64, 64, 128, 128, 256, 256, 512, 512]
     assert [e[1] for e in PRESETS["binarynet"] if e[0] in ("conv", "dense")] == [

@@ -171,7 +171,7 @@ def _model_bytes(clf, X):
 
 
 @pytest.mark.parametrize("training", ["low_memory", "standard"])
-@pytest.mark.parametrize("algorithm", ["backprop", "dfa"])
+@pytest.mark.parametrize("algorithm", RULES)
 def test_same_model_on_every_path_and_thread_count(algorithm, training):
     X, y = _images(n=40)
     models = []
