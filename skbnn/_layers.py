@@ -549,14 +549,19 @@ class Shortcut:
         self.keep_real = False
         self.real = self.record = None
 
+    def _windows(self, a):
+        """The 2x2 windows of the pool of rows ``a`` at the input's
+        resolution, a view ``(n, H/2, 2, W/2, 2, C)``."""
+        C, H, W = self.spec.in_shape
+        Ho, Wo = H // 2, W // 2
+        return a.reshape(-1, H, W, C)[:, :2 * Ho, :2 * Wo].reshape(-1, Ho, 2, Wo, 2, C)
+
     def _add_x(self, A):
         x, self.source.real = self.source.real, None
         if self.pooled:
-            C, H, W = self.spec.in_shape
-            Ho, Wo = H // 2, W // 2
-            w = x.reshape(-1, H, W, C)[:, :2 * Ho, :2 * Wo].reshape(-1, Ho, 2, Wo, 2, C)
+            w = self._windows(x)
             # a fixed order of the four terms: the same floats on every path
-            x = (w[:, :, 0, :, 0] + w[:, :, 0, :, 1] + w[:, :, 1, :, 0] + w[:, :, 1, :, 1])
+            x = w[:, :, 0, :, 0] + w[:, :, 0, :, 1] + w[:, :, 1, :, 0] + w[:, :, 1, :, 1]
             x *= F32(0.25)
             x = x.reshape(A.shape)
         A += x
@@ -587,11 +592,9 @@ class Shortcut:
         """``G``, the gradient of the block's input signs past their STE mask,
         plus the waiting shortcut gradient: the gradient of ``x``."""
         carry, self.record = self.record, None
-        if self.pooled:
-            C, H, W = self.spec.in_shape
-            Ho, Wo = H // 2, W // 2
-            win = G.reshape(-1, H, W, C)[:, :2 * Ho, :2 * Wo].reshape(-1, Ho, 2, Wo, 2, C)
-            carry = carry.reshape(-1, Ho, 1, Wo, 1, C)
+        if self.pooled:   # the average's backward: a quarter to each of its four
+            win = self._windows(G)
+            carry = carry.reshape(win.shape[0], win.shape[1], 1, win.shape[3], 1, -1)
             carry *= carry.dtype.type(0.25)
             win += carry
         else:

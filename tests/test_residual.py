@@ -34,9 +34,9 @@ ARCHS = {
 RULES = ("backprop", "dfa", "drtp", "hsic", "sigprop")
 
 
-def _images(n=24, seed=0):
+def _images(n=24, seed=0, shape=SHAPE):
     rng = np.random.default_rng(seed)
-    X = rng.uniform(-1, 1, size=(n,) + SHAPE)
+    X = rng.uniform(-1, 1, size=(n,) + shape)
     X.flat[0] = 0.99   # largest magnitude in (0.5, 1]: the input scale is 1
     return X.reshape(n, -1), np.arange(n) % 3
 
@@ -92,12 +92,12 @@ def test_shortcut_gradient_reaches_the_layers_below(name):
         np.testing.assert_array_equal(full[-1], cut[-1])
 
 
-def _reference(start, X, y, algorithm, bn="l2"):
+def _reference(start, X, y, algorithm, bn="l2", shape=SHAPE):
     """The reference's weight and bias gradients of the first step of the
     model ``start`` (its initial weights, zero biases), (k*k*C_in, filters)."""
     plan = start.layer_plan_
     V0 = [V.T for V in _f64(start.coefs_)]
-    images = X.reshape((len(y),) + SHAPE)
+    images = X.reshape((len(y),) + shape)
     biases = [np.zeros(V.shape[0]) for V in V0]
     if algorithm == "sigprop":
         dVs, dbs = sigprop_step(images, y, plan, V0, biases, _f64(start.feedback_)[0])
@@ -129,6 +129,24 @@ def test_standard_step_matches_reference(algorithm, name, bn, isa):
                              architecture=ARCHS[name], input_shape=SHAPE, bn_backward=bn)
     dVs, dbs = _reference(start, X, y, algorithm, bn=bn)
     _check_float_step(start, clf, dVs, dbs)
+
+
+@pytest.mark.parametrize("training", ["standard", "low_memory"])
+def test_odd_map_downsampling_shortcut_matches_reference(training, isa):
+    """A 7x7 map: the pools (max and average) drop the last row and column,
+    whose pixels get no shortcut gradient."""
+    shape = (4, 7, 7)
+    X, y = _images(shape=shape)
+    if training == "standard":
+        start, clf = _first_step("backprop", training, "sgd", 1.0, X, y,
+                                 architecture=ARCHS["pooled"], input_shape=shape)
+        dVs, dbs = _reference(start, X, y, "backprop", shape=shape)
+        _check_float_step(start, clf, dVs, dbs)
+    else:
+        start, clf = _first_step("backprop", training, "adam", 1e-2, X, y,
+                                 architecture=ARCHS["pooled"], input_shape=shape,
+                                 bn_backward="l2", **_LOW_EXACT)
+        _check_sign_step(start, clf, _reference(start, X, y, "backprop", shape=shape)[0])
 
 
 @pytest.mark.parametrize("name", sorted(ARCHS))
@@ -228,6 +246,10 @@ def test_pickle_round_trip_and_inference_chunks():
                               batch_size=10, random_state=0).fit(X, y)
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(clf.decision_function(X), again.decision_function(X))
+    # training goes on identically from the pickled model
+    clf.partial_fit(X, y)
+    again.partial_fit(X, y)
+    assert _model_bytes(clf, X) == _model_bytes(again, X)
     # samples are independent at inference: one at a time gives the same logits
     one = np.concatenate([clf.decision_function(X[i:i + 1]) for i in range(len(X))])
     np.testing.assert_array_equal(one, clf.decision_function(X))
