@@ -8,18 +8,18 @@ import pickle
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from reference_conv import avgpool, conv_forward, pool_forward, sigprop_step
 from reference_conv import step as reference_step
 from reference_lowmem import hsic_gradient, rule_signal
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 from test_rules import (_LOW_EXACT, _check_float_step, _check_sign_step, _check_ternary_step,
                         _f64, _first_step)
 
 from skbnn import LowMemBNNClassifier, _kernels
 from skbnn._architecture import PRESETS, build_plan
-from skbnn._memory_model import memory_model, plan_counts
 from skbnn._layers import LayerStack, Shortcut
-from reference_conv import avgpool, conv_forward, pool_forward, sigprop_step
+from skbnn._memory_model import memory_model, plan_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
