@@ -11,12 +11,14 @@ An architecture is one of
 
 * ``None``: a multilayer perceptron, dense layers of ``hidden_layer_sizes``
   widths on the flat input ``(n_features,)``;
-* a preset name, ``'cnv'`` or ``'binarynet'`` (see :data:`PRESETS`);
+* a preset name, ``'cnv'``, ``'binarynet'`` or ``'binarynet_residual'`` (see
+  :data:`PRESETS`);
 * a list (or tuple) of plain tuples, one per layer::
 
       ("conv", filters)                          # 3x3, padding 'same'
       ("conv", filters, kernel_size)             # padding 'same'
       ("conv", filters, kernel_size, padding)    # 'same' or 'valid'
+      ("conv", filters, kernel_size, padding, "residual")
       ("pool",)                                  # 2x2 max pool, 'after_sign'
       ("pool", position)                         # 'after_sign' or 'before_bn'
       ("dense", units)
@@ -31,6 +33,20 @@ An architecture is one of
   - ``'before_bn'`` pools the conv pre-activations, before batch norm
     (conv -> pool -> batch norm -> sign: the BinaryNet order), so it must
     directly follow a conv layer.
+
+  A conv marked ``"residual"`` gets a real-valued shortcut (Bi-Real-Net,
+  Liu et al. 2018; the skip connections compared by Crulis et al., arXiv
+  2408.04460): its block output is ``BN(conv(sign(x))) + x``, with ``x``
+  the real-valued output of the previous block (its batch-norm output, or
+  its sum if it is residual too, before the sign), and the next sign reads
+  the sum.  Its input and output shapes must match (``filters`` equal to
+  the input channels, no shrinking 'valid' padding), and it must read the
+  output of a conv block directly: not the network's input, nor an
+  'after_sign' pool (whose input has no real value of the right shape).
+  Followed by a ``('pool', 'before_bn')`` (conv -> pool -> batch norm ->
+  sign), the shortcut is Bi-Real-Net's downsampling one, a 2x2 average
+  pool of ``x`` (stride 2, floor like the max pool), added after the batch
+  norm: ``BN(pool(conv(sign(x)))) + avgpool(x)``.
 
   The output layer is appended by :func:`build_plan`, and a flatten step is
   inserted between the last conv / pool and the first dense layer.  When an
@@ -88,6 +104,9 @@ class LayerSpec:
         before batch norm, BinaryNet order); '' otherwise.
     real_input : bool
         The weight layer that reads the real-valued input.
+    residual : bool
+        Conv only: the block adds its real-valued input to its batch-norm
+        output (see the module docstring).
     output : bool
         The last dense layer (to ``n_classes``): batch norm then softmax, no
         sign.
@@ -102,6 +121,7 @@ class LayerSpec:
     pad: int = 0
     position: str = ""
     real_input: bool = False
+    residual: bool = False
     output: bool = False
 
     @property
@@ -130,6 +150,10 @@ class LayerSpec:
 # 'binarynet' (Courbariaux et al.'s BinaryNet): 3x3 SAME convs; each pool
 #     sits between a conv and its batch norm, i.e. pools pre-activations.
 #     On 3x32x32 the maps are 32, 32 (pool 16), 16, 16 (pool 8), 8, 8 (pool 4).
+# 'binarynet_residual': the same network with a real-valued shortcut on every
+#     conv whose input and output channel counts match (the second of each
+#     pair; those followed by a 'before_bn' pool take Bi-Real-Net's 2x2
+#     average-pool shortcut).  'binarynet' is its variant without shortcuts.
 PRESETS = {
     "cnv": [
         ("conv", 64, 3, "valid"), ("conv", 64, 3, "valid"), ("pool", "after_sign"),
@@ -144,6 +168,12 @@ PRESETS = {
         ("dense", 1024), ("dense", 1024),
     ],
 }
+PRESETS["binarynet_residual"] = [
+    ("conv", 128, 3, "same"), ("conv", 128, 3, "same", "residual"), ("pool", "before_bn"),
+    ("conv", 256, 3, "same"), ("conv", 256, 3, "same", "residual"), ("pool", "before_bn"),
+    ("conv", 512, 3, "same"), ("conv", 512, 3, "same", "residual"), ("pool", "before_bn"),
+    ("dense", 1024), ("dense", 1024),
+]
 
 
 # ------------------------------------------------------------------ helpers
@@ -176,8 +206,8 @@ def _where(label, index, entry):
 
 
 def _normalise_entry(label, index, entry):
-    """``(kind, a, b, c)`` for one layer tuple: ('conv', filters, k, padding),
-    ('pool', position), ('dense', units)."""
+    """``(kind, a, b, c)`` for one layer tuple: ('conv', filters, k, padding,
+    residual), ('pool', position), ('dense', units)."""
     where = _where(label, index, entry)
     if not isinstance(entry, (tuple, list)):
         raise _ArchitectureTypeError(
@@ -195,10 +225,15 @@ def _normalise_entry(label, index, entry):
                          f"{', '.join(map(repr, KINDS))}")
     args = tuple(entry[1:])
     if kind == "conv":
-        if not 1 <= len(args) <= 3:
+        if not 1 <= len(args) <= 4:
             raise ValueError(f"{where}: a conv layer is ('conv', filters), ('conv', filters, "
-                             "kernel_size) or ('conv', filters, kernel_size, padding); got "
+                             "kernel_size), ('conv', filters, kernel_size, padding) or "
+                             "('conv', filters, kernel_size, padding, 'residual'); got "
                              f"{len(entry)} items")
+        if len(args) == 4 and args[3] != "residual":
+            raise ValueError(f"{where}: a conv layer is ('conv', filters[, kernel_size[, "
+                             "padding[, 'residual']]]): its fifth item can only be "
+                             f"'residual', got {args[3]!r}")
         filters = _positive_int(where, "filters", args[0])
         k = _positive_int(where, "kernel_size",
                           args[1] if len(args) > 1 else DEFAULT_KERNEL_SIZE)
@@ -209,7 +244,7 @@ def _normalise_entry(label, index, entry):
             raise ValueError(f"{where}: padding 'same' with an even kernel_size ({k}) is not "
                              "supported (it would need uneven padding); use an odd "
                              "kernel_size or padding 'valid'")
-        return ("conv", filters, k, padding)
+        return ("conv", filters, k, padding, len(args) == 4)
     if kind == "pool":
         if len(args) > 1:
             raise ValueError(f"{where}: a pool layer is ('pool',) or ('pool', position); got "
@@ -244,8 +279,8 @@ def _normalise(architecture):
         label, entries = "architecture", architecture
     else:
         raise _ArchitectureTypeError(
-            "architecture must be None, 'cnv', 'binarynet' or a list of layer tuples, got "
-            f"{type(architecture).__name__} {architecture!r}")
+            f"architecture must be None, {', '.join(map(repr, PRESETS))} or a list of layer "
+            f"tuples, got {type(architecture).__name__} {architecture!r}")
     raw = list(entries)
     return label, raw, [_normalise_entry(label, i, e) for i, e in enumerate(raw)]
 
@@ -292,6 +327,25 @@ def _check_input_shape(input_shape, n_features, lengths):
         raise ValueError(f"input_shape {tuple(shape)} holds {' * '.join(map(str, shape))} = "
                          f"{size} values per sample, but X has n_features = {n_features}")
     return tuple(shape)
+
+
+def _check_residual(where, previous, in_shape, out_shape):
+    """A residual conv adds its real-valued input to its output: it needs a
+    conv block's output as input (``previous``: the kind of the previous
+    entry, 'pool' for an 'after_sign' pool, 'before_bn' for the other), and
+    the same shape out as in."""
+    if previous is None:
+        raise ValueError(f"{where}: a residual conv cannot be the first layer: its input "
+                         "is the network's raw input, not the real-valued output of a "
+                         "block, so there is no shortcut to add")
+    if previous not in ("conv", "before_bn"):
+        raise ValueError(f"{where}: a residual conv must directly follow a conv block (a "
+                         "conv, or a conv and its 'before_bn' pool): after an "
+                         "'after_sign' pool there is no real-valued map to add")
+    if in_shape != out_shape:
+        raise ValueError(f"{where}: a residual conv must keep its input shape "
+                         f"{in_shape}, got {out_shape}: use filters = {in_shape[0]} "
+                         "input channels and padding 'same'")
 
 
 # ---------------------------------------------------------------- public API
@@ -415,6 +469,7 @@ def build_plan(architecture, input_shape, n_features, n_classes, hidden_layer_si
         return shape
 
     previous = None  # kind of the previous user entry
+    block_end = None  # how it ends a block: its kind, 'before_bn' for such a pool
     seen_dense = False
     for i, entry in enumerate(entries):
         kind = entry[0]
@@ -423,7 +478,7 @@ def build_plan(architecture, input_shape, n_features, n_classes, hidden_layer_si
             raise ValueError(f"{where}: a {kind} layer after a dense layer; conv and pool "
                              "layers must all come before the dense layers")
         if kind == "conv":
-            _, filters, k, padding = entry
+            _, filters, k, padding, residual = entry
             C, H, W = shape
             if k > H or k > W:
                 raise ValueError(f"{where}: kernel_size {k} is larger than its {H}x{W} input "
@@ -432,8 +487,11 @@ def build_plan(architecture, input_shape, n_features, n_classes, hidden_layer_si
             out = (filters, H + 2 * pad - k + 1, W + 2 * pad - k + 1)
             if out[1] < 1 or out[2] < 1:  # unreachable with k <= H, W; kept as a guard
                 raise ValueError(f"{where}: the conv shrinks its {H}x{W} input map to nothing")
+            if residual:
+                _check_residual(where, block_end, shape, out)
             plan.append(LayerSpec("conv", shape, out, units=filters, kernel_size=k,
-                                  padding=padding, pad=pad, real_input=take_real_input()))
+                                  padding=padding, pad=pad, real_input=take_real_input(),
+                                  residual=residual))
             shape = out
         elif kind == "pool":
             _, position = entry
@@ -458,6 +516,7 @@ def build_plan(architecture, input_shape, n_features, n_classes, hidden_layer_si
             shape = (units,)
             seen_dense = True
         previous = kind
+        block_end = "before_bn" if entry == ("pool", "before_bn") else kind
     shape = flatten(shape)
     plan.append(LayerSpec("dense", shape, (n_classes,), units=n_classes,
                           real_input=take_real_input(), output=True))

@@ -18,6 +18,15 @@ pooling masks and weight gradients as bits, l1 batch norm whose backward
 needs only the output's sign bits and one magnitude per channel, float16
 state and gradients).
 
+A residual conv block (:mod:`skbnn._architecture`) ends with a
+:class:`Shortcut` after its batch norm: the sum ``BN(...) + x`` of the
+previous block's real output ``x`` (kept as float32 only until the sum
+exists) is what its sign reads.  The low-memory step then keeps, besides
+the sum's signs and STE mask, the sign bits of the batch-norm output itself
+(its backward reads them and ``omega``, not the sum's), one bit per
+activation; the shortcut's backward adds the sum's gradient to that of
+``x`` (an identity, or an average-unpool after a 'before_bn' pool).
+
 Data between layers are row arrays: a vector batch is ``(n, F)``, a feature
 map ``(n*H*W, C)`` in NHWC order (row ``(s*H + y)*W + x``), so batch norm
 over ``batch*H*W`` is a reduction over rows and the packed kernels see
@@ -178,6 +187,7 @@ class WeightLayer:
     gradients."""
 
     trainable = True
+    shortcut = None   # the Shortcut of a residual conv
 
     def __init__(self, spec, state, index, input_scale=1.0):
         self.spec, self.s, self.index = spec, state, index
@@ -241,7 +251,7 @@ class WeightLayer:
 _SIGNAL_CHUNK = 1 << 16   # bytes of float32 signal (and of 0/1 mask) per chunk
 
 
-def float_sign_and_mask(A):
+def sign_records(A):
     """Algorithm 1's float32 records of a sign activation: ``sgn(A)`` as +-1
     (sign(0) = +1) and the STE mask ``|A| <= 1`` as 0/1, filled in blocks of
     rows so that no full-size temporary exists beside them."""
@@ -427,44 +437,58 @@ class BatchNorm:
         self.n = state["bias"].shape[0]
         self.record = None
         self.bias_grad = None
+        self.keep_real = False   # set by the stack: a shortcut reads this output
+        self.real = None
 
     def forward(self, act, ctx):
         """Fused epilogue over the pre-activations: batch statistics and the
         output's packed signs, STE mask and float16 magnitude (low memory) or
         the float output (l1/l2 backward, standard step, logits).  Returns
         the packed signs as an :class:`Act` with ``mask`` (hidden blocks) or
-        the float logits."""
+        the float output (the logits, or a residual block's output before
+        its :class:`Shortcut`, a scratch the shortcut may add into)."""
         cfg, Z = ctx.config, act.data
         rows, n = Z.shape
         wn = n_words(n)
         proposed = cfg.kind == "proposed"
-        keep = ctx.records or not self.sign
+        signs_out = self.sign and not self.spec.residual   # a sign reads this output
+        keep = ctx.records or not self.sign   # False: no backward reads the records
+        # the backward (l1 / l2, standard) or the logits read the float output
+        keep_out = keep and (not self.sign or cfg.standard or not proposed)
+        A = (np.empty((rows, n), F32) if keep_out or not signs_out or self.keep_real
+             else None)
         rec = {
-            "psi": np.empty(n, F32), "bits": np.empty((rows, wn), dtype=np.uint64),
-            "mask": np.empty((rows, wn), dtype=np.uint64) if self.sign and keep else None,
+            "psi": np.empty(n, F32),
             "omega": np.empty(n, F32) if proposed and keep else None,
-            "out": (np.empty((rows, n), F32)
-                    if keep and (not self.sign or cfg.standard or not proposed) else None),
+            "out": A if keep_out else None,
         }
+        bits = np.empty((rows, wn), dtype=np.uint64)
+        mask = np.empty((rows, wn), dtype=np.uint64) if signs_out and keep else None
         pre_bits = (np.empty((rows, wn), dtype=np.uint64)
                     if proposed and cfg.pre_bias and keep else None)
-        rec["bn_bits"] = pre_bits if pre_bits is not None else rec["bits"]
+        # the signs of this output itself: with a shortcut they are not those
+        # of the sum the next sign reads, one more bit per activation
+        rec["bn_bits"] = pre_bits if pre_bits is not None else bits
         mu = np.empty(n, F32)
         _kernels.bn_forward(Z, self.s["bias"].astype(F32), cfg.kind == "l2", BN_EPS,
-                            PSI_FLOOR, cfg.half, mu, rec["psi"], rec["bits"], rec["mask"],
-                            pre_bits, rec["omega"], cfg.pre_bias, rec["out"], ctx.n_threads)
+                            PSI_FLOOR, cfg.half, mu, rec["psi"], bits, mask,
+                            pre_bits, rec["omega"], cfg.pre_bias, A, ctx.n_threads)
         self._update_running(mu, rec["psi"], cfg.bn_momentum)
         self.record = rec
-        if not self.sign:
-            return Act(rec["out"], act.shape, act.n)
-        out = Act(rec["bits"], act.shape, act.n)
-        out.mask = rec["mask"]
+        if self.keep_real:   # x of the shortcut of the next block
+            self.real = A
+        if not signs_out:
+            if A is rec["out"] and self.sign:   # the backward reads it: a scratch to add into
+                A = A.copy()
+            return Act(A, act.shape, act.n)
+        out = Act(bits, act.shape, act.n)
+        out.mask = mask
         if cfg.standard:
             # Algorithm 1's float32 records: +-1 output and 0/1 STE mask
             if keep:
-                out.sign_f, out.mask_f = float_sign_and_mask(rec["out"])
+                out.sign_f, out.mask_f = sign_records(A)
             else:   # the next layer's float32 input record only
-                out.sign_f = unpack_mask(rec["bits"], n, F32)
+                out.sign_f = unpack_mask(bits, n, F32)
                 out.sign_f *= F32(2)
                 out.sign_f -= F32(1)
         return out
@@ -490,6 +514,8 @@ class BatchNorm:
         Z -= self.s["running_mean"].astype(F32)
         Z /= np.maximum(self.s["running_scale"].astype(F32), F32(PSI_FLOOR))
         Z += self.s["bias"].astype(F32)
+        if self.keep_real:
+            self.real = Z
         return Act(Z, act.shape, act.n)
 
     def backward(self, G, ctx):
@@ -523,6 +549,85 @@ class BatchNorm:
             step_hyper(hp, bias_solver, bias_lr, ctx.t), False, dummy, cancel=False,
             round_key=round_key(hp.round_seed, ctx.t, self.index, 1))
         self.bias_grad = None
+
+
+class Shortcut:
+    """The real-valued shortcut of a residual block (Bi-Real-Net): adds the
+    block's real input ``x`` to its batch-norm output, ``S = BN(...) + x``,
+    and emits the packed signs of ``S`` with the STE mask ``|S| <= 1`` (the
+    next sign reads the sum).  ``x`` is the real output of the previous
+    block, held by ``source`` (its :class:`BatchNorm` or :class:`Shortcut`,
+    whose ``keep_real`` the stack sets) only until the sum exists; after a
+    'before_bn' pool (``pooled``) it is added as its 2x2 average.
+
+    Backward: the gradient of ``S`` goes on to the batch norm unchanged,
+    and a copy (the shortcut's identity, or average-unpool, backward) waits
+    in the record until the block's weight layer has the gradient of its
+    input: :meth:`add_to_input_gradient` adds it there, past the STE mask
+    of ``x``'s signs.  A local rule (DRTP, HSIC) keeps no copy: it updates
+    the block below before this one's gradient exists."""
+
+    trainable = False
+
+    def __init__(self, spec, pooled):
+        self.spec, self.pooled = spec, pooled
+        self.source = None
+        self.keep_real = False
+        self.real = self.record = None
+
+    def _windows(self, a):
+        """The 2x2 windows of the pool of rows ``a`` at the input's
+        resolution, a view ``(n, H/2, 2, W/2, 2, C)``."""
+        C, H, W = self.spec.in_shape
+        Ho, Wo = H // 2, W // 2
+        return a.reshape(-1, H, W, C)[:, :2 * Ho, :2 * Wo].reshape(-1, Ho, 2, Wo, 2, C)
+
+    def _add_x(self, A):
+        x, self.source.real = self.source.real, None
+        if self.pooled:
+            w = self._windows(x)
+            # a fixed order of the four terms: the same floats on every path
+            x = w[:, :, 0, :, 0] + w[:, :, 0, :, 1] + w[:, :, 1, :, 0] + w[:, :, 1, :, 1]
+            x *= F32(0.25)
+            x = x.reshape(A.shape)
+        A += x
+        if self.keep_real:
+            self.real = A
+        return A
+
+    def forward(self, act, ctx):
+        S = self._add_x(act.data)
+        out = Act(pack_pm1_rows(S), act.shape, act.n)
+        if ctx.config.standard:
+            out.sign_f, out.mask_f = sign_records(S)
+        # the STE mask |S| <= 1 as the signs of 1 - |S|, over S unless it is
+        # the next block's x
+        T = np.abs(S, out=np.empty_like(S) if self.keep_real else S)
+        out.mask = pack_pm1_rows(np.subtract(F32(1), T, out=T))
+        return out
+
+    def infer(self, act, n_threads):
+        return Act(self._add_x(act.data), act.shape, act.n)
+
+    def backward(self, G, ctx):
+        if not ctx.rule.local:
+            self.record = G.copy()
+        return G
+
+    def add_to_input_gradient(self, G, ctx):
+        """``G``, the gradient of the block's input signs past their STE mask,
+        plus the waiting shortcut gradient: the gradient of ``x``."""
+        carry, self.record = self.record, None
+        if self.pooled:   # the average's backward: a quarter to each of its four
+            win = self._windows(G)
+            carry = carry.reshape(win.shape[0], win.shape[1], 1, win.shape[3], 1, -1)
+            carry *= carry.dtype.type(0.25)
+            win += carry
+        else:
+            G += carry
+        if ctx.config.pow2_bias is not None:
+            G[...] = quantize_pow2(G, ctx.config.pow2_bias)
+        return G
 
 
 class Sign:
@@ -656,22 +761,30 @@ class Flatten:
 class LayerStack:
     """The layers of a network in order, built from a plan
     (:func:`skbnn._architecture.build_plan`) and the per-weight-layer state
-    dicts.  Every conv and dense layer is followed by batch norm, then sign
-    except after the output layer; a pool or flatten sits where the plan
-    puts it."""
+    dicts.  Every conv and dense layer is followed by batch norm (then the
+    :class:`Shortcut` of a residual conv), then sign except after the
+    output layer; a pool or flatten sits where the plan puts it."""
 
     def __init__(self, plan, states, input_scale=1.0):
         self.plan = plan
         self.layers = []
         self.weight_layers = []
         w = 0
+        block_out = None   # the layer holding the real output of the last block
         for spec in plan:
             if spec.kind in ("conv", "dense"):
                 cls = Conv2D if spec.kind == "conv" else Dense
                 layer = cls(spec, states[w], w, input_scale if spec.real_input else 1.0)
                 self.layers.append(layer)
                 self.weight_layers.append(layer)
-                self.layers.append(BatchNorm(spec, states[w], w, sign=not spec.output))
+                bn = BatchNorm(spec, states[w], w, sign=not spec.output)
+                self.layers.append(bn)
+                if spec.residual:
+                    layer.shortcut = Shortcut(spec, pooled=False)
+                    layer.shortcut.source = block_out
+                    block_out.keep_real = True
+                    self.layers.append(layer.shortcut)
+                block_out = layer.shortcut or bn
                 if not spec.output:
                     self.layers.append(Sign())
                 w += 1
@@ -679,7 +792,10 @@ class LayerStack:
                 pool = MaxPool2D(spec)
                 if spec.position == "before_bn":
                     # between the conv and its batch norm
-                    self.layers.insert(len(self.layers) - 2, pool)
+                    conv = self.weight_layers[-1]
+                    self.layers.insert(self.layers.index(conv) + 1, pool)
+                    if conv.shortcut is not None:
+                        conv.shortcut.pooled = True
                 else:
                     self.layers.append(pool)
             elif spec.kind == "flatten":
@@ -786,6 +902,8 @@ class LayerStack:
                 del grad
                 if G is None and not (layer.first or rule.local):
                     G = rule.hidden_gradient(layer, act, ctx)
+                if G is not None and layer.shortcut is not None:
+                    G = layer.shortcut.add_to_input_gradient(G, ctx)
                 del act
             else:
                 G = layer.backward(G, ctx)

@@ -62,19 +62,26 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     ----------
     hidden_layer_sizes : int or tuple of int, default=(256, 256, 256, 256)
         Hidden widths of the MLP (``architecture=None``).
-    architecture : None, 'cnv', 'binarynet' or list of tuple, default=None
+    architecture : None, 'cnv', 'binarynet', 'binarynet_residual' or list of tuple, default=None
         None: the MLP of ``hidden_layer_sizes``.  'cnv' and 'binarynet': the
         convolutional networks of Wang et al.'s Tables 2-5 (from the
         authors' code): CNV = 3x3 'valid' convolutions 64, 64, pool, 128,
         128, pool, 256, 256, then dense 512, 512; BinaryNet = 3x3 'same'
         convolutions 128, 128, pool, 256, 256, pool, 512, 512, pool, then
-        dense 1024, 1024.  Or a list of plain tuples: ``("conv", filters)``,
-        ``("conv", filters, kernel_size)``, ``("conv", filters,
-        kernel_size, padding)`` (defaults 3 and 'same'; stride 1; odd
-        kernels for 'same'), ``("pool",)`` (2x2 max pool of the preceding
-        block's signs, CNV's order) or ``("pool", "before_bn")`` (pooling
-        the convolution's output before its batch norm, BinaryNet's order),
-        and ``("dense", units)``.  Every conv and dense layer is followed by
+        dense 1024, 1024.  'binarynet_residual': BinaryNet with a
+        real-valued shortcut on each conv whose input and output channels
+        match (the second of each pair).  Or a list of plain tuples:
+        ``("conv", filters)``, ``("conv", filters, kernel_size)``,
+        ``("conv", filters, kernel_size, padding)`` (defaults 3 and 'same';
+        stride 1; odd kernels for 'same'), ``("conv", filters, kernel_size,
+        padding, "residual")`` (a Bi-Real-Net block: its output is
+        ``BN(conv(sign x)) + x``, ``x`` the previous conv block's real
+        output; same shape in and out; followed by a ``("pool",
+        "before_bn")``, ``BN(pool(conv(sign x))) + avgpool(x)`` with a 2x2
+        average pool), ``("pool",)`` (2x2 max pool of the preceding block's
+        signs, CNV's order) or ``("pool", "before_bn")`` (pooling the
+        convolution's output before its batch norm, BinaryNet's order), and
+        ``("dense", units)``.  Every conv and dense layer is followed by
         batch norm and sign; the output layer to the classes is appended.
     input_shape : tuple of int (C, H, W) or None, default=None
         Image shape of a convolutional architecture: ``X`` is 2-D
@@ -352,7 +359,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     # ------------------------------------------------------------ parameters
     def _validate_rule_params(self):
         if not (self.architecture is None or isinstance(self.architecture, (str, list, tuple))):
-            raise TypeError("architecture must be None, 'cnv', 'binarynet' or a list of "
+            raise TypeError("architecture must be None, a preset name ('cnv', 'binarynet', "
+                            "'binarynet_residual') or a list of "
                             f"layer tuples, got {self.architecture!r}")
         if self.input_shape is not None:
             shape = self.input_shape

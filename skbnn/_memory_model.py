@@ -45,6 +45,9 @@ VARIABLES = OrderedDict([
     ("feedback", ("B (feedback matrices)", True)),
     ("kernels", ("K, L (HSIC kernel matrices)", False)),
     ("dW_layer", ("dW (float, one layer)", False)),
+    ("residual_bits", ("BN output signs (residual)", True)),
+    ("shortcut", ("x, BN + x (shortcut)", False)),
+    ("dshortcut", ("dS (shortcut gradient)", False)),
 ])
 
 # Bits per element (lowmem.md §5.1 / §5.2).  The standard step keeps even its
@@ -57,11 +60,16 @@ _TYPE_TABLES = {
         "X": 1, "dX_Y": 16, "bn_stats": 16, "dY": 16, "W": 16, "dW": 1,
         "beta": 16, "momenta": 16, "ste_masks": 1, "pooling_masks": 1, "feedback": 32,
         "kernels": 32, "dW_layer": 32,
+        # residual blocks: the signs of each batch-norm output (no longer
+        # those of the sum the next layer reads), the real-valued shortcut
+        # input and sum (float32), the shortcut's gradient (as dY)
+        "residual_bits": 1, "shortcut": 32, "dshortcut": 16,
     },
 }
 ALGORITHMS = ("backprop", "dfa", "drtp", "hsic", "sigprop")
 _FEEDBACK_RULES = ("dfa", "drtp")   # fixed feedback matrices of the hidden activations
 _LOCAL_RULES = ("drtp", "hsic", "sigprop")   # each block updated during a forward pass
+_SHORTCUT_GRADIENT_RULES = ("backprop", "dfa")   # a shortcut carries a gradient down
 TRAININGS = tuple(_TYPE_TABLES)
 
 # Per optimiser (§6.1 rule 3): momenta per weight, and whether a latent weight
@@ -74,6 +82,8 @@ _DTYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "int16": 16, "int8"
                "uint8": 8, "bool": 1}
 _DEFAULT_DTYPE = {32: "float32", 16: "float16", 8: "int8", 1: "bool"}
 _COUNT_KEYS = ("weights", "inputs_per_sample", "bn_channels", "max_width")
+_RESIDUAL_KEYS = ("residual_activations_per_sample", "shortcut_per_sample",
+                  "shortcut_gradient_per_sample")
 _LIST_KEYS = ("feedback_widths", "block_inputs_per_sample", "block_activations_per_sample",
               "pool_inputs_per_sample")
 
@@ -174,6 +184,15 @@ def plan_counts(plan):
             :func:`memory_model` sizes the STE masks by it.  MLP plans leave
             it out, so their STE row stays B x ``bn_channels`` (which counts
             the output layer's n_classes too) and their figures do not move.
+        ``residual_activations_per_sample``, ``shortcut_per_sample``, ``shortcut_gradient_per_sample``
+            Residual blocks (left out without them): the batch-norm outputs of all of
+            them (the low-memory step keeps one more sign bit each: the
+            proposed backward reads the signs of the batch-norm output,
+            the next layer those of the sum), and the largest block's
+            transient real-valued tensors: its input ``x`` and the sum
+            (plus a scratch of the sum's size for its STE mask when the
+            sum is itself the next block's ``x``), and the gradient the
+            shortcut carries (the sum's size).
     """
     weight_layers = [s for s in plan if s.kind in ("conv", "dense")]
     if not weight_layers:
@@ -210,6 +229,19 @@ def plan_counts(plan):
             blocks.append(size(nxt.out_shape if before_bn else s.out_shape))
         counts["activations_per_sample"] = sum(blocks)
         counts["block_activations_per_sample"] = blocks or [0]
+    outs, real = [], []
+    for i, s in enumerate(plan):
+        if not s.residual:
+            continue
+        nxt = plan[i + 1]
+        out = size(nxt.out_shape if nxt.kind == "pool" else s.out_shape)
+        chained = next(r for r in plan[i + 1:] if r.kind in ("conv", "dense")).residual
+        outs.append(out)
+        real.append(size(s.in_shape) + out * (2 if chained else 1))
+    if outs:
+        counts["residual_activations_per_sample"] = sum(outs)
+        counts["shortcut_per_sample"] = max(real)
+        counts["shortcut_gradient_per_sample"] = max(outs)
     return counts
 
 
@@ -259,6 +291,8 @@ def _check_counts(counts):
     if counts.get("activations_per_sample") is not None:
         checked["activations_per_sample"] = _check_positive_int(
             "counts['activations_per_sample']", counts["activations_per_sample"], 0)
+    for key in _RESIDUAL_KEYS:
+        checked[key] = _check_positive_int(f"counts[{key!r}]", counts.get(key, 0), 0)
     for key in _LIST_KEYS:   # optional per-layer terms (the rules' rows)
         if counts.get(key) is not None:
             checked[key] = [_check_positive_int(f"counts[{key!r}][{i}]", v, 0)
@@ -281,7 +315,8 @@ def _local_records(counts):
     return max(pairs), max(counts["block_activations_per_sample"]), max(pools)
 
 
-def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop"):
+def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop",
+              standard=False):
     """Element count per variable (§6.2); None for rows that do not apply."""
     S, I = counts["weights"], counts["inputs_per_sample"]
     C, Mx = counts["bn_channels"], counts["max_width"]
@@ -301,6 +336,8 @@ def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop")
     # SigProp's second pass runs the clean and the perturbed batch together
     rows = 2 * batch_size if sigprop else batch_size
     n_momenta, latent = _SOLVERS[solver]
+    R = counts["residual_activations_per_sample"]
+    R_max = counts["shortcut_gradient_per_sample"]   # the largest residual block's output
     return {
         "X": rows * I,
         "dX_Y": rows * Mx,           # transient: largest layer only
@@ -321,6 +358,15 @@ def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop")
         # sign bit cannot say "no change")
         "dW_layer": (max(f * u for f, u in counts["layers"])
                      if sigprop and counts.get("layers") else None),
+        # residual blocks; the standard step keeps every batch-norm output as
+        # float32 anyway (no extra record), the low-memory one a sign bit of
+        # each.  A local rule keeps about one block's; the shortcut gradient
+        # only crosses blocks under backprop and DFA.
+        "residual_bits": (rows * (R if local is None else R_max) if R and not standard
+                          else None),
+        "shortcut": rows * counts["shortcut_per_sample"] or None,
+        "dshortcut": (rows * R_max
+                      if algorithm in _SHORTCUT_GRADIENT_RULES else 0) or None,
     }
 
 
@@ -360,6 +406,13 @@ def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=
         runs 2B samples in its second pass (every per-batch row doubles),
         adds its float32 input projection (n_classes x the first layer's
         input) and the float32 weight gradient of its largest layer.
+        Counts of a plan with residual blocks (``plan_counts``'s
+        ``residual_activations_per_sample``, ...) add, in the low-memory
+        step, one sign bit per residual batch-norm output (about one block's
+        under a local rule); in both steps, the transient float32 shortcut
+        input and sum of the largest residual block and, under 'backprop'
+        and 'dfa' (the rules whose shortcut carries a gradient down), the
+        gradient it carries, typed as dY.
 
     Returns
     -------
@@ -379,7 +432,8 @@ def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=
     if not isinstance(count_ste_masks, bool):
         raise TypeError(f"count_ste_masks must be a bool, got {count_ste_masks!r}")
     table = type_table(training, bits)
-    elements = _elements(counts, batch_size, solver, count_ste_masks, algorithm)
+    elements = _elements(counts, batch_size, solver, count_ste_masks, algorithm,
+                         standard=training == "standard")
 
     model = OrderedDict()
     totals = {True: 0.0, False: 0.0}

@@ -30,6 +30,24 @@ authors' PyTorch code (BenCrulis/binary_nn_extended): N(0, 1) feedback, the
 centred one-hot target of its fast DRTP, the cosine kernels and biased
 estimator of its HSIC, the two passes of its PEPITA-style SigProp.
 Nothing here knows scikit-learn.
+
+Residual blocks (a conv whose block output is ``BN(conv(sign x)) + x``,
+:mod:`skbnn._architecture`): a rule's signal reaches the block's output
+(the sum; through the STE mask of its signs) exactly as it reaches any
+block output.  What the shortcut carries down to ``x`` follows the
+authors' code.  Their DFA replaces, in a backward hook, the gradient of the
+input of every linear / conv module with ``e B_l`` and lets autograd do the
+rest, so at a residual block the gradient of ``x`` is its own projected
+signal (past its STE mask) plus the gradient of the block's sum coming down
+the shortcut: :class:`Backprop` and :class:`DFA` carry it, from block to
+block.  Their fast DRTP and their HSIC inject the signal (``t B_l``, the
+HSIC loss's gradient) at the input of every weight module and of every
+residual module and then detach that input, so the sum's gradient stops at
+the shortcut and never reaches the block below: :class:`DRTP` and
+:class:`HSIC` (local, each block updated in the forward pass before the
+next exists) carry nothing down it.  :class:`SigpropTL` has no backward
+pass: a residual block learns, as any block, from the change of its own
+signs, those of the sum.
 """
 import numpy as np
 

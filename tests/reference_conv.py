@@ -12,6 +12,10 @@ the sign ('after_sign') or between a convolution and its batch norm
 ('before_bn'); flatten in NHWC order; the output layer's batch-norm output
 are the logits of a mean softmax cross-entropy.
 
+A residual conv (``spec.residual``) adds the previous block's real output
+to its batch-norm output before the sign (an average-pooled one after a
+'before_bn' pool).
+
 ``binary=False`` gives the float model of the same graph (latent weights
 used as they are, identity activations, no STE mask): a smooth function
 whose gradients the tests check by finite differences.
@@ -19,6 +23,7 @@ whose gradients the tests check by finite differences.
 import numpy as np
 
 EPS = 1e-4
+PSI_FLOOR = 1e-5
 
 
 def sgn(x):
@@ -73,43 +78,79 @@ def pool_backward(G, arg, X_shape):
     return out
 
 
-def bn_forward(Z, b):
-    """l2 batch norm per channel over every axis but the last."""
+def bn_forward(Z, b, kind="l2"):
+    """Batch norm per channel over every axis but the last: l2 (standard
+    deviation), or the low-memory step's l1 (mean absolute deviation,
+    floored at 1e-5) for ``kind='proposed'``."""
     axes = tuple(range(Z.ndim - 1))
     mu = Z.mean(axis=axes)
-    psi = np.sqrt(((Z - mu) ** 2).mean(axis=axes) + EPS)
+    if kind == "l2":
+        psi = np.sqrt(((Z - mu) ** 2).mean(axis=axes) + EPS)
+    else:
+        psi = np.maximum(np.abs(Z - mu).mean(axis=axes), PSI_FLOOR)
     N = (Z - mu) / psi
-    return N + b, (N, psi)
+    return N + b, (N, psi, N + b, kind)
 
 
 def bn_backward(G, cache):
-    N, psi = cache
+    """The exact l2 backward, or the low-memory step's proposed one from the
+    signs of the output ``A`` and ``omega = mean |A|`` (Wang et al., B2)."""
+    N, psi, A, kind = cache
     axes = tuple(range(G.ndim - 1))
     v = G / psi
-    return v - v.mean(axis=axes) - (v * N).mean(axis=axes) * N, G.sum(axis=axes)
+    if kind == "l2":
+        return v - v.mean(axis=axes) - (v * N).mean(axis=axes) * N, G.sum(axis=axes)
+    bits, omega = sgn(A), np.abs(A).mean(axis=axes)
+    return v - v.mean(axis=axes) - (v * bits * omega).mean(axis=axes) * bits, G.sum(axis=axes)
 
 
-def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None, hidden=None):
+def avgpool(X):
+    """2x2 average pool (floor) of NHWC maps: the downsampling shortcut."""
+    n, H, W, C = X.shape
+    Ho, Wo = H // 2, W // 2
+    return X[:, :2 * Ho, :2 * Wo].reshape(n, Ho, 2, Wo, 2, C).mean(axis=(2, 4))
+
+
+def avgpool_backward(G, X_shape):
+    n, H, W, C = X_shape
+    Ho, Wo = G.shape[1], G.shape[2]
+    out = np.zeros(X_shape)
+    out[:, :2 * Ho, :2 * Wo] = np.repeat(np.repeat(G, 2, axis=1), 2, axis=2) / 4
+    return out
+
+
+def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None, hidden=None,
+         bn="l2", carry_shortcut=True):
     """Loss and gradients of one batch.
 
     ``images`` (n, C, H, W); ``plan`` a list of LayerSpec (kind, kernel_size,
-    pad, position, output); ``Vs``/``biases`` per weight layer (float64).
-    ``signal``: None (backprop) or a function of the logits' gradient
-    giving the per-sample signal (n, n_classes) of DFA / DRTP: the input of
-    weight layer ``w >= 1`` then receives ``signal @ feedback[w - 1]``
-    (broadcast over the pixels of a map) instead of its backpropagated
+    pad, position, residual, output); ``Vs``/``biases`` per weight layer
+    (float64).  ``signal``: None (backprop) or a function of the logits'
+    gradient giving the per-sample signal (n, n_classes) of DFA / DRTP: the
+    input of weight layer ``w >= 1`` then receives ``signal @ feedback[w -
+    1]`` (broadcast over the pixels of a map) instead of its backpropagated
     gradient.  ``hidden``: None, or a function of the input ``x`` (NHWC or
     (n, F)) of weight layer ``w >= 1`` giving its gradient (HSIC), used
-    instead likewise.  Returns ``(loss, dVs, dbs)``.
+    instead likewise.  ``bn``: 'l2' or 'proposed' (l1 forward, the
+    low-memory step's backward from the output's signs).
+
+    A residual conv's block output is ``S = BN(conv(sgn x)) + x`` (``+
+    avgpool(x)`` after a 'before_bn' pool), ``x`` the previous block's real
+    output; the next sign reads ``S`` (STE mask ``|S| <= 1``).  Backward:
+    the gradient of ``S`` also reaches ``x`` directly, past ``x``'s own STE
+    mask (not with ``carry_shortcut=False``, the local rules' detached
+    block inputs).  Returns ``(loss, dVs, dbs)``.
     """
     n = images.shape[0]
     a = np.transpose(images, (0, 2, 3, 1)).astype(np.float64)
     w_of = sgn if binary else (lambda v: v)
     tape, w, inputs = [], 0, []
     pending_pool = None
+    real = x = None   # the real output of the last block; a residual block's x
     for i, spec in enumerate(plan):
         if spec.kind in ("conv", "dense"):
             inputs.append(a)
+            x = real if spec.residual else None
         if spec.kind == "conv":
             Wm = w_of(Vs[w])
             Z, cols = conv_forward(a, Wm, spec.kernel_size, spec.pad)
@@ -119,16 +160,16 @@ def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None, h
                 pending_pool = Z
                 a = None
             else:
-                a = _bn_sign(Z, w, biases, spec, tape, binary)
+                a, real = _bn_sign(Z, w, biases, spec, tape, binary, bn, x)
             w += 1
         elif spec.kind == "pool" and spec.position == "before_bn":
             P, arg = pool_forward(pending_pool)
             tape.append(("pool", arg, pending_pool.shape))
-            a = _bn_sign(P, w - 1, biases, spec, tape, binary)
+            a, real = _bn_sign(P, w - 1, biases, spec, tape, binary, bn, x)
         elif spec.kind == "pool":
             P, arg = pool_forward(a)
             tape.append(("pool", arg, a.shape))
-            a = P
+            a, real = P, None
         elif spec.kind == "flatten":
             tape.append(("flatten", a.shape))
             a = a.reshape(n, -1)
@@ -136,7 +177,7 @@ def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None, h
             Wm = w_of(Vs[w])
             Z = a @ Wm.T
             tape.append(("dense", w, a, Wm))
-            a = _bn_sign(Z, w, biases, spec, tape, binary)
+            a, real = _bn_sign(Z, w, biases, spec, tape, binary, bn, None)
             w += 1
     logits = a
     z = logits - logits.max(axis=1, keepdims=True)
@@ -145,12 +186,17 @@ def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None, h
     G = (p - np.eye(logits.shape[1])[y]) / n
     s = None if signal is None else signal(G)
     dVs, dbs = [None] * len(Vs), [None] * len(biases)
+    carry = {}   # weight layer -> the shortcut gradient waiting for its input x
     for entry in reversed(tape):
         kind = entry[0]
         if kind == "bn":
-            _, wi, cache, mask = entry
+            _, wi, cache, mask, x = entry
             if mask is not None:
                 G = G * mask
+            if wi + 1 in carry:   # this block's output is the next block's x
+                G = G + carry.pop(wi + 1)
+            if x is not None and carry_shortcut:
+                carry[wi] = G if x.shape == G.shape else avgpool_backward(G, x.shape)
             G, dbs[wi] = bn_backward(G, cache)
         elif kind == "pool":
             G = pool_backward(G, entry[1], entry[2])
@@ -172,14 +218,19 @@ def step(images, y, plan, Vs, biases, binary=True, signal=None, feedback=None, h
     return loss, dVs, dbs
 
 
-def _bn_sign(Z, w, biases, spec, tape, binary):
-    A, cache = bn_forward(Z, biases[w])
+def _bn_sign(Z, w, biases, spec, tape, binary, kind="l2", x=None):
+    """The block's output after its batch norm (and shortcut ``x``): the
+    signs read by the next layer (the logits for the output layer) and the
+    real value they are the signs of."""
+    A, cache = bn_forward(Z, biases[w], kind)
+    if x is not None:
+        A = A + (x if x.shape == A.shape else avgpool(x))
     if spec.output:
-        tape.append(("bn", w, cache, None))
-        return A
+        tape.append(("bn", w, cache, None, None))
+        return A, A
     mask = (np.abs(A) <= 1).astype(float) if binary else None
-    tape.append(("bn", w, cache, mask))
-    return sgn(A) if binary else A
+    tape.append(("bn", w, cache, mask, x))
+    return (sgn(A) if binary else A), A
 
 
 def sigprop_step(images, y, plan, Vs, biases, F, scale=1.0):
@@ -192,12 +243,13 @@ def sigprop_step(images, y, plan, Vs, biases, F, scale=1.0):
     forward (l2 batch statistics over both); every hidden weight layer gets
     ``err^T cols`` (the clean half) with ``err = (h - h_err) / k``, ``h``
     its block's signs and ``k`` their pixels, routed back through a
-    'before_bn' pool's first maximum.  Returns ``(dVs, dbs)``.
+    'before_bn' pool's first maximum; a residual block's signs are those of
+    its sum.  Returns ``(dVs, dbs)``.
     """
     n = images.shape[0]
 
     def run(a, train):
-        blocks, w, pending = [], 0, None
+        blocks, w, pending, real = [], 0, None, None
         for i, spec in enumerate(plan):
             nxt = plan[i + 1] if i + 1 < len(plan) else None
             if spec.kind in ("conv", "dense"):
@@ -206,16 +258,16 @@ def sigprop_step(images, y, plan, Vs, biases, F, scale=1.0):
                     Z, cols = conv_forward(a, Wm, spec.kernel_size, spec.pad)
                 else:
                     Z, cols = a @ Wm.T, a
-                blocks.append({"cols": cols, "spec": spec})
+                blocks.append({"cols": cols, "spec": spec, "x": real if spec.residual else None})
                 w += 1
                 if nxt is not None and nxt.kind == "pool" and nxt.position == "before_bn":
                     pending = Z
                     continue
-                a = bn(Z, w - 1, spec, train, blocks[-1])
+                a, real = bn(Z, w - 1, spec, train, blocks[-1])
             elif spec.kind == "pool" and spec.position == "before_bn":
                 P, arg = pool_forward(pending)
                 blocks[-1].update(arg=arg, pre_shape=pending.shape)
-                a = bn(P, w - 1, blocks[-1]["spec"], train, blocks[-1])
+                a, real = bn(P, w - 1, blocks[-1]["spec"], train, blocks[-1])
             elif spec.kind == "pool":
                 a, _ = pool_forward(a)
             elif spec.kind == "flatten":
@@ -224,10 +276,13 @@ def sigprop_step(images, y, plan, Vs, biases, F, scale=1.0):
 
     def bn(Z, w, spec, train, block):
         A = bn_forward(Z, biases[w])[0] if train else Z + biases[w]
+        x = block["x"]
+        if x is not None:   # a residual block's shortcut
+            A = A + (x if x.shape == A.shape else avgpool(x))
         if spec.output:
-            return A
+            return A, A
         block["h"] = sgn(A)
-        return block["h"]
+        return block["h"], A
 
     a = np.transpose(images, (0, 2, 3, 1)).astype(np.float64)
     logits, blocks = run(a, False)

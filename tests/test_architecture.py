@@ -76,7 +76,7 @@ def test_preset_shapes(name, expected, channels):
 
 
 def test_preset_tables():
-    assert sorted(PRESETS) == ["binarynet", "cnv"]
+    assert sorted(PRESETS) == ["binarynet", "binarynet_residual", "cnv"]
     assert [e[1] for e in PRESETS["cnv"] if e[0] in ("conv", "dense")] == [
         64, 64, 128, 128, 256, 256, 512, 512]
     assert [e[1] for e in PRESETS["binarynet"] if e[0] in ("conv", "dense")] == [
@@ -273,7 +273,8 @@ def test_pool_of_a_one_pixel_wide_map():
 
 
 @pytest.mark.parametrize("architecture,match", [
-    (5, r"architecture must be None, 'cnv', 'binarynet' or a list of layer tuples, got int"),
+    (5, r"architecture must be None, 'cnv', 'binarynet', 'binarynet_residual' or a list of "
+        r"layer tuples, got int"),
     ({"conv": 4}, r"architecture must be None, .* got dict"),
     (("conv", 4), r"got the single tuple \('conv', 4\); write \[\('conv', 4\)\]"),
     ([("conv", 4), "pool"], r"architecture\[1\] 'pool': each layer must be a tuple"),

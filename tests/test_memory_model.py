@@ -49,7 +49,8 @@ def test_type_tables_match_paper():
         "momenta": 16, "ste_masks": 1, "pooling_masks": 1,
         "feedback": 32,   # DFA / DRTP's matrices, not a paper variable
         "kernels": 32,    # HSIC's B x B matrices, neither
-        "dW_layer": 32}   # SigProp's ternary gradient of one layer, neither
+        "dW_layer": 32,   # SigProp's ternary gradient of one layer, neither
+        "residual_bits": 1, "shortcut": 32, "dshortcut": 16}   # residual blocks
     assert low["dW"] == (1, "bool") and low["W"] == (16, "float16")
     assert type_table("standard", {"dW": "bool", "dY": 16})["dW"] == (1, "bool")
     assert type_table("standard", {"dY": 16})["dY"] == (16, "float16")
