@@ -200,7 +200,11 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         running statistics in the low-memory step: float16 (the paper) or
         float32 (the authors'
         Keras emulation, which keeps stock float32 Adam; twice the state
-        memory).  The standard step is always float32.
+        memory).  The standard step is always float32.  In float16 Adam
+        stores the square root of its second moment (the gradient's running
+        RMS) in the same 16 bits: the moment itself, ``(1 - beta_2) g**2``
+        per step, underflows float16 for the small gradients of batch-norm
+        biases, and ``m1 / sqrt(m2)`` then takes huge steps.
     rounding : {'stochastic', 'nearest'}, default='stochastic'
         How the low-memory step rounds each float16 value it stores
         (latent weights, moments, bias).  'nearest' (nearest even) is the

@@ -278,9 +278,14 @@ def reference_step(solver, half, V, M1, M2, gbits, gfloat, gscale, hyper, clip, 
     v = V.astype(F32)
     g = np.where(np.abs(v) >= 1, F32(0), g)
     if solver == "adam":
+        # float16 state keeps sqrt(m2), the gradient's running RMS
+        m2 = M2.astype(F32)
+        m2 = b2 * (m2 * m2 if half else m2) + (F32(1) - b2) * (g * g)
         m1 = b1 * m1 + (F32(1) - b1) * g
-        m2 = b2 * M2.astype(F32) + (F32(1) - b2) * (g * g)
-        v = v - lr * m1 / (np.sqrt(m2) + eps)
+        rms = np.sqrt(m2)
+        v = v - lr * m1 / (rms + eps)
+        if half:
+            m2 = rms
     else:
         m1 = mom * m1 - lr * g
         m2 = None

@@ -710,7 +710,11 @@ static inline uint64_t stored_sign(const void *V, int half, size_t idx, float v)
     return v >= 0.0f;
 }
 
-/* Step constants, computed once so every path uses the same float values. */
+/* Step constants, computed once so every path uses the same float values.
+ * With half (float16 state) Adam's second-moment array holds sqrt(m2), the
+ * gradient's running RMS: m2 itself, (1 - beta_2) g^2 added each step,
+ * underflows float16 for |g| below about 1e-2 (bias gradients are often far
+ * smaller), and m1 / sqrt(m2) then takes steps of lr * m1 / eps. */
 typedef struct {
     int solver, half, cancel, clip, stochastic;
     float lr, b1, b2, c1, c2, eps, mom, tau, one_m_lr;
@@ -749,9 +753,13 @@ static uint64_t step_block_portable(const step_consts *c, void *V, void *M1, voi
             /* gradient cancellation: no push beyond |V| >= 1 */
             const float gl = c->cancel && fabsf(v[l]) >= 1.0f ? 0.0f : g[l];
             if (c->solver == SKBNN_SOLVER_ADAM) {
+                /* float16 state holds sqrt(m2) (see step_consts.half) */
+                const float m2o = c->half ? m2[l] * m2[l] : m2[l];
+                const float m2n = c->b2 * m2o + c->c2 * (gl * gl);
+                const float rms = sqrtf(m2n);
                 m1[l] = c->b1 * m1[l] + c->c1 * gl;
-                m2[l] = c->b2 * m2[l] + c->c2 * (gl * gl);
-                v[l] = v[l] - c->lr * m1[l] / (sqrtf(m2[l]) + c->eps);
+                m2[l] = c->half ? rms : m2n;
+                v[l] = v[l] - c->lr * m1[l] / (rms + c->eps);
             } else { /* SGD with momentum */
                 m1[l] = c->mom * m1[l] - c->lr * gl;
                 v[l] = v[l] + m1[l];
@@ -856,13 +864,15 @@ T_AVX512F static uint64_t step_block64_avx512(const step_consts *c, void *V, voi
             }
             if (c->solver == SKBNN_SOLVER_ADAM) {
                 __m512 m2 = ld16(M2, c->half, o);
+                if (c->half) m2 = _mm512_mul_ps(m2, m2);   /* stored as sqrt(m2) */
                 m1 = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(c->b1), m1),
                                    _mm512_mul_ps(_mm512_set1_ps(c->c1), gv));
                 m2 = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(c->b2), m2),
                                    _mm512_mul_ps(_mm512_set1_ps(c->c2), _mm512_mul_ps(gv, gv)));
-                const __m512 den = _mm512_add_ps(_mm512_sqrt_ps(m2), _mm512_set1_ps(c->eps));
+                const __m512 rms = _mm512_sqrt_ps(m2);
+                const __m512 den = _mm512_add_ps(rms, _mm512_set1_ps(c->eps));
                 v = _mm512_sub_ps(v, _mm512_div_ps(_mm512_mul_ps(_mm512_set1_ps(c->lr), m1), den));
-                st16(M2, c->half, o, m2, rk ? rk + 2 : NULL, col);
+                st16(M2, c->half, o, c->half ? rms : m2, rk ? rk + 2 : NULL, col);
             } else {
                 m1 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(c->mom), m1),
                                    _mm512_mul_ps(_mm512_set1_ps(c->lr), gv));
@@ -973,13 +983,15 @@ T_AVX2F static uint64_t step_block64_avx2(const step_consts *c, void *V, void *M
                 gv = _mm256_and_ps(gv, _mm256_cmp_ps(_mm256_and_ps(v, absmask), one, _CMP_LT_OQ));
             if (c->solver == SKBNN_SOLVER_ADAM) {
                 __m256 m2 = ld8(M2, c->half, o);
+                if (c->half) m2 = _mm256_mul_ps(m2, m2);   /* stored as sqrt(m2) */
                 m1 = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(c->b1), m1),
                                    _mm256_mul_ps(_mm256_set1_ps(c->c1), gv));
                 m2 = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(c->b2), m2),
                                    _mm256_mul_ps(_mm256_set1_ps(c->c2), _mm256_mul_ps(gv, gv)));
-                const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(m2), _mm256_set1_ps(c->eps));
+                const __m256 rms = _mm256_sqrt_ps(m2);
+                const __m256 den = _mm256_add_ps(rms, _mm256_set1_ps(c->eps));
                 v = _mm256_sub_ps(v, _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(c->lr), m1), den));
-                st8(M2, c->half, o, m2, rk ? rk + 2 : NULL, col);
+                st8(M2, c->half, o, c->half ? rms : m2, rk ? rk + 2 : NULL, col);
             } else {
                 m1 = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(c->mom), m1),
                                    _mm256_mul_ps(_mm256_set1_ps(c->lr), gv));
