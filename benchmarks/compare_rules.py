@@ -23,29 +23,35 @@ run, ``--jobs`` runs at a time in separate processes (default 2):
 mlp
     MLP 700-500-300-200 and MLP 784-256x4-10 (hidden (256, 256, 256, 256)),
     both with batch norm (every LowMem block has it; Local and BEP have none),
-    on Fashion-MNIST (the first 20,000 images of the benchmarks' 50,000 / 10,000
+    on Fashion-MNIST (the first 10,000 images of the benchmarks' 50,000 / 10,000
     split, ``_common.fmnist_splits``; scored on the official 10,000 test images)
     and on Random Prototypes (``_common.prototypes_splits``: 10,000 train, 2,000
-    test).  10 epochs, batch 100, every estimator's defaults otherwise: Adam at
-    1e-3 for LowMem (with ``lr_schedule='constant'``: the default plateau
-    patience of 50 epochs never fires within 10, and the PyTorch peers run a
-    constant rate), the local rule's paper group sizes, BEP with the divisor of
-    each width nearest its default group size 15.  No early stopping, the last
-    epoch's model is scored; nothing is chosen on test accuracy.  About 50 min
-    on 2 idle cores.
+    test; LowMem and PyTorch read them zero-padded to 1,008 features, see
+    ``PROTOTYPES_PADDED``).  6 epochs, batch 100, every estimator's defaults
+    otherwise: Adam at 1e-3 for LowMem (with ``lr_schedule='constant'``: the
+    default plateau patience of 50 epochs never fires within 6, and the PyTorch
+    peers run a constant rate), the local rule's paper group sizes, BEP with the
+    divisor of each width nearest its default group size 15.  No early
+    stopping, the last epoch's model is scored; nothing is chosen on test
+    accuracy.  About 60 min at the rates of a quick run on the 2-core
+    development machine with another process busy (1.3 CPUs), about half that
+    on idle cores.
 cnn
     CNV, BinaryNet with shortcuts ('binarynet_residual') and without
     ('binarynet') on Fashion-MNIST scaled to [-1, 1] and padded to 1x32x32
     (``bench_conv.fmnist_rows``), Adam, batch 100, constant rate.  CNV: the
-    first 5,000 training images, 4 epochs, the full test set; BinaryNet (both
-    variants): the first 1,000 images, 3 epochs, the first 2,000 test images.
-    About 45 min on 2 idle cores, about 25 min more once 'binarynet_residual'
-    exists.
+    first 3,000 training images, 2 epochs, the first 5,000 test images;
+    BinaryNet (both variants): the first 600 images, 2 epochs, the first 2,000
+    test images.  Small budgets: at the rates measured on the shared 2-core
+    machine one BinaryNet epoch of all six rules costs about 16 min per 1,000
+    images and seed (HSIC a third of it), CNV about 3 min.  About 60 min there,
+    about 30 min more once 'binarynet_residual' exists (run it alone then).
 peers
     PyTorch backprop, DFA and DRTP (``_torch_rules.py``: the network, init,
     Adam, batch and epochs of skbnn's standard step) on MLP 700-500-300-200 and
     784-256x4-10 on Fashion-MNIST with the mlp section's budget; the gap
-    skbnn (standard step) - PyTorch per rule.  About 10 min.
+    skbnn (standard step) - PyTorch per rule.  About 15 min (less when the mlp
+    section ran in the same command: its standard-step runs are shared).
 memory
     Measured peak training memory (``measure_memory=True``: state held + peak
     transient of a one-batch ``partial_fit`` call, tracemalloc, the largest of
@@ -137,14 +143,14 @@ LOWMEM_METHODS = tuple(m for m in METHODS if METHODS[m]["estimator"] == "lowmem"
 SECTIONS = {
     "mlp": {"networks": ("mlp700", "mlp256x4"), "datasets": ("fmnist", "prototypes"),
             "methods": tuple(METHODS),
-            "budget": {"train_subset": {"fmnist": 20000, "prototypes": None}, "epochs": 10,
+            "budget": {"train_subset": {"fmnist": 10000, "prototypes": None}, "epochs": 6,
                        "eval_subset": None}},
     "cnn": {"networks": ("cnv", "binarynet_residual", "binarynet"), "datasets": ("fmnist32",),
             "methods": CNN_METHODS,
-            "budget": {"cnv": {"train_subset": 5000, "epochs": 4, "eval_subset": None},
-                       "binarynet_residual": {"train_subset": 1000, "epochs": 3,
+            "budget": {"cnv": {"train_subset": 3000, "epochs": 2, "eval_subset": 5000},
+                       "binarynet_residual": {"train_subset": 600, "epochs": 2,
                                               "eval_subset": 2000},
-                       "binarynet": {"train_subset": 1000, "epochs": 3, "eval_subset": 2000}}},
+                       "binarynet": {"train_subset": 600, "epochs": 2, "eval_subset": 2000}}},
     "peers": {"configs": (("mlp700", "fmnist"), ("mlp256x4", "fmnist")),
               "rules": _torch_rules.RULES},
     "memory": {"calls": 2,
