@@ -33,25 +33,26 @@ mlp
     peers run a constant rate), the local rule's paper group sizes, BEP with the
     divisor of each width nearest its default group size 15.  No early
     stopping, the last epoch's model is scored; nothing is chosen on test
-    accuracy.  About 60 min at the rates of a quick run on the 2-core
-    development machine with another process busy (1.3 CPUs), about half that
+    accuracy.  About 70 min at the rates of a quick run on the 2-core
+    development machine with another process busy (1.4 CPUs), about half that
     on idle cores.
 cnn
     CNV, BinaryNet with shortcuts ('binarynet_residual') and without
     ('binarynet') on Fashion-MNIST scaled to [-1, 1] and padded to 1x32x32
     (``bench_conv.fmnist_rows``), Adam, batch 100, constant rate.  CNV: the
-    first 3,000 training images, 2 epochs, the first 5,000 test images;
-    BinaryNet (both variants): the first 600 images, 2 epochs, the first 2,000
-    test images.  Small budgets: at the rates measured on the shared 2-core
-    machine one BinaryNet epoch of all six rules costs about 16 min per 1,000
-    images and seed (HSIC a third of it), CNV about 3 min.  About 60 min there,
-    about 30 min more once 'binarynet_residual' exists (run it alone then).
+    first 2,000 training images, 2 epochs, the first 5,000 test images;
+    BinaryNet (both variants): the first 400 images, 2 epochs, the first 1,000
+    test images.  Small budgets, so the conv accuracies are far from converged:
+    on the shared 2-core development machine (another process using 1.3-1.4
+    CPUs) one BinaryNet epoch of all six rules cost 16-31 min per 1,000 images
+    and seed (HSIC a third of it), CNV 3-5 min.  About 35-70 min there, 20-40
+    min more once 'binarynet_residual' exists (then run this section alone).
 peers
     PyTorch backprop, DFA and DRTP (``_torch_rules.py``: the network, init,
     Adam, batch and epochs of skbnn's standard step) on MLP 700-500-300-200 and
     784-256x4-10 on Fashion-MNIST with the mlp section's budget; the gap
-    skbnn (standard step) - PyTorch per rule.  About 15 min (less when the mlp
-    section ran in the same command: its standard-step runs are shared).
+    skbnn (standard step) - PyTorch per rule.  About 7 min with the mlp section
+    (its standard-step runs are shared), about 15 min alone.
 memory
     Measured peak training memory (``measure_memory=True``: state held + peak
     transient of a one-batch ``partial_fit`` call, tracemalloc, the largest of
@@ -147,10 +148,10 @@ SECTIONS = {
                        "eval_subset": None}},
     "cnn": {"networks": ("cnv", "binarynet_residual", "binarynet"), "datasets": ("fmnist32",),
             "methods": CNN_METHODS,
-            "budget": {"cnv": {"train_subset": 3000, "epochs": 2, "eval_subset": 5000},
-                       "binarynet_residual": {"train_subset": 600, "epochs": 2,
-                                              "eval_subset": 2000},
-                       "binarynet": {"train_subset": 600, "epochs": 2, "eval_subset": 2000}}},
+            "budget": {"cnv": {"train_subset": 2000, "epochs": 2, "eval_subset": 5000},
+                       "binarynet_residual": {"train_subset": 400, "epochs": 2,
+                                              "eval_subset": 1000},
+                       "binarynet": {"train_subset": 400, "epochs": 2, "eval_subset": 1000}}},
     "peers": {"configs": (("mlp700", "fmnist"), ("mlp256x4", "fmnist")),
               "rules": _torch_rules.RULES},
     "memory": {"calls": 2,
