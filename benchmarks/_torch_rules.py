@@ -4,15 +4,19 @@ for backprop, DFA and DRTP: the fidelity check of ``compare_rules.py``.
 
 The network, initialisation, optimiser and training loop are those of the
 existing STE binary MLP peer (``_torch_bnn._build``: float32 latent weights,
-``sign(V)`` with an identity gradient and ``V`` clipped to [-1, 1] after each
-step, Glorot-uniform init, ``BatchNorm1d(eps=1e-4, momentum=0.1,
+``sign(V)`` with an identity gradient, Glorot-uniform init, ``BatchNorm1d(eps=1e-4, momentum=0.1,
 affine=False)`` plus a learnable bias after every dense layer, sign
 activations with the straight-through gradient where ``|x| <= 1``, the first
 layer reading the real input, the last block's BN output as logits, mean
 cross-entropy, Adam 1e-3, batch 100).  Only what reaches each hidden
 activation changes, as in ``skbnn/_rules.py`` and the authors' code
 (BenCrulis/binary_nn_extended, ``binary_nn/algorithms/dfa.py`` and
-``drtp.py``, whose hooks replace the gradient of every weight layer's input):
+``drtp.py``, whose hooks replace the gradient of every weight layer's input).
+Latent weights (``weights``): ``'cancel'`` (default) zeroes their gradient
+where ``|V| >= 1`` and never clips, as skbnn's step does
+(``clip_weights=False``, gradient cancellation always on); ``'clip'`` clips
+``V`` to [-1, 1] after each step without cancellation, as the authors' code
+and ``_torch_bnn`` do.  What reaches each hidden activation:
 
 * ``'backprop'``: autograd through the whole network;
 * ``'dfa'``: hidden activation ``l`` (the input of weight layer ``l + 1``)
@@ -42,6 +46,7 @@ import _torch_bnn
 __all__ = ["RULES", "torch_available", "train_torch_rule"]
 
 RULES = ("backprop", "dfa", "drtp")
+WEIGHTS = ("cancel", "clip")
 torch_available = _torch_bnn.torch_available
 _EVAL_CHUNK = 2048
 
@@ -86,7 +91,7 @@ def _forward(model, x, act_sign, weight_sign, detach):
 
 def train_torch_rule(X_train, y_train, X_eval_list, rule="dfa",
                      hidden_layer_sizes=(700, 500, 300, 200), batch_size=100, epochs=5,
-                     learning_rate=1e-3, seed=0, n_threads=1):
+                     learning_rate=1e-3, seed=0, n_threads=1, weights="cancel"):
     """Train the STE binary MLP with ``rule`` and score it.
 
     Parameters
@@ -101,6 +106,9 @@ def train_torch_rule(X_train, y_train, X_eval_list, rule="dfa",
         The training rule.
     hidden_layer_sizes, batch_size, epochs, learning_rate, seed, n_threads
         As ``_torch_bnn.train_torch_bnn``.
+    weights : {'cancel', 'clip'}, default='cancel'
+        Gradient cancellation where ``|V| >= 1`` without clipping (skbnn),
+        or clipping to [-1, 1] after each step (the authors' code).
 
     Returns
     -------
@@ -113,6 +121,8 @@ def train_torch_rule(X_train, y_train, X_eval_list, rule="dfa",
 
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     X_train = np.ascontiguousarray(X_train, dtype=np.float32)
     classes, y_idx = np.unique(np.asarray(y_train), return_inverse=True)
     n_samples, n_features = X_train.shape
@@ -161,8 +171,13 @@ def train_torch_rule(X_train, y_train, X_eval_list, rule="dfa",
                         signal = onehot - onehot.mean(dim=1, keepdim=True)
                     torch.autograd.backward([loss, *acts],
                                             [torch.ones(()), *[signal @ B for B in feedback]])
+                if weights == "cancel":
+                    with torch.no_grad():
+                        for v in model.weights:
+                            v.grad.masked_fill_(v.abs() >= 1, 0.0)
                 optimizer.step()
-                model.clip_()
+                if weights == "clip":
+                    model.clip_()
                 loss_sum += float(loss.detach()) * len(idx)
                 n_seen += len(idx)
             s_per_epoch.append(time.perf_counter() - t0)
@@ -179,7 +194,8 @@ def train_torch_rule(X_train, y_train, X_eval_list, rule="dfa",
                 accuracies.append(float(np.mean(classes[pred.numpy()] == np.asarray(y_eval))))
     finally:
         torch.set_num_threads(previous_threads)
-    return {"rule": rule, "s_per_epoch": s_per_epoch, "cpu_s_per_epoch": cpu_s_per_epoch,
+    return {"rule": rule, "weights": weights, "s_per_epoch": s_per_epoch,
+            "cpu_s_per_epoch": cpu_s_per_epoch,
             "accuracies": accuracies, "loss_curve": loss_curve,
             "torch_version": torch.__version__}
 
@@ -202,10 +218,11 @@ def _main():
     X = (X / 8.0 - 1.0).astype(np.float32)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
     for rule in RULES:
-        r = train_torch_rule(X_tr, y_tr, [(X_te, y_te)], rule, (128, 128),
-                             epochs=args.epochs, seed=0)
-        print(f"{rule}: test {100 * r['accuracies'][0]:.2f} %, "
-              f"{np.median(r['s_per_epoch']):.3f} s/epoch")
+        for weights in WEIGHTS:
+            r = train_torch_rule(X_tr, y_tr, [(X_te, y_te)], rule, (128, 128),
+                                 epochs=args.epochs, seed=0, weights=weights)
+            print(f"{rule} ({weights}): test {100 * r['accuracies'][0]:.2f} %, "
+                  f"{np.median(r['s_per_epoch']):.3f} s/epoch")
     return 0
 
 

@@ -49,7 +49,9 @@ cnn
     min more once 'binarynet_residual' exists (then run this section alone).
 peers
     PyTorch backprop, DFA and DRTP (``_torch_rules.py``: the network, init,
-    Adam, batch and epochs of skbnn's standard step) on MLP 700-500-300-200 and
+    Adam, batch and epochs of skbnn's standard step, and its gradient
+    cancellation where ``|V| >= 1`` instead of the authors' clipping, which
+    ``_torch_rules.py`` offers too) on MLP 700-500-300-200 and
     784-256x4-10 on Fashion-MNIST with the mlp section's budget; the gap
     skbnn (standard step) - PyTorch per rule.  About 7 min with the mlp section
     (its standard-step runs are shared), about 15 min alone.
@@ -164,6 +166,7 @@ QUICK = {"mlp": {"train_subset": 1000, "epochs": 1, "eval_subset": 1000},
                  "binarynet": {"train_subset": 100, "epochs": 1, "eval_subset": 100}},
          "memory_calls": 1, "seeds": (0,)}
 SEEDS = (0, 1, 2)
+FULL_JOBS = 2  # the default --jobs
 
 # accuracy in points, memory as ratios; judged on the means over seeds
 TARGETS = {
@@ -785,8 +788,8 @@ def findings(res):
 def estimate_full_times(res, args):
     """Minutes each full section would take at the rates this run measured
     (seconds per training sample and epoch, per scored sample), for the full
-    budgets, 3 seeds, ``--jobs`` runs at a time."""
-    full = {"mlp": {}, "cnn": {}, "peers": {}}
+    budgets, 3 seeds, ``FULL_JOBS`` runs at a time (the default ``--jobs``)."""
+    full = {}
     runs = [r for r in res.get("runs", []) if not failed(r)]
 
     def rate(kind, network, dataset, key):
@@ -821,7 +824,9 @@ def estimate_full_times(res, args):
             n = b["train_subset"] or n_full[dataset]
             ne = b["eval_subset"] or n_eval_full[dataset]
             total += len(SEEDS) * (rt[0] * n * b["epochs"] + rt[1] * ne)
-        full[section] = {"minutes": total / 60 / max(1, args.jobs) if len(missing) < len(items)
+        if section == "peers":
+            section = "peers (PyTorch runs; the skbnn runs are the mlp section's)"
+        full[section] = {"minutes": total / 60 / FULL_JOBS if len(missing) < len(items)
                          else None, "unmeasured": missing}
     mem_wall = res.get("memory_wall_s")
     if mem_wall is not None:
@@ -969,7 +974,8 @@ def render_markdown(res, args):
                          if p["torch_s_per_epoch"] else "—"])
         lines += ["## PyTorch peers (fidelity)", "",
                   "skbnn's standard step against `_torch_rules.py` (the same network, Glorot "
-                  "init, Adam 1e-3, batch 100, epochs; its own N(0, 1) feedback draws); gap = "
+                  "init, Adam 1e-3, batch 100, epochs, gradient cancellation at |V| >= 1; its "
+                  "own N(0, 1) feedback draws); gap = "
                   "skbnn − PyTorch, paired by seed (± its standard error).", "",
                   _common.markdown_table(["network", "data", "rule", "skbnn %", "PyTorch %",
                                           "gap (points)", "PyTorch s/epoch"], rows,
@@ -987,7 +993,8 @@ def render_markdown(res, args):
         ["check", "measured", "target", "status"], res["targets"], "lrrl"), ""]
     lines += ["## The paper's findings (Crulis et al. 2024), from this table", ""]
     for f in res["findings"]:
-        lines += [f"- **{f['finding']}**: {f['verdict']}. {f['evidence']}."]
+        ev = f["evidence"]
+        lines += [f"- **{f['finding']}**: {f['verdict']}. {ev[:1].upper() + ev[1:]}."]
     lines += ["", "Nothing was tuned to produce or avoid them: every rule runs the "
               "package's defaults and the budget above.", ""]
     est = res.get("full_time_estimate")
@@ -998,9 +1005,9 @@ def render_markdown(res, args):
                 for s, v in est.items() if v]
         lines += ["## Estimated full-run time per section", "",
                   f"From this run's measured seconds per training sample and epoch (and per "
-                  f"scored sample), scaled to the full budgets, {len(SEEDS)} seeds, "
-                  f"{args.jobs} runs at a time; setup costs of tiny runs make it "
-                  "conservative, a busy machine makes it optimistic.", "",
+                  f"scored sample; this run had {args.jobs} at a time), scaled to the full "
+                  f"budgets, {len(SEEDS)} seeds, {FULL_JOBS} runs at a time; setup costs of "
+                  "tiny runs make it conservative, a busy machine makes it optimistic.", "",
                   _common.markdown_table(["section", "minutes", "not measured here"], rows,
                                          "lrl"), ""]
     if res.get("plot"):
@@ -1018,7 +1025,7 @@ def parse_args(argv):
     parser.add_argument("--sections", default="mlp,cnn,peers,memory",
                         help="comma list of mlp, cnn, peers, memory (default: all)")
     parser.add_argument("--seeds", default=None, help="comma list (default 0,1,2; quick 0)")
-    parser.add_argument("--jobs", type=int, default=2,
+    parser.add_argument("--jobs", type=int, default=FULL_JOBS,
                         help="runs at a time, one process and one thread each (default 2)")
     parser.add_argument("--networks", default=",".join(NETWORKS),
                         help=f"comma subset of {', '.join(NETWORKS)}")
