@@ -683,12 +683,15 @@ class MaxPool2D:
         res = Act(out, self.spec.out_shape, n)
         rec = {"in": act, "argmax": argmax}
         if standard:
-            rec["argmax_f"] = unpack_mask(argmax, self.C, F32)
-            rec["argmax"] = None
             if self.spec.position == "after_sign":
-                # the pooled float +-1 record, and its bits for the products
+                # the pooled float +-1 record, and its bits for the products;
+                # the unpooled +-1 record is no layer's input (the unpool
+                # needs only its STE mask): freed before the float argmax
                 res.sign_f = out
                 res.data = pack_pm1_rows(out)
+                act.sign_f = data = None
+            rec["argmax_f"] = unpack_mask(argmax, self.C, F32)
+            rec["argmax"] = None
         self.record = rec
         return res
 
