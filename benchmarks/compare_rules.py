@@ -12,9 +12,9 @@ backprop in both steps and DFA, DRTP, HSIC, SigpropTL in the low-memory step
 (the default) only, because the standard conv step costs 1.2-1.7x more time.
 The local rule and BEP are MLP-only ("n/a" on conv rows).  Everything is
 declared in ``NETWORKS``, ``DATASETS``, ``METHODS``, ``SECTIONS`` and
-``TARGETS`` below; a network whose preset the installed package lacks (e.g.
-``'binarynet_residual'``, BinaryNet with real-valued shortcuts, added on
-another branch) is reported as an error row ("preset not available").
+``TARGETS`` below; a network whose preset the installed package lacks (an
+older skbnn without ``'binarynet_residual'``, BinaryNet with real-valued
+shortcuts) is reported as an error row ("preset not available").
 
 Sections (``--sections mlp,cnn,peers,memory``; all by default), 3 seeds
 (``--seeds``; seed s = data split s and ``random_state=s``), one thread per
@@ -46,7 +46,7 @@ cnn
     on the shared 2-core development machine (another process using 1.3-1.4
     CPUs) one BinaryNet epoch of all six rules cost 16-31 min per 1,000 images
     and seed (HSIC a third of it), CNV 3-5 min.  About 35-70 min there, 20-40
-    min more once 'binarynet_residual' exists (then run this section alone).
+    min more for 'binarynet_residual' (run this section alone).
 peers
     PyTorch backprop, DFA and DRTP (``_torch_rules.py``: the network, init,
     Adam, batch and epochs of skbnn's standard step, and its gradient
