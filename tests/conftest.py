@@ -24,6 +24,24 @@ def isa(request):
     _kernels.set_isa(previous)
 
 
+def assert_same_on_every_path(model_bytes, thread_counts=(1, 2)):
+    """``model_bytes(n_jobs)`` (the bytes of a model fitted with ``n_jobs``
+    threads) must be identical on every SIMD path of this CPU and for every
+    thread count; the previous path is restored."""
+    previous = _kernels.get_isa()
+    results = []
+    try:
+        for path in ISAS:
+            _kernels.set_isa(path)
+            for n_jobs in thread_counts:
+                results.append(((path, n_jobs), model_bytes(n_jobs)))
+    finally:
+        _kernels.set_isa(previous)
+    (first_key, first), *rest = results
+    for key, got in rest:
+        assert got == first, f"path, threads {key} differ from {first_key}"
+
+
 @pytest.fixture(scope="session")
 def digits():
     X, y = load_digits(return_X_y=True)

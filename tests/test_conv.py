@@ -6,13 +6,14 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import assert_same_on_every_path
 from reference_conv import step as reference_step
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from skbnn import LowMemBNNClassifier, _kernels
+from skbnn import LowMemBNNClassifier
 from skbnn._architecture import build_plan
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -152,19 +153,13 @@ def _coef_bytes(clf):
 @pytest.mark.parametrize("name", sorted(ARCHS))
 def test_same_model_on_every_path_and_thread_count(training, name):
     X, y = _images(n=40)
-    models = []
-    previous = _kernels.get_isa()
-    try:
-        for isa in _kernels.available_isas():
-            _kernels.set_isa(isa)
-            for n_jobs in (1, 2, 3):
-                clf = LowMemBNNClassifier(architecture=ARCHS[name], input_shape=SHAPE,
-                                          training=training, batch_size=16, max_iter=2,
-                                          random_state=5, n_jobs=n_jobs)
-                models.append(_coef_bytes(clf.fit(X, y)))
-    finally:
-        _kernels.set_isa(previous)
-    assert all(m == models[0] for m in models[1:])
+
+    def model_bytes(n_jobs):
+        clf = LowMemBNNClassifier(architecture=ARCHS[name], input_shape=SHAPE,
+                                  training=training, batch_size=16, max_iter=2,
+                                  random_state=5, n_jobs=n_jobs)
+        return _coef_bytes(clf.fit(X, y))
+    assert_same_on_every_path(model_bytes, (1, 2, 3))
 
 
 # ---------------------------------------------------------------- workflows

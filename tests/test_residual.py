@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import assert_same_on_every_path
 from reference_conv import avgpool, conv_forward, pool_forward, sigprop_step
 from reference_conv import step as reference_step
 from reference_lowmem import hsic_gradient, rule_signal
@@ -191,20 +192,14 @@ def _model_bytes(clf, X):
 @pytest.mark.parametrize("algorithm", RULES)
 def test_same_model_on_every_path_and_thread_count(algorithm, training):
     X, y = _images(n=40)
-    models = []
-    previous = _kernels.get_isa()
-    try:
-        for isa in _kernels.available_isas():
-            _kernels.set_isa(isa)
-            for n_jobs in (1, 2):
-                clf = LowMemBNNClassifier(architecture=ARCHS["pooled"], input_shape=SHAPE,
-                                          algorithm=algorithm, training=training,
-                                          batch_size=16, max_iter=2, random_state=5,
-                                          n_jobs=n_jobs)
-                models.append(_model_bytes(clf.fit(X, y), X))
-    finally:
-        _kernels.set_isa(previous)
-    assert all(m == models[0] for m in models[1:])
+
+    def model_bytes(n_jobs):
+        clf = LowMemBNNClassifier(architecture=ARCHS["pooled"], input_shape=SHAPE,
+                                  algorithm=algorithm, training=training,
+                                  batch_size=16, max_iter=2, random_state=5,
+                                  n_jobs=n_jobs)
+        return _model_bytes(clf.fit(X, y), X)
+    assert_same_on_every_path(model_bytes)
 
 
 # ---------------------------------------------------------------- learning, persistence
