@@ -303,6 +303,7 @@ T_AVX2F static INLINE_ALWAYS void ssum_rows_avx2(const int nrow, const float *a_
 {
     const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     __m256 v[2][4];
+    float t[2] = {T[r0], nrow > 1 ? T[r0 + 1] : 0.0f}; /* in registers */
     for (int i = 0; i < 2; i++)
         for (int q = 0; q < 4; q++) v[i][q] = _mm256_setzero_ps();
     for (size_t k = 0; k < K; k++) {
@@ -316,16 +317,17 @@ T_AVX2F static INLINE_ALWAYS void ssum_rows_avx2(const int nrow, const float *a_
         for (int i = 0; i < nrow; i++) {
             const float as = a_f[(m0 + (size_t)(r0 + i)) * a_rs + k];
             const __m256 a = _mm256_set1_ps(as);
-            if (half == 0) T[r0 + i] += as;
+            if (half == 0) t[i] += as;
             for (int q = 0; q < 4; q++)  /* adding +0.0 where the bit is 0 */
                 v[i][q] = _mm256_add_ps(v[i][q], _mm256_and_ps(a, sel[q]));
         }
     }
     for (int i = 0; i < nrow; i++) {
-        const __m256 t = _mm256_set1_ps(T[r0 + i]);
+        T[r0 + i] = t[i];
+        const __m256 tv = _mm256_set1_ps(t[i]);
         for (int q = 0; q < 4; q++)
             _mm256_storeu_ps(&acc[r0 + i][32 * half + 8 * q],
-                             _mm256_sub_ps(_mm256_add_ps(v[i][q], v[i][q]), t));
+                             _mm256_sub_ps(_mm256_add_ps(v[i][q], v[i][q]), tv));
     }
 }
 
