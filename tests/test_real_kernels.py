@@ -206,6 +206,98 @@ def test_product_shape_errors():
         _kernels.fgemm(A, np.zeros((4, 2), F32))
 
 
+# ------------------------------------ ragged shapes: K % 16, odd rows/columns
+def on_portable(fn):
+    """``fn()`` on the portable path (the reference every SIMD path matches)."""
+    previous = _kernels.get_isa()
+    _kernels.set_isa(_kernels.ISA_NAMES[0])  # the portable path
+    try:
+        return fn()
+    finally:
+        _kernels.set_isa(previous)
+
+
+RAGGED_K = [1, 15, 17, 31, 33, 63, 65, 1000, 1001]
+
+
+@pytest.mark.parametrize("K", RAGGED_K)
+@pytest.mark.parametrize("M,N", [(1, 1), (2, 3), (3, 2), (5, 7), (8, 9)])
+def test_fdot_bits_ragged_k_and_tiles(M, K, N, isa):
+    """K not a multiple of 16 and tiles cut by odd M / N: every path gives
+    the portable path's bits (the lane-order reference), close to float64."""
+    rng = np.random.default_rng(M * 100003 + K * 101 + N)
+    X = rng.normal(size=(M, K)).astype(F32)
+    S = rng.choice([-1, 1], size=(N, K))
+    W = pack(S)
+    want = dot_reference(X, S)
+    got = _kernels.fdot_bits(X, W)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, on_portable(lambda: _kernels.fdot_bits(X, W)))
+    np.testing.assert_allclose(got, X.astype(np.float64) @ S.T, rtol=1e-4,
+                               atol=1e-5 * np.sqrt(K))
+    np.testing.assert_array_equal(_kernels.fdot_bits(X, W, n_threads=3), want)
+
+
+def test_fdot_bits_ragged_k_ignores_stray_padding_bits(isa):
+    """Bits past K in the last word (not written by pack) change nothing:
+    padding lanes read 0 on every path."""
+    rng = np.random.default_rng(11)
+    for K in (1, 17, 1000):
+        X = rng.normal(size=(5, K)).astype(F32)
+        S = rng.choice([-1, 1], size=(3, K))
+        W = pack(S)
+        Wd = W.copy()
+        if K % 64:
+            Wd[:, -1] |= ~np.uint64((1 << (K % 64)) - 1)
+        np.testing.assert_array_equal(_kernels.fdot_bits(X, Wd), dot_reference(X, S))
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 1, 1), (3, 5, 17), (5, 17, 40), (7, 33, 100),
+                                   (6, 15, 1000), (2, 9, 1001), (5, 100, 95), (3, 64, 31)])
+def test_fgemm_ragged_rows_and_columns(M, K, N, isa):
+    """Row blocks of 1-3 rows and column blocks of fewer than 64 columns
+    (float32 and float16 left operands, in place and transposed)."""
+    rng = np.random.default_rng(M * 7919 + K * 31 + N)
+    A = rng.normal(size=(M, K)).astype(F32)
+    B = rng.normal(size=(K, N)).astype(F32)
+    want = fma_sum(A, B)
+    np.testing.assert_allclose(want, A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
+    Ah = A.astype(np.float16)
+    want_h = fma_sum(Ah.astype(F32), B)
+    for op, kw, w in ((A, {}, want), (np.ascontiguousarray(A.T), {"transpose_a": True}, want),
+                      (Ah, {}, want_h),
+                      (np.ascontiguousarray(Ah.T), {"transpose_a": True}, want_h)):
+        got = _kernels.fgemm(op, B, **kw)
+        np.testing.assert_array_equal(got, w)
+        np.testing.assert_array_equal(got, on_portable(lambda: _kernels.fgemm(op, B, **kw)))
+        np.testing.assert_array_equal(unpack(_kernels.fgemm(op, B, sign=True, **kw), N),
+                                      np.where(w >= 0, 1, -1))
+        out = np.empty((M, N), np.float16)
+        _kernels.fgemm(op, B, out=out, n_threads=2, **kw)
+        np.testing.assert_array_equal(out, w.astype(np.float16))
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 1, 1), (3, 5, 17), (5, 17, 40), (7, 33, 100),
+                                   (6, 15, 1000), (2, 9, 1001), (9, 1000, 65)])
+def test_fsgemm_ragged_rows_and_columns(M, K, N, isa):
+    rng = np.random.default_rng(M * 7907 + K * 37 + N)
+    A = rng.normal(size=(M, K)).astype(F32)
+    S = rng.choice([-1, 1], size=(K, N))
+    Bt = pack(S)
+    want = signed_sum(A, S)
+    np.testing.assert_allclose(want, A.astype(np.float64) @ S, rtol=1e-4,
+                               atol=1e-5 * np.sqrt(K))
+    keep = rng.random((M, N)) < 0.5
+    for op, kw in ((A, {}), (np.ascontiguousarray(A.T), {"transpose_a": True})):
+        got = _kernels.fsgemm(op, Bt, N, **kw)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, on_portable(lambda: _kernels.fsgemm(op, Bt, N, **kw)))
+        np.testing.assert_array_equal(_kernels.fsgemm(op, Bt, N, mask=pack(keep), n_threads=3,
+                                                      **kw), np.where(keep, want, 0))
+        np.testing.assert_array_equal(unpack(_kernels.fsgemm(op, Bt, N, sign=True, **kw), N),
+                                      np.where(want >= 0, 1, -1))
+
+
 # ------------------------------------------------------------------ optimisers
 HYPER = (1e-3, 0.9, 0.999, 1e-8, 0.9, 1e-4)
 

@@ -289,81 +289,120 @@ static void gemm_block_portable(const skbnn_fview *A, size_t m0, int mr, size_t 
 
 /* AVX2 has 16 ymm registers: the 4 x 64 block runs as 2-row x 32-column
  * tiles (8 accumulators), the same operations per element as the other
- * paths. */
+ * paths.  A ragged row block (mr < 4) ends with a 1-row tile; a ragged
+ * column block (nc < 64, gemm) loads B with lane masks and skips the
+ * 32-column halves past nc: the lanes past nc are never emitted. */
+#define INLINE_ALWAYS __attribute__((always_inline)) inline
+
+/* rows r0 .. r0+nrow-1 (nrow in 1..2, a constant after inlining), one
+ * 32-column half */
+T_AVX2F static INLINE_ALWAYS void ssum_rows_avx2(const int nrow, const float *a_f, size_t a_rs,
+                                                 size_t m0, int r0, int half, size_t K,
+                                                 const uint64_t *Bt, size_t wn, size_t wb,
+                                                 float T[MR], float acc[MR][64])
+{
+    const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256 v[2][4];
+    float t[2] = {T[r0], nrow > 1 ? T[r0 + 1] : 0.0f}; /* in registers */
+    for (int i = 0; i < 2; i++)
+        for (int q = 0; q < 4; q++) v[i][q] = _mm256_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        const uint64_t w = Bt[k * wn + wb] >> (32 * half);
+        __m256 sel[4];
+        for (int q = 0; q < 4; q++) {
+            const __m256i byte = _mm256_set1_epi32((int)((w >> (8 * q)) & 0xffu));
+            sel[q] = _mm256_castsi256_ps(
+                _mm256_cmpeq_epi32(_mm256_and_si256(byte, bitsel), bitsel));
+        }
+        for (int i = 0; i < nrow; i++) {
+            const float as = a_f[(m0 + (size_t)(r0 + i)) * a_rs + k];
+            const __m256 a = _mm256_set1_ps(as);
+            if (half == 0) t[i] += as;
+            for (int q = 0; q < 4; q++)  /* adding +0.0 where the bit is 0 */
+                v[i][q] = _mm256_add_ps(v[i][q], _mm256_and_ps(a, sel[q]));
+        }
+    }
+    for (int i = 0; i < nrow; i++) {
+        T[r0 + i] = t[i];
+        const __m256 tv = _mm256_set1_ps(t[i]);
+        for (int q = 0; q < 4; q++)
+            _mm256_storeu_ps(&acc[r0 + i][32 * half + 8 * q],
+                             _mm256_sub_ps(_mm256_add_ps(v[i][q], v[i][q]), tv));
+    }
+}
+
 T_AVX2F static void ssum_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                     const uint64_t *Bt, size_t wn, size_t wb,
                                     float acc[MR][64])
 {
-    if (mr != MR || !SIMD_VIEW_OK(A)) { /* ragged row block or other view: the
-                                         * portable loop (same operations) */
+    if (!SIMD_VIEW_OK(A)) { /* other view: the portable loop (same operations) */
         ssum_block_portable(A, m0, mr, K, Bt, wn, wb, acc);
         return;
     }
     A_LOCALS(A);
     float T[MR] = {0};
-    const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    for (int half = 0; half < 2; half++)
-        for (int r0 = 0; r0 < MR; r0 += 2) {
-            __m256 v[2][4];
-            for (int i = 0; i < 2; i++)
-                for (int q = 0; q < 4; q++) v[i][q] = _mm256_setzero_ps();
-            for (size_t k = 0; k < K; k++) {
-                const uint64_t w = Bt[k * wn + wb] >> (32 * half);
-                __m256 sel[4];
-                for (int q = 0; q < 4; q++) {
-                    const __m256i byte = _mm256_set1_epi32((int)((w >> (8 * q)) & 0xffu));
-                    sel[q] = _mm256_castsi256_ps(
-                        _mm256_cmpeq_epi32(_mm256_and_si256(byte, bitsel), bitsel));
-                }
-                for (int i = 0; i < 2; i++) {
-                    const float as = A_AT(m0 + (size_t)(r0 + i), k);
-                    const __m256 a = _mm256_set1_ps(as);
-                    if (half == 0) T[r0 + i] += as;
-                    for (int q = 0; q < 4; q++)  /* adding +0.0 where the bit is 0 */
-                        v[i][q] = _mm256_add_ps(v[i][q], _mm256_and_ps(a, sel[q]));
-                }
-            }
-            for (int i = 0; i < 2; i++) {
-                const __m256 t = _mm256_set1_ps(T[r0 + i]);
-                for (int q = 0; q < 4; q++)
-                    _mm256_storeu_ps(&acc[r0 + i][32 * half + 8 * q],
-                                     _mm256_sub_ps(_mm256_add_ps(v[i][q], v[i][q]), t));
-            }
+    for (int half = 0; half < 2; half++) {
+        int r0 = 0;
+        for (; r0 + 2 <= mr; r0 += 2)
+            ssum_rows_avx2(2, a_f, a_rs, m0, r0, half, K, Bt, wn, wb, T, acc);
+        if (r0 < mr) ssum_rows_avx2(1, a_f, a_rs, m0, r0, half, K, Bt, wn, wb, T, acc);
+    }
+}
+
+/* rows r0 .. r0+nrow-1 (nrow in 1..2), one 32-column half; ragged: load B
+ * under the lane masks lm (columns past nc read 0) */
+T_AVX2FMA static INLINE_ALWAYS void gemm_rows_avx2(const int nrow, const int ragged,
+                                                   const float *a_f, size_t a_rs, size_t m0,
+                                                   int r0, int half, size_t K, const float *B,
+                                                   size_t N, size_t n0, const __m256i lm[4],
+                                                   float acc[MR][64])
+{
+    __m256 v[2][4];
+    for (int i = 0; i < 2; i++)
+        for (int q = 0; q < 4; q++) v[i][q] = _mm256_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        const float *b = B + k * N + n0 + 32 * half;
+        __m256 bv[4];
+        for (int q = 0; q < 4; q++)
+            bv[q] = ragged ? _mm256_maskload_ps(b + 8 * q, lm[q]) : _mm256_loadu_ps(b + 8 * q);
+        for (int i = 0; i < nrow; i++) {
+            const __m256 a = _mm256_set1_ps(a_f[(m0 + (size_t)(r0 + i)) * a_rs + k]);
+            for (int q = 0; q < 4; q++) v[i][q] = _mm256_fmadd_ps(a, bv[q], v[i][q]);
         }
+    }
+    for (int i = 0; i < nrow; i++)
+        for (int q = 0; q < 4; q++) _mm256_storeu_ps(&acc[r0 + i][32 * half + 8 * q], v[i][q]);
 }
 
 T_AVX2FMA static void gemm_block_avx2(const skbnn_fview *A, size_t m0, int mr, size_t K,
                                       const float *B, size_t N, size_t wb, float acc[MR][64])
 {
-    if (mr != MR || !SIMD_VIEW_OK(A)) { /* ragged row block or other view: the
-                                         * portable loop (same operations) */
+    if (!SIMD_VIEW_OK(A)) { /* other view: the portable loop (same operations) */
         gemm_block_portable(A, m0, mr, K, B, N, wb, acc);
         return;
     }
     A_LOCALS(A);
     const size_t n0 = wb * 64, nc = N - n0 < 64 ? N - n0 : 64;
-    if (nc < 64) { /* ragged last block: the portable loop (same operations) */
-        gemm_block_portable(A, m0, mr, K, B, N, wb, acc);
-        return;
-    }
-    for (int half = 0; half < 2; half++)
-        for (int r0 = 0; r0 < MR; r0 += 2) {
-            __m256 v[2][4];
-            for (int i = 0; i < 2; i++)
-                for (int q = 0; q < 4; q++) v[i][q] = _mm256_setzero_ps();
-            for (size_t k = 0; k < K; k++) {
-                const float *b = B + k * N + n0 + 32 * half;
-                __m256 bv[4];
-                for (int q = 0; q < 4; q++) bv[q] = _mm256_loadu_ps(b + 8 * q);
-                for (int i = 0; i < 2; i++) {
-                    const __m256 a = _mm256_set1_ps(A_AT(m0 + (size_t)(r0 + i), k));
-                    for (int q = 0; q < 4; q++) v[i][q] = _mm256_fmadd_ps(a, bv[q], v[i][q]);
-                }
-            }
-            for (int i = 0; i < 2; i++)
-                for (int q = 0; q < 4; q++)
-                    _mm256_storeu_ps(&acc[r0 + i][32 * half + 8 * q], v[i][q]);
+    for (int half = 0; half < 2; half++) {
+        const size_t lo = 32 * (size_t)half;
+        if (nc <= lo) break; /* nothing of this half is emitted */
+        const size_t live = nc - lo; /* columns of this half, >= 32: all */
+        __m256i lm[4];
+        for (int q = 0; q < 4; q++)
+            lm[q] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(live > 32 ? 32 : live)),
+                                       _mm256_add_epi32(_mm256_set1_epi32(8 * q),
+                                                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        int r0 = 0;
+        if (live >= 32) {
+            for (; r0 + 2 <= mr; r0 += 2)
+                gemm_rows_avx2(2, 0, a_f, a_rs, m0, r0, half, K, B, N, n0, lm, acc);
+            if (r0 < mr) gemm_rows_avx2(1, 0, a_f, a_rs, m0, r0, half, K, B, N, n0, lm, acc);
+        } else {
+            for (; r0 + 2 <= mr; r0 += 2)
+                gemm_rows_avx2(2, 1, a_f, a_rs, m0, r0, half, K, B, N, n0, lm, acc);
+            if (r0 < mr) gemm_rows_avx2(1, 1, a_f, a_rs, m0, r0, half, K, B, N, n0, lm, acc);
         }
+    }
 }
 
 T_AVX512F static void ssum_block_avx512(const skbnn_fview *A, size_t m0, int mr, size_t K,
@@ -571,48 +610,87 @@ static void dot_tile_portable(const float *X, size_t K, size_t m0, int mr, const
 #if SKBNN_X86
 #define TM2 2
 #define TN2 2
-T_AVX2F static void dot_tile_avx2(const float *X, size_t K, size_t m0, int mr,
-                                  const uint64_t *W, size_t wk, size_t j0, int nr, float *C,
-                                  size_t N)
+/* One 16-lane chunk of the dot form for a tm x tn tile (tm, tn in 1..2,
+ * constants after inlining): a0/a1 are lanes 0-7 / 8-15 of each row's
+ * chunk (padding lanes past K read 0, as on the portable path). */
+T_AVX2F static INLINE_ALWAYS void dot_chunk_avx2(const int tm, const int tn, size_t c,
+                                                 const uint64_t *W, size_t wk, size_t j0,
+                                                 const __m256 a0[TM2], const __m256 a1[TM2],
+                                                 __m256 lo[TM2][TN2], __m256 hi[TM2][TN2],
+                                                 __m256 tlo[TM2], __m256 thi[TM2])
 {
-    if (mr < TM2 || nr < TN2 || K % 16) {
-        dot_tile_portable(X, K, m0, mr, W, wk, j0, nr, C, N);
-        return;
-    }
     const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256 s0[TN2], s1[TN2];
+    for (int q = 0; q < tn; q++) {
+        const uint64_t bits = W[(j0 + (size_t)q) * wk + c / 4] >> (16 * (c % 4));
+        s0[q] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+            _mm256_and_si256(_mm256_set1_epi32((int)(bits & 0xffu)), bitsel), bitsel));
+        s1[q] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+            _mm256_and_si256(_mm256_set1_epi32((int)((bits >> 8) & 0xffu)), bitsel), bitsel));
+    }
+    for (int r = 0; r < tm; r++) {
+        tlo[r] = _mm256_add_ps(tlo[r], a0[r]);
+        thi[r] = _mm256_add_ps(thi[r], a1[r]);
+        for (int q = 0; q < tn; q++) { /* adding +0.0 where the bit is 0 */
+            lo[r][q] = _mm256_add_ps(lo[r][q], _mm256_and_ps(a0[r], s0[q]));
+            hi[r][q] = _mm256_add_ps(hi[r][q], _mm256_and_ps(a1[r], s1[q]));
+        }
+    }
+}
+
+/* A tm x tn tile (constants after inlining).  The full chunks load 16
+ * floats; a last partial chunk (K % 16 != 0) loads its live lanes with a
+ * mask and reads 0 in the others: the portable lane assignment, padding
+ * included, so the results stay bit-identical. */
+T_AVX2F static INLINE_ALWAYS void dot_tile_avx2_body(const int tm, const int tn, const float *X,
+                                                     size_t K, size_t m0, const uint64_t *W,
+                                                     size_t wk, size_t j0, float *C, size_t N)
+{
     const __m256 z = _mm256_setzero_ps();
-    __m256 lo[TM2][TN2], hi[TM2][TN2], tlo[TM2], thi[TM2];
+    __m256 lo[TM2][TN2], hi[TM2][TN2], tlo[TM2], thi[TM2], a0[TM2], a1[TM2];
     for (int r = 0; r < TM2; r++) {
-        tlo[r] = thi[r] = z;
+        tlo[r] = thi[r] = a0[r] = a1[r] = z;
         for (int q = 0; q < TN2; q++) lo[r][q] = hi[r][q] = z;
     }
-    for (size_t c = 0; c * 16 < K; c++) {
-        __m256 s0[TN2], s1[TN2];
-        for (int q = 0; q < TN2; q++) {
-            const uint64_t bits = W[(j0 + (size_t)q) * wk + c / 4] >> (16 * (c % 4));
-            s0[q] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
-                _mm256_and_si256(_mm256_set1_epi32((int)(bits & 0xffu)), bitsel), bitsel));
-            s1[q] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
-                _mm256_and_si256(_mm256_set1_epi32((int)((bits >> 8) & 0xffu)), bitsel), bitsel));
-        }
-        for (int r = 0; r < TM2; r++) {
+    const size_t kfull = K / 16;
+    for (size_t c = 0; c < kfull; c++) {
+        for (int r = 0; r < tm; r++) {
             const float *x = X + (m0 + (size_t)r) * K + c * 16;
-            const __m256 a0 = _mm256_loadu_ps(x), a1 = _mm256_loadu_ps(x + 8);
-            tlo[r] = _mm256_add_ps(tlo[r], a0);
-            thi[r] = _mm256_add_ps(thi[r], a1);
-            for (int q = 0; q < TN2; q++) { /* adding +0.0 where the bit is 0 */
-                lo[r][q] = _mm256_add_ps(lo[r][q], _mm256_and_ps(a0, s0[q]));
-                hi[r][q] = _mm256_add_ps(hi[r][q], _mm256_and_ps(a1, s1[q]));
-            }
+            a0[r] = _mm256_loadu_ps(x);
+            a1[r] = _mm256_loadu_ps(x + 8);
         }
+        dot_chunk_avx2(tm, tn, c, W, wk, j0, a0, a1, lo, hi, tlo, thi);
     }
-    for (int r = 0; r < TM2; r++)
-        for (int q = 0; q < TN2; q++) {
+    if (K % 16) {
+        const __m256i left = _mm256_set1_epi32((int)(K % 16));
+        const __m256i m_lo = _mm256_cmpgt_epi32(left, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i m_hi =
+            _mm256_cmpgt_epi32(left, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
+        for (int r = 0; r < tm; r++) {
+            const float *x = X + (m0 + (size_t)r) * K + kfull * 16;
+            a0[r] = _mm256_maskload_ps(x, m_lo);
+            a1[r] = _mm256_maskload_ps(x + 8, m_hi);
+        }
+        dot_chunk_avx2(tm, tn, kfull, W, wk, j0, a0, a1, lo, hi, tlo, thi);
+    }
+    for (int r = 0; r < tm; r++)
+        for (int q = 0; q < tn; q++) {
             float p[16];
             _mm256_storeu_ps(p, _mm256_sub_ps(_mm256_add_ps(lo[r][q], lo[r][q]), tlo[r]));
             _mm256_storeu_ps(p + 8, _mm256_sub_ps(_mm256_add_ps(hi[r][q], hi[r][q]), thi[r]));
             C[(m0 + (size_t)r) * N + j0 + (size_t)q] = reduce16(p);
         }
+}
+
+T_AVX2F static void dot_tile_avx2(const float *X, size_t K, size_t m0, int mr,
+                                  const uint64_t *W, size_t wk, size_t j0, int nr, float *C,
+                                  size_t N)
+{
+    /* every tile shape (mr, nr in 1..2) and every K on the SIMD path */
+    if (mr >= TM2 && nr >= TN2) dot_tile_avx2_body(2, 2, X, K, m0, W, wk, j0, C, N);
+    else if (mr >= TM2) dot_tile_avx2_body(2, 1, X, K, m0, W, wk, j0, C, N);
+    else if (nr >= TN2) dot_tile_avx2_body(1, 2, X, K, m0, W, wk, j0, C, N);
+    else dot_tile_avx2_body(1, 1, X, K, m0, W, wk, j0, C, N);
 }
 
 #define TM5 4
