@@ -42,6 +42,7 @@ import time
 import numpy as np
 
 import _torch_bnn
+import _torch_cnn
 
 __all__ = ["RULES", "torch_available", "train_torch_rule"]
 
@@ -49,27 +50,6 @@ RULES = ("backprop", "dfa", "drtp")
 WEIGHTS = ("cancel", "clip")
 torch_available = _torch_bnn.torch_available
 _EVAL_CHUNK = 2048
-
-
-def _act_sign():
-    """sign(x) forward, gradient passed where |x| <= 1 (``_torch_bnn``'s STE)."""
-    import torch
-
-    ste_limit = float(np.nextafter(np.float32(1), np.float32(2)))
-    sign, _ = _torch_bnn.sign_functions()
-
-    class ActSign(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return sign(x)
-
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            return torch.ops.aten.hardtanh_backward(grad, x, -ste_limit, ste_limit)
-
-    return ActSign
 
 
 def _forward(model, x, act_sign, weight_sign, detach):
@@ -133,8 +113,7 @@ def train_torch_rule(X_train, y_train, X_eval_list, rule="dfa",
     try:
         torch.manual_seed(seed)
         model = _torch_bnn._build(n_features, hidden, n_classes)  # the peer's init
-        act_sign = _act_sign()
-        _, weight_sign = _torch_bnn.sign_functions()
+        _, weight_sign, act_sign = _torch_cnn.sign_functions()   # the peers' STE signs
         rng = np.random.default_rng(seed)
         feedback = [torch.from_numpy(rng.standard_normal((n_classes, w), dtype=np.float32))
                     for w in hidden]

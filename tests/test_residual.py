@@ -15,7 +15,7 @@ from reference_lowmem import hsic_gradient, rule_signal
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from test_rules import (_LOW_EXACT, _check_float_step, _check_sign_step, _check_ternary_step,
-                        _f64, _first_step)
+                        _f64, _first_step, _model_bytes)
 
 from skbnn import LowMemBNNClassifier, _kernels
 from skbnn._architecture import PRESETS, build_plan
@@ -182,12 +182,6 @@ def test_low_memory_proposed_step_matches_reference_signs(name, isa):
 
 
 # ---------------------------------------------------------------- determinism
-def _model_bytes(clf, X):
-    return ([np.asarray(c).tobytes() for c in clf.coefs_]
-            + [np.asarray(b).tobytes() for b in clf.bn_bias_]
-            + [clf.decision_function(X).tobytes()])
-
-
 @pytest.mark.parametrize("training", ["low_memory", "standard"])
 @pytest.mark.parametrize("algorithm", RULES)
 def test_same_model_on_every_path_and_thread_count(algorithm, training):
