@@ -79,7 +79,7 @@ another run; on a busy machine they are noisy.
     python3 benchmarks/compare_rules.py --quick          # minutes
     python3 benchmarks/compare_rules.py --sections memory
 
-Writes ``rules.json``, ``rules.md`` and ``rules_accuracy_memory.png`` to
+Writes ``comparison.json``, ``comparison.md`` and ``comparison_accuracy_memory.png`` to
 ``--out`` (default ``benchmarks/results/rules/``, ``--quick``:
 ``benchmarks/results/rules_quick/``).  Results are always regenerated.
 """
@@ -1089,13 +1089,13 @@ def main(argv=None):
     res["full_time_estimate"] = estimate_full_times(res, args)
     try:
         res["plot"] = plot(res["table"], res.get("memory", []),
-                           out / "rules_accuracy_memory.png")
+                           out / "comparison_accuracy_memory.png")
     except ImportError:
         res["plot"] = None
         log("matplotlib missing: no plot")
-    _common.write_json(out / "rules.json", res)
+    _common.write_json(out / "comparison.json", res)
     md = render_markdown(res, args)
-    _common.write_markdown(out / "rules.md", md)
+    _common.write_markdown(out / "comparison.md", md)
     print(md)
     return 0
 

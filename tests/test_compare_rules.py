@@ -32,9 +32,9 @@ def test_compare_rules_quick(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env,
                           cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
-    res = json.loads((tmp_path / "rules.json").read_text())
+    res = json.loads((tmp_path / "comparison.json").read_text())
     assert res["fallback"] == "--synthetic"
-    md = (tmp_path / "rules.md").read_text()
+    md = (tmp_path / "comparison.md").read_text()
     assert "Fashion-MNIST not used" in md and "(quick run)" in md
     rows = {(r["network"], r["dataset"], r["method"]): r for r in res["table"]}
     for dataset in ("fmnist", "prototypes"):
@@ -49,7 +49,7 @@ def test_compare_rules_quick(tmp_path):
     if "binarynet_residual" not in PRESETS:
         assert residual["status"].startswith("error: preset not available")
     assert rows[("binarynet_residual", "fmnist32", "local")]["status"].startswith("n/a")
-    assert (tmp_path / "rules_accuracy_memory.png").stat().st_size > 0
+    assert (tmp_path / "comparison_accuracy_memory.png").stat().st_size > 0
     statuses = [t[3] for t in res["targets"]]
     assert "PASS" in statuses or "FAIL" in statuses  # the MLP memory targets are judged
     assert all(s in ("PASS", "FAIL", "not measured", "n/a (quick run)") for s in statuses)
