@@ -93,6 +93,11 @@ cdef extern from "bnn_kernels.h" nogil:
     void skbnn_bn_backward_bits(void *G, int half, size_t B, size_t n, const float *psi,
                                 const uint64_t *bits, const float *omega, float *G_b,
                                 int n_threads)
+    int skbnn_bn_stats_add(const void *Z, int z_int, size_t B, size_t n, int mode,
+                           const float *mu, float *acc, int n_threads)
+    void skbnn_bn_apply(const void *Z, int z_int, size_t B, size_t n, const float *mu,
+                        const float *psi, const float *bias, uint64_t *bits, float *A_out,
+                        int n_threads)
     int SKBNN_SOLVER_ADAM, SKBNN_SOLVER_SGD, SKBNN_SOLVER_BOP
     int64_t skbnn_optimizer_step(int solver, int half, void *V, void *M1, void *M2,
                                  const uint64_t *gbits, const float *gfloat, float gscale,
@@ -918,6 +923,74 @@ def bn_forward(Z, const float[::1] bias not None, bint l2, float eps, float psi_
     with nogil:
         skbnn_bn_forward(pz, z_int, B, n, &bias[0], l2, eps, psi_floor, round_half, &mu[0],
                          &psi[0], &bits[0, 0], pm, pp, po, omega_pre_bias, pa, n_threads)
+
+
+def _bn_z(Z):
+    if (not isinstance(Z, np.ndarray) or Z.ndim != 2 or Z.dtype not in _BN_Z_KINDS
+            or not Z.flags.c_contiguous):
+        raise TypeError("Z must be a 2-D C-contiguous int32 or float32 (or int16 or float16) "
+                        "array")
+    return Z if Z.flags.aligned else _realign(Z)
+
+
+_BN_STAT_MODES = {"sum": 0, "l1": 1, "l2": 2}
+
+
+def bn_stats_add(Z, str mode, const float[::1] mu not None, float[::1] acc not None,
+                 int n_threads=1):
+    """``acc[c] +=`` the sum over the rows of ``Z`` (as in :func:`bn_forward`)
+    of ``z`` (``mode='sum'``), ``|z - mu[c]|`` ('l1') or ``(z - mu[c])^2``
+    ('l2'): the statistics of one part of a batch normalised as one, formed
+    exactly as :func:`bn_forward` forms a batch's sums and then added."""
+    Z = _bn_z(Z)
+    if mode not in _BN_STAT_MODES:
+        raise ValueError(f"mode must be one of {sorted(_BN_STAT_MODES)}, got {mode!r}")
+    cdef size_t B = Z.shape[0], n = Z.shape[1]
+    if <size_t>mu.shape[0] != n or <size_t>acc.shape[0] != n:
+        raise ValueError("mu and acc must have one entry per channel")
+    _aligned(&mu[0], 4, mu.shape[0], "mu")
+    _aligned(&acc[0], 4, acc.shape[0], "acc")
+    if B == 0 or n == 0:
+        return
+    cdef const void *pz = _data_ptr(Z)
+    cdef int z_int = _BN_Z_KINDS[Z.dtype], m = _BN_STAT_MODES[mode], rc
+    with nogil:
+        rc = skbnn_bn_stats_add(pz, z_int, B, n, m, &mu[0], &acc[0], n_threads)
+    if rc != 0:
+        raise MemoryError("bn_stats_add: no memory for the per-channel sums")
+
+
+def bn_apply(Z, const float[::1] mu not None, const float[::1] psi not None,
+             const float[::1] bias not None, uint64_t[:, ::1] bits not None,
+             float[:, ::1] A_out=None, int n_threads=1):
+    """The output pass of :func:`bn_forward` with given ``mu`` and ``psi``:
+    the packed signs of ``A = (Z - mu) / psi + bias`` into ``bits`` and,
+    when given, ``A`` into ``A_out`` (which may be ``Z`` when float32)."""
+    Z = _bn_z(Z)
+    cdef size_t B = Z.shape[0], n = Z.shape[1], wn = _words(n)
+    for name, arr in (("mu", mu), ("psi", psi), ("bias", bias)):
+        if <size_t>arr.shape[0] != n:
+            raise ValueError(f"{name} must have one entry per channel")
+    if <size_t>bits.shape[0] != B or <size_t>bits.shape[1] != wn:
+        raise ValueError(f"bits must have shape ({B}, {wn})")
+    if A_out is not None and (<size_t>A_out.shape[0] != B or <size_t>A_out.shape[1] != n):
+        raise ValueError(f"A_out must have shape ({B}, {n})")
+    if _misaligned_at(&mu[0], 4, mu.shape[0]):
+        mu = _realign(mu)
+    if _misaligned_at(&psi[0], 4, psi.shape[0]):
+        psi = _realign(psi)
+    if _misaligned_at(&bias[0], 4, bias.shape[0]):
+        bias = _realign(bias)
+    _aligned(&bits[0, 0], 8, bits.shape[0] * bits.shape[1], "bits")
+    if A_out is not None:
+        _aligned(&A_out[0, 0], 4, A_out.shape[0] * A_out.shape[1], "A_out")
+    if B == 0 or n == 0:
+        return
+    cdef const void *pz = _data_ptr(Z)
+    cdef int z_int = _BN_Z_KINDS[Z.dtype]
+    cdef float *pa = &A_out[0, 0] if A_out is not None else NULL
+    with nogil:
+        skbnn_bn_apply(pz, z_int, B, n, &mu[0], &psi[0], &bias[0], &bits[0, 0], pa, n_threads)
 
 
 def bn_backward_bits(G, const float[::1] psi not None, const uint64_t[:, ::1] bits not None,

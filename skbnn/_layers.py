@@ -198,15 +198,24 @@ class WeightLayer:
         self.record = None
 
     # the gradient of the latent weights: bits (low memory) or float32
-    def _step_weights(self, grad, as_bits, ctx, scale=None):
+    def _step_weights(self, grad, as_bits, ctx, scale=None, first_unit=0):
+        """The optimiser step of units ``first_unit:first_unit + len(grad)``
+        (all by default); a block after the first draws its stochastic
+        rounding from its own key."""
         hp, s = ctx.hyper, self.s
         if scale is None:
             scale = ctx.grad_scale(self) if as_bits else 1.0
+        u = slice(first_unit, first_unit + grad.shape[0])
+
+        def rows(a):
+            return None if a is None else a[u]
         _kernels.optimizer_step(
-            hp.solver, s["V"], s["m1"], s["m2"], grad if as_bits else None,
+            hp.solver, rows(s["V"]), rows(s["m1"]), rows(s["m2"]), grad if as_bits else None,
             None if as_bits else grad, scale, step_hyper(hp, hp.solver, hp.lr, ctx.t),
-            hp.clip_weights, s["packed"], cancel=True,
-            round_key=round_key(hp.round_seed, ctx.t, self.index, 0), n_threads=ctx.n_threads)
+            hp.clip_weights, s["packed"][u], cancel=True,
+            round_key=round_key(hp.round_seed, ctx.t, self.index,
+                                0 if first_unit == 0 else 1 + first_unit),
+            n_threads=ctx.n_threads)
 
     def _input_gradient_mask(self, act, ctx):
         return None if ctx.config.standard else act.mask
@@ -228,12 +237,12 @@ class WeightLayer:
     def gradient_from_signal(self, act, signal, ctx):
         """The gradient at this layer's input ``act`` from a per-sample signal
         instead of this layer's input gradient (rules other than backprop):
-        ``signal(s0, s1)`` gives float32 values of samples ``s0:s1`` that
-        broadcast to ``(s1 - s0, pixels, width)`` (a map's NHWC rows; one
-        pixel for a vector): one value per feature or channel (``(s1 - s0,
-        1, width)``, shared by a map's pixels) or one per element, and the
-        result goes through the input's STE mask as the input gradient
-        would.  Written at the front of the workspace in chunks of samples."""
+        ``signal(s0, s1, out)`` writes the values of samples ``s0:s1`` into
+        ``out``, a ``(s1 - s0, pixels, width)`` view of the gradient (a
+        map's NHWC rows; one pixel for a vector), and the result goes
+        through the input's STE mask as the input gradient would.  Written
+        at the front of the workspace in chunks of samples, so that a rule's
+        temporaries stay at the size of a chunk."""
         n, width = act.n, act.channels
         per = act.rows // n
         G = ctx.ws.front(act.rows, width, ctx.config.grad_dtype)
@@ -242,13 +251,13 @@ class WeightLayer:
         for s0 in range(0, n, step):
             s1 = min(n, s0 + step)
             out = G[s0 * per:s1 * per]
-            out.reshape(s1 - s0, per, width)[...] = signal(s0, s1)
+            signal(s0, s1, out.reshape(s1 - s0, per, width))
             if mask is not None:
                 out *= unpack_mask(mask[s0 * per:s1 * per], width)
         return self._apply_float_mask(G, act, ctx)
 
 
-_SIGNAL_CHUNK = 1 << 16   # bytes of float32 signal (and of 0/1 mask) per chunk
+_SIGNAL_CHUNK = 1 << 14   # bytes of float32 signal per chunk (a rule's temporaries)
 
 
 def sign_records(A):
@@ -264,6 +273,20 @@ def sign_records(A):
         s -= F32(1)
         np.less_equal(np.abs(a), F32(1), out=mask[r0:r0 + step])
     return sign, mask
+
+
+def _float_signs(bits, n_bits):
+    """Packed signs as float32 +-1 (Algorithm 1's float input record)."""
+    f = unpack_mask(bits, n_bits, F32)
+    f *= F32(2)
+    f -= F32(1)
+    return f
+
+
+def _half_round(x, half):
+    """``x`` (float32) rounded to float16 precision when ``half``, as the
+    batch-norm kernel rounds its statistics."""
+    return x.astype(np.float16).astype(F32) if half else x
 
 
 def unpack_mask(mask, n_bits, dtype=np.uint8):
@@ -339,8 +362,9 @@ class Dense(WeightLayer):
 
 
     def weight_gradient(self, G, act, ctx, sign):
-        """``G^T A`` of the gradient ``G`` of the pre-activations and the
-        input ``act``: float32 ``(units, fan_in)``, or its packed signs."""
+        """``G^T A`` of the gradient ``G`` of the pre-activations (the
+        columns of some units) and the input ``act``: float32 ``(units,
+        fan_in)``, or its packed signs."""
         inputs = self._float_input(act, ctx)
         if inputs.dtype == np.uint64:
             return _kernels.fsgemm(G, inputs, self.n_in, sign=sign, transpose_a=True,
@@ -394,8 +418,9 @@ class Conv2D(WeightLayer):
         return Act(Z, self.spec.out_shape, act.n)
 
     def weight_gradient(self, G, act, ctx, sign):
-        """The weight gradient from ``G`` (rows of the output pixels) and the
-        input ``act``: float32 ``(filters, k*k*C_in)``, or its packed signs."""
+        """The weight gradient from ``G`` (rows of the output pixels, the
+        columns of some filters) and the input ``act``: float32 ``(filters,
+        k*k*C_in)``, or its packed signs."""
         grad = _kernels.conv2d_weight_grad(G, self._float_input(act, ctx), *self._geometry(act.n),
                                            self.k, self.pad, sign=sign, n_threads=ctx.n_threads)
         if not sign and self.real_input and self.input_scale != 1:
@@ -439,6 +464,7 @@ class BatchNorm:
         self.bias_grad = None
         self.keep_real = False   # set by the stack: a shortcut reads this output
         self.real = None
+        self.real_pair = None    # the same, per half of a paired forward pass
 
     def forward(self, act, ctx):
         """Fused epilogue over the pre-activations: batch statistics and the
@@ -488,10 +514,64 @@ class BatchNorm:
             if keep:
                 out.sign_f, out.mask_f = sign_records(A)
             else:   # the next layer's float32 input record only
-                out.sign_f = unpack_mask(bits, n, F32)
-                out.sign_f *= F32(2)
-                out.sign_f -= F32(1)
+                out.sign_f = _float_signs(bits, n)
         return out
+
+    def forward_pair(self, pre, ctx):
+        """Training forward of a batch given as two halves normalised as one
+        batch, recording nothing for a backward pass (a two-pass rule's
+        second pass).  ``pre(h)`` computes half ``h``'s pre-activations
+        into the workspace, so only one half exists at a time: the joint
+        mean sums both halves, the joint deviation sums the second (still
+        there) then the first again, whose output follows, then the
+        second's.  The sums run as :meth:`forward`'s, per half, then add.
+        Returns the two outputs as :meth:`forward` would (packed signs, or
+        the float output before a shortcut)."""
+        cfg, n = ctx.config, self.n
+        l2 = cfg.kind == "l2"
+        bias = self.s["bias"].astype(F32)
+        mu, acc = np.zeros(n, F32), np.zeros(n, F32)
+        rows = 0
+        for h in (0, 1):
+            Z = pre(h).data
+            _kernels.bn_stats_add(Z, "sum", mu, acc, ctx.n_threads)
+            rows += Z.shape[0]
+        mu = _half_round(acc / F32(rows), cfg.half)
+        dev = np.zeros(n, F32)
+        _kernels.bn_stats_add(Z, "l2" if l2 else "l1", mu, dev, ctx.n_threads)
+        act = pre(0)
+        _kernels.bn_stats_add(act.data, "l2" if l2 else "l1", mu, dev, ctx.n_threads)
+        q = dev / F32(rows)
+        psi = _half_round(np.sqrt(q + F32(BN_EPS)) if l2 else np.maximum(q, F32(PSI_FLOOR)),
+                          cfg.half)
+        self._update_running(mu, psi, cfg.bn_momentum)
+        outs, reals = [], []
+        for h in (0, 1):
+            if h:
+                act = pre(1)
+            out, A = self._apply_stats(act, mu, psi, bias, ctx)
+            outs.append(out)
+            reals.append(A)
+        if self.keep_real:
+            self.real_pair = reals
+        return outs
+
+    def _apply_stats(self, act, mu, psi, bias, ctx):
+        """The output of pre-activations ``act`` with given statistics: the
+        packed signs (with Algorithm 1's float32 input record in the
+        standard step) or the float output; and the float output when a
+        shortcut reads it."""
+        Z = act.data
+        signs_out = self.sign and not self.spec.residual
+        A = np.empty(Z.shape, F32) if not signs_out or self.keep_real else None
+        bits = np.empty((Z.shape[0], n_words(self.n)), dtype=np.uint64)
+        _kernels.bn_apply(Z, mu, psi, bias, bits, A, ctx.n_threads)
+        if not signs_out:
+            return Act(A, act.shape, act.n), A
+        out = Act(bits, act.shape, act.n)
+        if ctx.config.standard:
+            out.sign_f = _float_signs(bits, self.n)
+        return out, A
 
     def _update_running(self, mu, psi, momentum):
         keep = F32(momentum)
@@ -574,6 +654,7 @@ class Shortcut:
         self.source = None
         self.keep_real = False
         self.real = self.record = None
+        self.real_pair = None
 
     def _windows(self, a):
         """The 2x2 windows of the pool of rows ``a`` at the input's
@@ -929,9 +1010,11 @@ class LayerStack:
         """First pass of a two-pass rule: the inference forward (running
         statistics, no records, nothing updated); keeps the batch and the
         output layer's input for :meth:`_paired_update`."""
-        # samples are independent here: chunks of about 1 MiB per float map
+        # samples are independent here: chunks whose two largest maps (a
+        # layer's input and output) fit in a quarter of the workspace's size
         n = A.shape[0]
-        step = max(1, INFERENCE_CHUNK_BYTES // (4 * self.max_elements()))
+        budget = min(INFERENCE_CHUNK_BYTES, ctx.ws.raw.nbytes // 4)
+        step = max(1, budget // (8 * self.max_elements()))
         logits, out_inputs = [], []
         for s0 in range(0, n, step):
             act = self.input_act(A[s0:s0 + step])
@@ -951,41 +1034,32 @@ class LayerStack:
 
     def _paired_update(self, G_logits, ctx):
         """Second pass of a two-pass rule and the update.  The batch and the
-        rule's second input (:meth:`~skbnn._rules.SigpropTL.second_input`)
-        run together through the training forward (batch statistics over
-        both halves, running statistics updated once); the rule turns the
-        signs of each hidden block into the gradient of its weight layer's
-        output (:meth:`~skbnn._rules.SigpropTL.block_error`), which gives
-        the weight gradient with the clean half of the layer's input (through
-        a 'before_bn' pool's argmax first).  Hidden batch-norm biases keep
-        their values.  Then the output block is updated from ``G_logits``
-        through its inference-mode batch norm ``(Z - mean) / scale + b``, as
-        the first pass computed it."""
+        rule's perturbed batch (:meth:`~skbnn._rules.SigpropTL.perturbed_input`)
+        run through the training forward as two halves of one batch (joint
+        batch statistics, running statistics updated once), block by block
+        (:meth:`_paired_block`); each hidden weight layer is updated from
+        its block's signs.  Hidden batch-norm biases keep their values.
+        Then the output block is updated from ``G_logits`` through its
+        inference-mode batch norm ``(Z - mean) / scale + b``, as the first
+        pass computed it."""
         A, out_input, psi = self._first_pass
         self._first_pass = None
         standard = ctx.config.standard
-        act = self.input_act(ctx.rule.second_input(A, self.weight_layers[0].input_scale))
+        first = self.weight_layers[0]
+        if isinstance(first, Dense):
+            # linear in its input: the perturbed half's pre-activations are the
+            # clean ones shifted (:meth:`~skbnn._rules.SigpropTL.shift_preactivations`),
+            # so no perturbed batch exists
+            halves = [self.input_act(A), None]
+        else:
+            halves = [self.input_act(A),
+                      self.input_act(ctx.rule.perturbed_input(A, first.input_scale))]
+        del A
         ctx.records = False
-        n = act.n // 2
-        weight = pool = x_in = None
-        start = 0
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, WeightLayer):
-                weight, pool, x_in, start = layer, None, _first_samples(act, n), i
-            elif isinstance(layer, MaxPool2D) and layer.spec.position == "before_bn":
-                pool = layer
-            act = layer.forward(act, ctx)
-            if isinstance(layer, Sign):
-                G = ctx.rule.block_error(act, n, ctx)
-                if pool is not None:
-                    G = pool.unpool(G, pool.record, n, ctx)
-                grad = weight.weight_gradient(G, x_in, ctx, sign=False)
-                if not standard:   # 1-bit gradients cannot say "no change": ternary
-                    np.sign(grad, out=grad)
-                weight._step_weights(grad, False, ctx, scale=ctx.grad_scale(weight))
-                del grad, G
-                for used in self.layers[start:i + 1]:   # this block's records
-                    used.record = None
+        starts = [i for i, layer in enumerate(self.layers) if isinstance(layer, WeightLayer)]
+        for i, stop in zip(starts, starts[1:]):   # the hidden blocks
+            halves = self._paired_block(self.layers[i:stop], halves, ctx)
+        del halves
         for layer in self.layers:
             layer.record = None
         ctx.records = True
@@ -996,6 +1070,71 @@ class LayerStack:
         out._step_weights(grad, not standard, ctx)
         bn.bias_grad = G_logits.sum(axis=0, dtype=F32)
         bn.step(ctx)
+
+    def _paired_block(self, block, halves, ctx):
+        """One hidden block (``block``: its weight layer, a 'before_bn'
+        pool, batch norm, shortcut, sign, pool, flatten) of the second
+        pass on the clean and the perturbed half; updates its weight layer
+        with ``dW = err^T x_in`` of the rule's block error (ternary in the
+        low-memory step: a sign bit cannot say "no change") and returns the
+        block's outputs for the next one."""
+        weight, rest = block[0], list(block[1:])
+        pool = rest.pop(0) if isinstance(rest[0], MaxPool2D) else None   # before_bn
+        bn = rest.pop(0)
+        pooled = [None]
+
+        def pre(h):   # half h's pre-activations, in the workspace
+            if halves[h] is None:   # the perturbed batch at a dense first layer
+                z = weight.forward(halves[0], ctx)
+                ctx.rule.shift_preactivations(weight, z.data, ctx)
+                return z
+            z = weight.forward(halves[h], ctx)
+            if pool is not None:
+                z = pool.forward(z, ctx)
+                if h == 0:
+                    pooled[0] = pool.record
+            return z
+        outs = bn.forward_pair(pre, ctx)
+        if halves[1] is None:
+            ctx.rule.drop_shift()
+        signs = [None, None]
+        for h in (0, 1):
+            a = outs[h]
+            for layer in rest:
+                if isinstance(layer, Shortcut):   # x of this half
+                    layer.source.real = layer.source.real_pair[h]
+                a = layer.forward(a, ctx)
+                if isinstance(layer, Shortcut) and layer.keep_real:
+                    layer.real_pair = layer.real_pair or [None, None]
+                    layer.real_pair[h], layer.real = layer.real, None
+                if isinstance(layer, Sign):
+                    signs[h] = a
+            outs[h] = a
+        for layer in rest:
+            if isinstance(layer, Shortcut):
+                layer.source.real_pair = None
+        G = ctx.rule.block_error(signs[0], signs[1], ctx)
+        del signs
+        if pool is not None:
+            G = pool.unpool(G, pooled[0], halves[0].n, ctx)
+        # the low-memory step takes a dense layer's float gradient a block of
+        # units at a time (a convolution's is small beside its maps, and
+        # its gradient rows are too many to copy by columns)
+        n_units = G.shape[1]
+        step = (max(1, min(n_units, _TERNARY_BLOCK_BYTES // (4 * weight.n_in)))
+                if isinstance(weight, Dense) and not ctx.config.standard else n_units)
+        for u0 in range(0, n_units, step):
+            G_u = G if step == n_units else np.ascontiguousarray(G[:, u0:u0 + step])
+            grad = weight.weight_gradient(G_u, halves[0], ctx, sign=False)
+            del G_u
+            if not ctx.config.standard:
+                np.sign(grad, out=grad)
+            weight._step_weights(grad, False, ctx, scale=ctx.grad_scale(weight), first_unit=u0)
+            del grad
+        del G
+        for layer in block:
+            layer.record = None
+        return outs
 
     # ------------------------------------------------------------ inference
     def logits(self, A, n_threads):
@@ -1010,14 +1149,8 @@ class LayerStack:
         return max(int(np.prod(s.out_shape)) for s in self.plan)
 
 
-INFERENCE_CHUNK_BYTES = 1 << 20   # per float32 map of a two-pass rule's first pass
-
-
-def _first_samples(act, n):
-    """The first ``n`` samples of an activation (its rows are sample-major)."""
-    rows = act.rows // act.n * n
-    return Act(act.data[:rows], act.shape, n,
-               sign_f=None if act.sign_f is None else act.sign_f[:rows])
+INFERENCE_CHUNK_BYTES = 1 << 24  # at most, per two float32 maps of a two-pass rule's first pass
+_TERNARY_BLOCK_BYTES = 1 << 15   # float32 weight gradient of a two-pass rule's units at a time
 
 
 def weight_grad_scale(grad_scale, standard):

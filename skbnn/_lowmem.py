@@ -110,8 +110,9 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         DRTP, no feedback matrices.  'sigprop' (PEPITA-style signal
         propagation, no backward pass): an inference forward gives ``e``,
         which trains the output block; a second training forward runs the
-        batch and the batch plus ``e F`` together (``F`` fixed, see
-        :attr:`feedback_`), and each hidden weight layer gets ``dW = (h -
+        batch and the batch plus ``e F`` as one batch (``F`` fixed, see
+        :attr:`feedback_`; joint batch statistics, one half's
+        pre-activations in memory at a time), and each hidden weight layer gets ``dW = (h -
         h_err)^T x_in / k`` from its block's clean and perturbed signs
         (``k`` their pixels); the hidden batch-norm biases stay, the
         low-memory step's weight gradient is -1/0/+1 instead of a sign bit;
@@ -228,16 +229,19 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
     ----------
     classes_, n_features_in_, feature_names_in_ : as scikit-learn
         Classes and input description.
-    feedback_ : list of ndarray of float32, shape (n_classes, width_l), or None
+    feedback_ : sequence of ndarray of float32, shape (n_classes, width_l), or None
         The fixed feedback matrices of ``algorithm='dfa'`` or ``'drtp'``, one
         per hidden activation from the first; for ``'sigprop'`` one matrix
         ``F`` of shape ``(n_classes, n_features_in_)``, N(0, 1 /
-        ``n_features_in_``) (kaiming normal, fan-in); None for backprop and HSIC.  Drawn
-        (standard normal, in layer order) from a NumPy generator seeded by
-        ``random_state`` through the seed every other stream of the model
-        derives from, so a refit with the same ``random_state`` draws the
-        same matrices; kept by ``partial_fit`` and ``warm_start`` (a warm
-        start between 'sigprop' and 'dfa' / 'drtp' draws the other kind).
+        ``n_features_in_``) (kaiming normal, fan-in); None for backprop and
+        HSIC.  The model stores their seed, not the matrices: each is
+        regenerated (standard normal float32, from a NumPy generator seeded
+        by the model's seed and the matrix's index) whenever it is read,
+        during training too, so they cost no memory between calls and one
+        matrix while in use.  Indexing or iterating gives the arrays; a
+        refit with the same ``random_state`` gives the same matrices; kept
+        by ``partial_fit`` and ``warm_start`` (a warm start between
+        'sigprop' and 'dfa' / 'drtp' draws the other kind).
     coefs_ : list of ndarray, shape (n_{l-1}, n_l)
         Latent weights per layer (float16 / float32; int8 +/-1 with Bop).
     packed_weights_ : list of ndarray of uint64, shape (n_l, ceil(n_{l-1}/64))
@@ -524,8 +528,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         if rule.uses_feedback and (getattr(self, "feedback_", None) is None or getattr(
                 self, "_feedback_kind", "hidden") != rule.feedback_kind):
             # first call, or a warm start from another rule: the same draw
-            rng = np.random.default_rng([self._seed, _FEEDBACK_STREAM])
-            self.feedback_ = rule.draw_feedback(self.layer_plan_, len(self.classes_), rng)
+            self.feedback_ = rule.draw_feedback(self.layer_plan_, len(self.classes_),
+                                                (self._seed, _FEEDBACK_STREAM))
             self._feedback_kind = rule.feedback_kind
         return _LowMemState(stack=self._stack(), hyper=hyper, config=self._step_config(),
                             rule=make_rule(self.algorithm, self.feedback_, self.hsic_gamma))
@@ -578,9 +582,8 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
         its backward pass and update (see :meth:`LayerStack.backward_update`
         for the lifetimes of each step)."""
         B, cfg = A.shape[0], state.config
-        n = B * state.rule.batch_factor   # samples of a training forward pass
-        if state.workspace is None or not state.workspace.fits(n):
-            state.workspace = Workspace(n, state.stack.workspace_bytes(n, cfg))
+        if state.workspace is None or not state.workspace.fits(B):
+            state.workspace = Workspace(B, state.stack.workspace_bytes(B, cfg))
         ctx = StepContext(cfg, state.workspace, state.hyper, self.optimizer_state_["t"] + 1,
                           n_threads, weight_grad_scale(self.grad_scale, cfg.standard),
                           state.rule)
@@ -739,10 +742,6 @@ class LowMemBNNClassifier(BaseBinaryClassifier):
                 row = table.setdefault(label, {"dtype": str(a.dtype),
                                                "bits": a.dtype.itemsize * 8, "bytes": 0})
                 row["bytes"] += int(a.nbytes)
-        feedback = getattr(self, "feedback_", None)
-        if feedback:
-            table["feedback matrices"] = {"dtype": "float32", "bits": 32,
-                                          "bytes": sum(int(B.nbytes) for B in feedback)}
         if "binary weights (packed)" in table:
             table["binary weights (packed)"]["bits"] = 1
         return table

@@ -42,7 +42,7 @@ VARIABLES = OrderedDict([
     ("momenta", ("momenta", True)),
     ("ste_masks", ("STE masks", True)),
     ("pooling_masks", ("pooling masks", True)),
-    ("feedback", ("B (feedback matrices)", True)),
+    ("feedback", ("B (feedback matrix in use)", False)),
     ("kernels", ("K, L (HSIC kernel matrices)", False)),
     ("dW_layer", ("dW (float, one layer)", False)),
     ("residual_bits", ("BN output signs (residual)", True)),
@@ -328,18 +328,23 @@ def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop",
     if local is not None:
         I, A, P = local
     n_classes = counts["layers"][-1][1] if counts.get("layers") else 0
-    feedback = n_classes * sum(counts.get("feedback_widths", ()))
+    # the feedback matrices are regenerated from a seed when read: one at a time
+    feedback = n_classes * max(counts.get("feedback_widths") or [0])
     sigprop = algorithm == "sigprop"
     inputs = counts.get("block_inputs_per_sample") or [0]
     if sigprop:   # F projects the error to the input
         feedback = n_classes * inputs[0]
-    # SigProp's second pass runs the clean and the perturbed batch together
-    rows = 2 * batch_size if sigprop else batch_size
+    rows = batch_size
+    # SigProp's second pass keeps a block's signs of the clean and of the
+    # perturbed batch (their pre-activations one half at a time)
+    x_rows = 2 * batch_size if sigprop else batch_size
+    # HSIC's kernel rows of one chunk of samples (16 KiB of float32 gradient)
+    chunk = max(1, min(batch_size, 4096 // max(1, Mx)))
     n_momenta, latent = _SOLVERS[solver]
     R = counts["residual_activations_per_sample"]
     R_max = counts["shortcut_gradient_per_sample"]   # the largest residual block's output
     return {
-        "X": rows * I,
+        "X": x_rows * I,
         "dX_Y": rows * Mx,           # transient: largest layer only
         "bn_stats": 2 * C,           # mu and psi per channel
         "dY": rows * Mx,             # transient: largest layer only
@@ -347,24 +352,26 @@ def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop",
         "dW": S,
         "beta": 2 * C,               # beta and its gradient
         "momenta": n_momenta * S,
-        "ste_masks": rows * A if count_ste_masks else None,
+        # SigProp's passes have no backward through the signs: no masks
+        "ste_masks": rows * A if count_ste_masks and not sigprop else None,
         "pooling_masks": rows * P if P else None,
         "feedback": (feedback if (algorithm in _FEEDBACK_RULES or sigprop) and feedback
                      else None),
-        # HSIC: the kernel of z, the centred target kernel and the gradient
-        # weights, B x B each (transient, one activation at a time)
-        "kernels": 3 * batch_size ** 2 if algorithm == "hsic" else None,
+        # HSIC: rows of the kernel of z, of the centred target kernel and
+        # of the gradient weights for one chunk of samples (transient)
+        "kernels": 3 * batch_size * chunk if algorithm == "hsic" else None,
         # SigProp: the weight gradient of one layer as float32 -1/0/+1 (a
-        # sign bit cannot say "no change")
+        # sign bit cannot say "no change"; an upper bound in the low-memory
+        # step, which takes a dense layer's a block of units at a time)
         "dW_layer": (max(f * u for f, u in counts["layers"])
                      if sigprop and counts.get("layers") else None),
         # residual blocks; the standard step keeps every batch-norm output as
         # float32 anyway (no extra record), the low-memory one a sign bit of
-        # each.  A local rule keeps about one block's; the shortcut gradient
+        # each for the backward (SigProp has none).  A local rule keeps about one block's; the shortcut gradient
         # only crosses blocks under backprop and DFA.
-        "residual_bits": (rows * (R if local is None else R_max) if R and not standard
-                          else None),
-        "shortcut": rows * counts["shortcut_per_sample"] or None,
+        "residual_bits": (rows * (R if local is None else R_max)
+                          if R and not standard and not sigprop else None),
+        "shortcut": x_rows * counts["shortcut_per_sample"] or None,
         "dshortcut": (rows * R_max
                       if algorithm in _SHORTCUT_GRADIENT_RULES else 0) or None,
     }
@@ -395,17 +402,20 @@ def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=
         when the counts hold it (convolutional plans), else B x Cbn.  The
         paper's Table 2 does not count them; its MLP figure of Table 4 does.
     algorithm : {'backprop', 'dfa', 'drtp', 'hsic', 'sigprop'}, default='backprop'
-        The learning rule.  'dfa' and 'drtp' add their float32 feedback
-        matrices (n_classes x the widths of the hidden activations, from
-        ``feedback_widths`` and ``layers``); 'drtp', 'hsic' and 'sigprop'
-        update each block during a forward pass, so X, the STE masks and
-        the pooling masks count about one block (two consecutive layer
-        inputs, the largest block's masks, the largest pool's masks) when
-        the counts hold the per-layer terms of :func:`plan_counts`; 'hsic'
-        adds its three transient float32 B x B kernel matrices; 'sigprop'
-        runs 2B samples in its second pass (every per-batch row doubles),
-        adds its float32 input projection (n_classes x the first layer's
-        input) and the float32 weight gradient of its largest layer.
+        The learning rule.  'dfa' and 'drtp' add the float32 feedback
+        matrix in use (regenerated from a seed when read: n_classes x the
+        widest hidden activation, from ``feedback_widths`` and ``layers``);
+        'drtp', 'hsic' and 'sigprop' update each block during a forward
+        pass, so X, the STE masks and the pooling masks count about one
+        block (two consecutive layer inputs, the largest block's masks, the
+        largest pool's masks) when the counts hold the per-layer terms of
+        :func:`plan_counts`; 'hsic' adds the float32 rows of its three
+        B x B kernel matrices for one chunk of samples; 'sigprop' keeps a
+        block's signs of the clean and the perturbed batch (X and the
+        shortcut tensors count 2B samples, its workspace B, and no STE
+        masks), adds its float32 input projection (n_classes x the first
+        layer's input) and the float32 weight gradient of its largest
+        layer.
         Counts of a plan with residual blocks (``plan_counts``'s
         ``residual_activations_per_sample``, ...) add, in the low-memory
         step, one sign bit per residual batch-norm output (about one block's

@@ -80,16 +80,12 @@ class LearningRule:
         No backward pass: the stack runs an inference forward, then a
         second, paired forward pass that updates the weights
         (:class:`SigpropTL`).
-    batch_factor : int
-        Samples a training forward pass runs per batch sample (the
-        workspace is sized for them).
     """
 
     backpropagates = False
     local = False
     uses_feedback = False
     two_pass = False
-    batch_factor = 1
     feedback_kind = None
 
     def begin_batch(self, y, n_classes):
@@ -126,15 +122,20 @@ class _Projection(LearningRule):
         self._signal = None
 
     @staticmethod
-    def draw_feedback(plan, n_classes, rng):
-        """The matrices ``B_l`` (:func:`draw_feedback`)."""
-        return draw_feedback(plan, n_classes, rng)
+    def draw_feedback(plan, n_classes, seed):
+        """The matrices ``B_l``: N(0, 1), ``(n_classes, width_l)`` per hidden
+        activation (:func:`feedback_widths`)."""
+        return FeedbackMatrices(seed, [(n_classes, w) for w in feedback_widths(plan)])
 
     def hidden_gradient(self, layer, act, ctx):
         B_l, s = self.feedback[layer.index - 1], self._signal
 
-        def rows(s0, s1):
-            return _kernels.fgemm(s[s0:s1], B_l, n_threads=ctx.n_threads)[:, None, :]
+        def rows(s0, s1, out):
+            if out.shape[1] == 1:   # a vector: straight into the gradient
+                _kernels.fgemm(s[s0:s1], B_l, out=out.reshape(s1 - s0, -1),
+                               n_threads=ctx.n_threads)
+            else:                   # one value per channel, shared by the pixels
+                out[...] = _kernels.fgemm(s[s0:s1], B_l, n_threads=ctx.n_threads)[:, None, :]
         return layer.gradient_from_signal(act, rows, ctx)
 
     def end_batch(self):
@@ -176,16 +177,29 @@ def double_centre(K):
     return K - r[:, None] - r[None, :] + r.mean(dtype=F32)
 
 
-def cosine_kernel(X):
-    """``k(a, b) = a.b / (|a| |b|)`` between the rows of ``X`` (float32)."""
-    norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=F32))
-    Xn = X / np.where(norm > 0, norm, F32(1e-6))[:, None]   # the authors' guard of 0
-    return Xn @ Xn.T
+def centred_target_kernel_rows(y, n_classes, s0, s1):
+    """Rows ``s0:s1`` of ``H L H``, ``L`` the cosine kernel of the centred
+    one-hot targets (float32), without forming ``L``.  ``L = a E + b`` with
+    ``E_ij = [y_i = y_j]``, ``a = C / (C - 1)`` and ``b = -1 / (C - 1)``
+    (1 within a class, ``-1/(C-1)`` across); centring removes ``b``, and
+    ``H E H`` has entries ``E_ij - p_{y_i} - p_{y_j} + sum_c p_c^2`` with
+    ``p_c`` the fraction of the batch in class ``c``."""
+    y = np.asarray(y)
+    p = np.bincount(y, minlength=n_classes) / len(y)
+    py = p[y].astype(F32)
+    L = (y[s0:s1, None] == y[None, :]).astype(F32)
+    L -= py[s0:s1, None]
+    L -= py[None, :]
+    L += F32((p * p).sum())
+    L *= F32(n_classes / (n_classes - 1))
+    return L
 
 
-def hsic_weights(K, L_c, gamma, dim):
-    """The ``(B, B)`` matrix ``W`` with ``dLoss/dz = W z`` for ``B`` samples
-    ``z`` of ``dim`` values +-1, ``Loss = HSIC(K, K) - gamma HSIC(L, K)``.
+def hsic_weight_rows(K_rows, first, r, L_rows, gamma, dim):
+    """Rows ``first:first + m`` of the ``(B, B)`` matrix ``W`` with
+    ``dLoss/dz = W z`` for ``B`` samples ``z`` of ``dim`` values +-1,
+    ``Loss = HSIC(K, K) - gamma HSIC(L, K)``, from the same rows of ``K``
+    and of ``L_c`` and the column means ``r`` of ``K``.
 
     ``K = z z^T / dim`` is the cosine kernel of +-1 rows (``|z|^2 = dim``),
     ``L_c = H L H`` the centred target kernel.  With the biased estimator
@@ -193,13 +207,28 @@ def hsic_weights(K, L_c, gamma, dim):
     (2 H K H - gamma L_c) / B^2``; through ``K = zh zh^T``, ``zh = z / |z|``
     (the normalisation is differentiated too, as autograd does):
     ``dLoss/dz_i = (2 / dim) (sum_j M_ij z_j - (sum_j M_ij K_ij) z_i)``.
+    Each row needs only its own row of ``K`` and ``L_c``, so the rule
+    builds ``W`` a block of rows at a time.
     """
-    B = K.shape[0]
-    W = (F32(2) * double_centre(K) - F32(gamma) * L_c) / F32(B * B)   # M
+    m, B = K_rows.shape
+    W = K_rows - r[first:first + m, None]                  # rows of H K H
+    W -= r[None, :]
+    W += r.mean(dtype=F32)
+    W *= F32(2)
+    W -= F32(gamma) * L_rows
+    W /= F32(B * B)                                         # rows of M
     # the normalisation's term (evaluated before the diagonal changes)
-    W[np.diag_indices(B)] -= (W * K).sum(axis=1, dtype=F32)
+    W[np.arange(m), first + np.arange(m)] -= np.einsum("ij,ij->i", W, K_rows, dtype=F32)
     W *= F32(2.0 / dim)
     return W
+
+
+def hsic_weights(K, L_c, gamma, dim):
+    """The whole ``(B, B)`` matrix of :func:`hsic_weight_rows`."""
+    return hsic_weight_rows(K, 0, K.mean(axis=0, dtype=F32), L_c, gamma, dim)
+
+
+_KERNEL_BLOCK_BYTES = 1 << 12   # int32 kernel rows per block of the column sums
 
 
 class HSIC(LearningRule):
@@ -213,6 +242,10 @@ class HSIC(LearningRule):
     (the stack updates each block during the forward pass); the output layer
     trains on the cross-entropy.
 
+    No ``B x B`` matrix is held whole: the column means of ``K`` come from
+    exact integer sums over blocks of rows, then each chunk of samples gets
+    its rows of ``K``, ``L_c`` and ``W`` and its gradient rows.
+
     Parameters
     ----------
     gamma : float
@@ -223,28 +256,35 @@ class HSIC(LearningRule):
 
     def __init__(self, gamma=2.0):
         self.gamma = gamma
-        self._L_c = None
+        self._y = None
 
     def begin_batch(self, y, n_classes):
-        self._L_c = double_centre(cosine_kernel(centred_target(y, n_classes)))
+        self._y, self._n_classes = np.asarray(y), n_classes
 
     def hidden_gradient(self, layer, act, ctx):
         n, width = act.n, act.channels
         per = act.rows // n
         dim = per * width
         Z = sample_rows(act.data, n, per, width)        # packed +-1, one row per sample
-        # z_i.z_j = dim - 2 popcount(z_i ^ z_j): exact integers
-        K = _kernels.bgemm(Z, Z, dim, ctx.n_threads).astype(F32)
-        K /= F32(dim)
-        W = hsic_weights(K, self._L_c, self.gamma, dim)
+        # z_i.z_j = dim - 2 popcount(z_i ^ z_j): exact integers, so the
+        # column sums are exact whatever the blocks
+        total = np.zeros(n, np.int64)
+        step = max(1, _KERNEL_BLOCK_BYTES // (4 * n))
+        for s0 in range(0, n, step):
+            total += _kernels.bgemm(Z[s0:s0 + step], Z, dim, ctx.n_threads).sum(
+                axis=0, dtype=np.int64)
+        r = (total / (n * dim)).astype(F32)
 
-        def rows(s0, s1):
-            return _kernels.fsgemm(W[s0:s1], Z, dim, n_threads=ctx.n_threads).reshape(
-                s1 - s0, per, width)
+        def rows(s0, s1, out):
+            K = _kernels.bgemm(Z[s0:s1], Z, dim, ctx.n_threads).astype(F32)
+            K /= F32(dim)
+            L = centred_target_kernel_rows(self._y, self._n_classes, s0, s1)
+            W = hsic_weight_rows(K, s0, r, L, self.gamma, dim)
+            _kernels.fsgemm(W, Z, dim, out=out.reshape(s1 - s0, dim), n_threads=ctx.n_threads)
         return layer.gradient_from_signal(act, rows, ctx)
 
     def end_batch(self):
-        self._L_c = None
+        self._y = None
 
 
 class SigpropTL(LearningRule):
@@ -265,57 +305,88 @@ class SigpropTL(LearningRule):
     vectors).  Hidden batch-norm biases receive no gradient (the authors'
     hooks set only the weight layer's).
 
+    The authors concatenate the two batches "to avoid storing the
+    activations" and run ``2B`` samples at once.  The stack keeps their
+    joint statistics without ever holding ``2B`` pre-activations: each block
+    computes one half's at a time, twice each (the joint mean, the joint
+    deviation, then each half's signs; :meth:`LayerStack._paired_update`),
+    trading two more products per layer for a workspace of ``B`` samples.
+
     Parameters
     ----------
-    feedback : list of one ndarray
+    feedback : sequence of one ndarray
         ``[F]``, float32 ``(n_classes, input size)`` (input in C, H, W
-        order).
+        order; :class:`FeedbackMatrices`).
     """
 
     uses_feedback = True
     feedback_kind = "input"
     two_pass = True
-    batch_factor = 2
 
     def __init__(self, feedback):
-        self.F = feedback[0]
-        self._error = None
+        self.feedback = feedback
+        self._error = self._shift = None
 
     @staticmethod
-    def draw_feedback(plan, n_classes, rng):
+    def draw_feedback(plan, n_classes, seed):
         """``[F]``: N(0, 1/D) entries, ``D`` the input size (kaiming normal,
         fan-in, linear gain, as the authors' ``_init_bw``)."""
         D = int(np.prod(plan[0].in_shape))
-        F = rng.standard_normal((n_classes, D), dtype=F32)
-        F *= F32(1.0 / np.sqrt(D))
-        return [F]
+        return FeedbackMatrices(seed, [(n_classes, D)], scale=1.0 / np.sqrt(D))
 
     def output_error(self, error):
         self._error = np.ascontiguousarray(error, dtype=F32)
 
-    def second_input(self, A, scale):
+    def perturbed_input(self, A, scale):
         """The batch ``A`` (float32 rows as encoded; the network reads
-        ``scale * A``) stacked over ``A + e F / scale``: the network's input
-        perturbed by ``e F``."""
-        P = _kernels.fgemm(self._error, self.F)
+        ``scale * A``) perturbed by ``e F``: ``A + e F / scale``."""
+        P = _kernels.fgemm(self._error, self.feedback[0])
         P /= F32(scale)
         P += A
-        return np.concatenate([A, P])
+        return P
 
-    def block_error(self, act, n, ctx):
-        """``(h - h_err) / k`` of a block's signs ``act`` (``2 n`` samples,
-        the clean first): float32 rows at the front of the workspace."""
-        per, width = act.rows // act.n, act.channels
-        rows = n * per
-        G = ctx.ws.front(rows, width, F32)
-        G[...] = _kernels.unpack_pm1(act.data[:rows], width)
-        G -= _kernels.unpack_pm1(act.data[rows:], width)
-        if per > 1:
-            G *= F32(1.0 / per)
+    def shift_preactivations(self, layer, Z, ctx):
+        """``Z += e (F sign(W)^T)``: a dense first layer's pre-activations of
+        the clean batch become those of the perturbed one (the layer reads
+        ``scale * A``, so ``scale * (A + e F / scale) W^T = Z + e F W^T``),
+        in blocks of rows."""
+        if self._shift is None:   # once per batch: the weights change after both halves
+            self._shift = _kernels.fdot_bits(self.feedback[0], layer.s["packed"],
+                                             n_threads=ctx.n_threads)
+        FW = self._shift
+        step = max(1, _ERROR_BLOCK_BYTES // (4 * Z.shape[1]))
+        for r0 in range(0, Z.shape[0], step):
+            Z[r0:r0 + step] += _kernels.fgemm(self._error[r0:r0 + step], FW)
+
+    def drop_shift(self):
+        """The first layer's halves are done: free ``F sign(W)^T``."""
+        self._shift = None
+
+    def block_error(self, clean, perturbed, ctx):
+        """``(h - h_err) / k`` of a block's signs on the clean and on the
+        perturbed batch: rows of the step's gradient type at the front of
+        the workspace, filled in blocks of rows (float16 in the low-memory
+        step holds ``+-2 / k`` rounded, the same value in every nonzero
+        entry of a layer, so the signs of the ternary weight gradient it
+        gives do not change)."""
+        per, width = clean.rows // clean.n, clean.channels
+        G = ctx.ws.front(clean.rows, width, ctx.config.grad_dtype)
+        step = max(1, _ERROR_BLOCK_BYTES // (4 * width))
+        for r0 in range(0, clean.rows, step):
+            g = G[r0:r0 + step]
+            d = _kernels.unpack_pm1(clean.data[r0:r0 + step], width)   # int8 +-1
+            d -= _kernels.unpack_pm1(perturbed.data[r0:r0 + step], width)
+            e = d.astype(F32)
+            if per > 1:
+                e *= F32(1.0 / per)
+            g[...] = e
         return G
 
     def end_batch(self):
-        self._error = None
+        self._error = self._shift = None
+
+
+_ERROR_BLOCK_BYTES = 1 << 14   # float32 rows of SigProp's temporaries at a time
 
 
 RULES = {"backprop": Backprop, "dfa": DFA, "drtp": DRTP, "hsic": HSIC, "sigprop": SigpropTL}
@@ -330,14 +401,58 @@ def make_rule(name, feedback=None, hsic_gamma=2.0):
     return cls(hsic_gamma) if cls is HSIC else cls()
 
 
+class FeedbackMatrices:
+    """Fixed random feedback matrices, regenerated whenever one is read
+    instead of stored: matrix ``i`` is ``scale`` times standard-normal
+    float32 values of shape ``shapes[i]`` drawn by a NumPy generator seeded
+    with ``(*seed, i)``.  The model keeps the seed, not the matrices, so the
+    rules that read them cost no persistent memory (only the one matrix in
+    use, for the moment it is used); a draw of a few thousand values per
+    layer and batch is cheap next to the products it feeds.  A sequence:
+    ``len``, indexing and iteration give the matrices.
+
+    Parameters
+    ----------
+    seed : tuple of int
+        Seed of the draws (matrix ``i`` uses ``(*seed, i)``).
+    shapes : list of tuple of int
+        The ``(rows, columns)`` of each matrix.
+    scale : float, default=1.0
+        Multiplies every entry (after the float32 draw).
+    """
+
+    def __init__(self, seed, shapes, scale=1.0):
+        self.seed = tuple(int(v) for v in seed)
+        self.shapes = [tuple(int(d) for d in shape) for shape in shapes]
+        self.scale = float(scale)
+
+    def __len__(self):
+        return len(self.shapes)
+
+    def __getitem__(self, i):
+        if not -len(self) <= i < len(self):
+            raise IndexError("feedback matrix index out of range")
+        i %= len(self)
+        M = np.random.default_rng([*self.seed, i]).standard_normal(self.shapes[i], dtype=F32)
+        if self.scale != 1.0:
+            M *= F32(self.scale)
+        return M
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self):
+        return f"FeedbackMatrices(seed={self.seed}, shapes={self.shapes}, scale={self.scale:g})"
+
+    @property
+    def largest_nbytes(self):
+        """Bytes of the largest matrix: what reading one costs."""
+        return max((4 * r * c for r, c in self.shapes), default=0)
+
+
 def feedback_widths(plan):
     """Width of every hidden activation, in order: the input features of a
     dense layer, the input channels of a convolution (``in_shape[0]`` of
     each weight layer but the first)."""
     return [s.in_shape[0] for s in plan if s.kind in ("conv", "dense")][1:]
 
-
-def draw_feedback(plan, n_classes, rng):
-    """Fixed feedback matrices ``B_l``, float32 ``(n_classes, width_l)``,
-    N(0, 1) entries drawn from ``rng`` in layer order."""
-    return [rng.standard_normal((n_classes, w), dtype=F32) for w in feedback_widths(plan)]

@@ -251,3 +251,84 @@ def test_bn_backward_bits_rejects_bad_input():
         _kernels.bn_backward_bits(np.zeros((3, 8)), v, bits, v, v.copy())
     with pytest.raises(ValueError, match="bits must have shape"):
         _kernels.bn_backward_bits(np.zeros((4, 8), F32), v, bits, v, v.copy())
+
+
+def seq_sum(x):
+    """Column sums: float32 over rows in order."""
+    return np.cumsum(x, axis=0, dtype=F32)[-1]
+
+
+@pytest.mark.parametrize("B,n", SHAPES)
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float16, np.float32])
+def test_bn_stats_add_and_apply_match_reference(B, n, dtype, isa):
+    """Two halves normalised as one batch: each half's sums formed in row
+    order then added; the output pass with the given statistics gives the
+    signs and A of ``(Z - mu) / psi + bias``, on every path and thread
+    count."""
+    rng = np.random.default_rng(B * 7 + n)
+    halves = [(rng.integers(-n, n + 1, size=(B, n)) if np.dtype(dtype).kind == "i"
+               else rng.normal(size=(B, n))).astype(dtype) for _ in range(2)]
+    bias = rng.normal(scale=0.3, size=n).astype(F32)
+    f = [h.astype(F32) for h in halves]
+    mu_w = (seq_sum(f[0]) + seq_sum(f[1])) / F32(2 * B)
+    l1_w = seq_sum(np.abs(f[1] - mu_w)) + seq_sum(np.abs(f[0] - mu_w))
+    l2_w = seq_sum((f[1] - mu_w) ** 2) + seq_sum((f[0] - mu_w) ** 2)
+    psi = np.maximum(l1_w / F32(2 * B), F32(1e-5))
+    wn = -(-n // 64)
+    for n_threads in (1, 2):
+        acc = np.zeros(n, F32)
+        for h in halves:
+            _kernels.bn_stats_add(h, "sum", np.zeros(n, F32), acc, n_threads)
+        mu = acc / F32(2 * B)
+        np.testing.assert_array_equal(mu, mu_w)
+        for mode, want in (("l1", l1_w), ("l2", l2_w)):
+            dev = np.zeros(n, F32)
+            _kernels.bn_stats_add(halves[1], mode, mu, dev, n_threads)
+            _kernels.bn_stats_add(halves[0], mode, mu, dev, n_threads)
+            np.testing.assert_array_equal(dev, want)
+        for h, fh in zip(halves, f):
+            A_w = (fh - mu) / psi + bias
+            bits, A = np.empty((B, wn), np.uint64), np.empty((B, n), F32)
+            _kernels.bn_apply(h, mu, psi, bias, bits, A, n_threads)
+            np.testing.assert_array_equal(A, A_w)
+            np.testing.assert_array_equal(unpack(bits, n), np.where(A_w >= 0, 1, -1))
+            bits2 = np.empty((B, wn), np.uint64)
+            _kernels.bn_apply(h, mu, psi, bias, bits2, n_threads=n_threads)
+            np.testing.assert_array_equal(bits2, bits)
+
+
+def test_bn_stats_of_one_part_equal_bn_forward():
+    """One part holding the whole batch gives bn_forward's own statistics,
+    and bn_apply with them its outputs."""
+    rng = np.random.default_rng(3)
+    Z = rng.integers(-50, 51, size=(60, 70)).astype(np.int16)
+    bias = rng.normal(scale=0.3, size=70).astype(F32)
+    mu, psi, om, bits, mask, pre_bits, A = bn_forward_outputs(Z, False, False, False, bias, 1)
+    acc = np.zeros(70, F32)
+    _kernels.bn_stats_add(Z, "sum", acc, acc)
+    np.testing.assert_array_equal(acc / F32(60), mu)
+    dev = np.zeros(70, F32)
+    _kernels.bn_stats_add(Z, "l1", mu, dev)
+    np.testing.assert_array_equal(np.maximum(dev / F32(60), F32(1e-5)), psi)
+    bits2, A2 = np.empty_like(bits), np.empty_like(A)
+    _kernels.bn_apply(Z, mu, psi, bias, bits2, A2)
+    np.testing.assert_array_equal(bits2, bits)
+    np.testing.assert_array_equal(A2, A)
+
+
+def test_bn_stats_add_and_apply_reject_bad_input():
+    Z = np.zeros((4, 10), np.int32)
+    v = np.zeros(10, F32)
+    bits = np.zeros((4, 1), np.uint64)
+    with pytest.raises(TypeError, match="int32 or float32"):
+        _kernels.bn_stats_add(Z.astype(np.int64), "sum", v, v.copy())
+    with pytest.raises(ValueError, match="mode must be"):
+        _kernels.bn_stats_add(Z, "l3", v, v.copy())
+    with pytest.raises(ValueError, match="one entry per channel"):
+        _kernels.bn_stats_add(Z, "sum", v, v[:3].copy())
+    with pytest.raises(ValueError, match="one entry per channel"):
+        _kernels.bn_apply(Z, v, v[:5], v, bits)
+    with pytest.raises(ValueError, match="bits must have shape"):
+        _kernels.bn_apply(Z, v, v, v, bits[:2])
+    with pytest.raises(ValueError, match="A_out"):
+        _kernels.bn_apply(Z, v, v, v, bits, np.zeros((4, 9), F32))

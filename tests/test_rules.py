@@ -5,6 +5,7 @@ path, determinism, the independence of the output of the local rules, the
 feedback matrices, HSIC's gradient against finite differences, parameter
 checks, learning and the memory model."""
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ from sklearn.datasets import load_digits
 
 from skbnn import LowMemBNNClassifier
 from skbnn._engine import pack_pm1_rows
-from skbnn._rules import centred_target, cosine_kernel, double_centre, hsic_weights
+from skbnn._rules import (FeedbackMatrices, centred_target, centred_target_kernel_rows,
+                          double_centre, hsic_weight_rows, hsic_weights)
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -236,6 +238,28 @@ def test_feedback_is_fixed_per_random_state():
     assert [B.shape for B in conv.feedback_] == [(3, 3), (3, 5 * 1 * 1), (3, 6)]
 
 
+def test_feedback_is_regenerated_not_stored():
+    """The model keeps the seed of its feedback matrices: they are the same
+    on every read and after pickling, each N(0, 1) (DFA) or N(0, 1/D)
+    (SigProp), and the state the estimator holds has no row for them."""
+    X, y = _vectors()
+    a = LowMemBNNClassifier((16, 8), algorithm="drtp", max_iter=1, random_state=0).fit(X, y)
+    fb = a.feedback_
+    assert isinstance(fb, FeedbackMatrices) and len(fb) == 2
+    np.testing.assert_array_equal(fb[0], fb[0])
+    np.testing.assert_array_equal(fb[-1], fb[1])
+    with pytest.raises(IndexError):
+        fb[2]
+    back = pickle.loads(pickle.dumps(a))
+    for u, v in zip(back.feedback_, fb):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(back.predict(X), a.predict(X))
+    assert not any("feedback" in name for name in a.memory_report()["state"])
+    big = FeedbackMatrices((3, 4), [(10, 4000)], scale=0.5)[0]
+    assert abs(big.std() - 0.5) < 0.01 and abs(big.mean()) < 0.01
+    assert FeedbackMatrices((3, 4), [(10, 4000)]).largest_nbytes == 160000
+
+
 def test_warm_start_from_backprop_draws_the_feedback():
     X, y = _vectors()
     kw = dict(hidden_layer_sizes=(8,), max_iter=1, random_state=0)
@@ -308,17 +332,22 @@ def test_memory_model_counts_the_rules():
         assert ("feedback" in report["table"]) == (algorithm in FEEDBACK_RULES + ("sigprop",))
         assert ("HSIC kernel" in report["table"]) == (algorithm == "hsic")
     assert "feedback" not in models["backprop"]
-    # SigProp: F projects to the 12 inputs; 2B samples in its second pass
+    # SigProp: F projects to the 12 inputs; a block's signs of both halves
+    # of its second pass, the workspace of one half, no STE masks
     assert models["sigprop"]["feedback"]["elements"] == 3 * 12
     assert models["sigprop"]["X"]["elements"] == 2 * models["drtp"]["X"]["elements"]
+    assert models["sigprop"]["dY"] == models["drtp"]["dY"]
+    assert "ste_masks" not in models["sigprop"]
     assert models["sigprop"]["dW_layer"]["elements"] == 32 * 32
     assert "dW_layer" not in models["drtp"]
-    # HSIC: three float32 B x B matrices at the model's batch size (100)
+    # HSIC: rows of three float32 B x B matrices for one chunk of samples
+    # (16 KiB of float32 gradient: 4096 / 32 = 128 rows, at most B = 100)
     assert models["hsic"]["kernels"]["elements"] == 3 * 100 * 100
     assert models["hsic"]["X"] == models["drtp"]["X"]
-    for algorithm in FEEDBACK_RULES:
-        assert models[algorithm]["feedback"]["elements"] == 3 * 32 * 4
+    for algorithm in FEEDBACK_RULES:   # one matrix in use (regenerated), the widest
+        assert models[algorithm]["feedback"]["elements"] == 3 * 32
         assert models[algorithm]["feedback"]["bits"] == 32
+        assert not models[algorithm]["feedback"]["persistent"]
     # DRTP holds the inputs of two consecutive layers, not of all five
     assert models["drtp"]["X"]["elements"] < models["dfa"]["X"]["elements"]
     assert models["dfa"]["X"] == models["backprop"]["X"]
@@ -357,6 +386,40 @@ def test_hsic_gradient_matches_finite_differences(gamma):
     assert W.dtype == np.float32
     np.testing.assert_allclose(W.astype(np.float64) @ z, want, rtol=1e-4,
                                atol=1e-5 * np.abs(want).max())
+
+
+def cosine_kernel(X):
+    """``a.b / (|a| |b|)`` between the rows of ``X`` (the authors' kernel)."""
+    X = np.asarray(X, dtype=np.float64)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    return Xn @ Xn.T
+
+
+@pytest.mark.parametrize("C", [2, 3, 10])
+def test_centred_target_kernel_rows_match_the_cosine_kernel(C):
+    """The closed form of ``H L H`` equals double-centring the cosine kernel
+    of the centred one-hot targets, row block by row block."""
+    rng = np.random.default_rng(C)
+    y = rng.integers(0, C, 23)
+    want = double_centre(cosine_kernel(centred_target(y, C)))
+    got = np.vstack([centred_target_kernel_rows(y, C, s0, min(23, s0 + 5))
+                     for s0 in range(0, 23, 5)])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_hsic_weight_rows_in_blocks_equal_the_whole():
+    rng = np.random.default_rng(1)
+    B, D, C = 17, 40, 3
+    z = np.where(rng.random((B, D)) < 0.5, -1.0, 1.0)
+    y = np.arange(B) % C
+    K = (z @ z.T / D).astype(np.float32)
+    L = centred_target_kernel_rows(y, C, 0, B)
+    whole = hsic_weights(K, L, 2.0, D)
+    r = K.mean(axis=0, dtype=np.float32)
+    blocks = np.vstack([hsic_weight_rows(K[s0:s0 + 4], s0, r, L[s0:s0 + 4], 2.0, D)
+                        for s0 in range(0, B, 4)])
+    np.testing.assert_array_equal(blocks, whole)
 
 
 def test_hsic_target_kernel_is_the_class_agreement():

@@ -18,6 +18,7 @@
 #include "kernel_common.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
@@ -501,6 +502,60 @@ void skbnn_bn_forward(const void *Z, int z_int, size_t B, size_t n, const float 
                 out(Z, z_int, n, b0, min_size(B, b0 + ru), mu, psi, bias, bits, mask, pre_bits,
                     A_out, ST_SUM, NULL);
             }
+        }
+    }
+}
+
+/* The two halves of a batch normalised as one (a two-pass rule's second
+ * pass holds one half's pre-activations at a time): the statistics of each
+ * half added up, then the output of each with the joint ones. */
+
+/* acc[c] += the sum over the rows of Z in order of channel c's summand (mode
+ * 0: z, 1: |z - mu|, 2: (z - mu)^2): the half's sum formed as
+ * skbnn_bn_forward forms a batch's, then added. */
+int skbnn_bn_stats_add(const void *Z, int z_int, size_t B, size_t n, int mode, const float *mu,
+                       float *acc, int n_threads)
+{
+    const int st = mode == 0 ? ST_SUM : mode == 1 ? ST_L1 : ST_L2;
+    const long nu = (long)((n + BN_UNIT - 1) / BN_UNIT);
+    stat_fn stat = stat_portable;
+#if SKBNN_X86
+    if (bn_use_avx2()) stat = stat_avx2;
+#endif
+    float *part = (float *)malloc((n ? n : 1) * sizeof(float));
+    if (!part) return -1;
+    n_threads = team((double)B * (double)n * 4.0, n_threads);
+#pragma omp parallel for num_threads(n_threads) if (n_threads > 1) schedule(static)
+    for (long u = 0; u < nu; u++) {
+        const size_t lo = (size_t)u * BN_UNIT, hi = min_size(n, lo + BN_UNIT);
+        stat(Z, z_int, B, n, lo, hi, st, mu, NULL, NULL, part);
+        for (size_t c = lo; c < hi; c++) acc[c] += part[c];
+    }
+    free(part);
+    return 0;
+}
+
+/* The output pass of skbnn_bn_forward with given mu and psi: the packed
+ * signs of A = (Z - mu) / psi + bias and, if asked for, A (may alias a
+ * float32 Z). */
+void skbnn_bn_apply(const void *Z, int z_int, size_t B, size_t n, const float *mu,
+                    const float *psi, const float *bias, uint64_t *bits, float *A_out,
+                    int n_threads)
+{
+    out_fn out = out_portable;
+#if SKBNN_X86
+    if (bn_use_avx2()) out = out_avx2;
+#endif
+    n_threads = team((double)B * (double)n * 4.0, n_threads);
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    {
+        const size_t ru = row_unit(B);
+        const long nr = (long)((B + ru - 1) / ru);
+#pragma omp for schedule(static)
+        for (long i = 0; i < nr; i++) {
+            const size_t b0 = (size_t)i * ru;
+            out(Z, z_int, n, b0, min_size(B, b0 + ru), mu, psi, bias, bits, NULL, NULL, A_out,
+                ST_SUM, NULL);
         }
     }
 }

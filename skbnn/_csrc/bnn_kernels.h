@@ -198,6 +198,15 @@ void skbnn_bn_forward(const void *Z, int z_int, size_t B, size_t n, const float 
                       float eps, float psi_floor, int round_half, float *mu, float *psi,
                       uint64_t *bits, uint64_t *mask, uint64_t *pre_bits, float *omega,
                       int omega_pre_bias, float *A_out, int n_threads);
+/* The halves of one batch-norm batch: acc += each channel's sum over the
+ * rows of Z (mode 0: z, 1: |z - mu|, 2: (z - mu)^2), as skbnn_bn_forward sums
+ * (-1, nothing added, when out of memory); then the output signs (and A)
+ * with given mu and psi. */
+int skbnn_bn_stats_add(const void *Z, int z_int, size_t B, size_t n, int mode, const float *mu,
+                       float *acc, int n_threads);
+void skbnn_bn_apply(const void *Z, int z_int, size_t B, size_t n, const float *mu,
+                    const float *psi, const float *bias, uint64_t *bits, float *A_out,
+                    int n_threads);
 /* BN backward on bits (paper Algorithm 2, lines 11-13), in place: G (B x n,
  * float16 when half, else float32) holds dL/dA on entry and dL/dZ on exit:
  * v = G / psi; dZ = (v - mean(v)) - mean(v s omega) s with s = +-1 from bits;
