@@ -2,7 +2,8 @@
 
 Colombo, Pittorino, Zambon, Baldassi, Roveri & Alippi, "BEP: A Binary Error
 Propagation Algorithm for Binary Neural Networks Training", arXiv 2512.04189
-(ICLR 2026) (spec: bep.md, MLP part).
+(ICLR 2026): the feed-forward network (the recurrent BEP-TT variant is
+:class:`~skbnn.BEPRecurrentClassifier`).
 """
 import math
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ def next_divisor(width, group_size):
 def bef_prototypes(n_classes, width, alpha, n_iter, rng):
     """Binary equiangular frame: ``n_classes`` +/-1 rows of length ``width``
     from random rows improved by ``n_iter`` greedy single-bit flips that lower
-    ``sum_{i<j} <p_i, p_j> + alpha * Var_{i<j} <p_i, p_j>`` (bep.md §1.2)."""
+    ``sum_{i<j} <p_i, p_j> + alpha * Var_{i<j} <p_i, p_j>`` (paper App. C)."""
     P = rng.choice(np.array([-1, 1], dtype=np.int8), size=(n_classes, width))
     rows = rng.integers(0, n_classes, size=n_iter, dtype=np.int32)
     cols = rng.integers(0, width, size=n_iter, dtype=np.int32)
@@ -94,25 +95,25 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         with ``|z| <= nu * fan_in``; 1.0 disables gating.  The default is
         the value with the smallest mean loss over the validation tuning of
         all 21 Fig. 2 configurations (benchmarks/results/bep_tuning.md; the
-        spec's 0.05 starves narrow layers of signal).
+        paper's recurrent value 0.05 starves narrow layers of signal).
     strict_ties : bool, default=True
         True keeps the letter of the paper: a tie in the gated
         back-projection ``W^T (g * a*)`` gives +1 (better on the validation
-        tuning of both data sets).  False (bep.md §8.7's reading): such a
-        coordinate carries no signal, so that neuron's target is the sign
-        of the stability it is ranked by (its activation, or ``H a`` with
-        ``selection='hidden'``): it is never selected, and its gate stays
-        closed for the layer below.
+        tuning of both data sets).  False: such a coordinate carries no
+        signal (any value is optimal at a tie, paper Prop. 1), so that
+        neuron's target is the sign of the stability it is ranked by (its
+        activation, or ``H a`` with ``selection='hidden'``): it is never
+        selected, and its gate stays closed for the layer below.
     selection : {'visible', 'hidden'}, default='visible'
-        Which stability picks a group's winner (bep.md §8.1).  'visible':
-        wrong means ``a_j != a*_j`` and the winner has the smallest visible
-        ``|z_j|``, ``z = sign(H) a`` (the local-rule code's "easiest to
-        correct").  'hidden': the same test and ranking on the exact hidden
-        field ``H a`` (the paper's "stability a* H" wording, read as a
-        re-implementation does); it costs an int16 product per layer and
-        batch, and data-parallel workers then receive the hidden weights.
-        Helps deep or narrow networks on the validation studies, hurts
-        shallow narrow ones (benchmarks page).
+        Which stability picks a group's winner (paper §3.3 words it two
+        ways).  'visible': wrong means ``a_j != a*_j`` and the winner has
+        the smallest visible ``|z_j|``, ``z = sign(H) a`` (the local-rule
+        code's "easiest to correct").  'hidden': the same test and ranking
+        on the exact hidden field ``H a`` (the paper's "stability a* H"
+        wording, read as a re-implementation does); it costs an int16
+        product per layer and batch, and data-parallel workers then receive
+        the hidden weights.  Helps deep or narrow networks on the
+        validation studies, hurts shallow narrow ones (benchmarks page).
     reinforcement_prob : float, default=0.5
         Base reinforcement probability ``p_r``.
     reinforcement_norm : {'fan_in', 'width'}, default='fan_in'
@@ -245,33 +246,40 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
 
     Notes
     -----
-    Best readings of the spec's ambiguities (bep.md §8), all defaults:
+    Readings of the details the paper leaves open or words two ways, all
+    defaults:
 
     - A neuron is wrong when its activation differs from its target
       (``a_j != a*_j``, so ``z = 0`` with target -1 counts, with ``|z| = 0``
       the easiest), and the winner of a group has the smallest visible
-      ``|z|`` (§8.1, §8.2); ties go to the lowest index.
+      ``|z|``, "easiest to correct" (paper §3.3; the local-rule code
+      requires ``a*_j z_j < 0`` strictly); ties go to the lowest index.
       ``selection='hidden'`` applies the same test and ranking to ``H a``.
-    - Reinforcement uses the fan-in (§8.3); ``E_prev`` is the previous
-      epoch's on-the-fly training error, 1 before the first epoch (in
-      ``partial_fit`` the previous call's) (§8.4).  It runs once per
-      mini-batch and layer when the batch has a triggering sample.
+    - Reinforcement uses the fan-in, as CP+R theory and the local-rule code
+      do (the paper writes the width ``K_l``); ``E_prev`` (undefined in the
+      paper) is the previous epoch's on-the-fly training error, 1 before
+      the first epoch (in ``partial_fit`` the previous call's).  It runs
+      once per mini-batch and layer when the batch has a triggering sample.
     - Every desired activation is computed from the pre-update weights
-      before any layer changes (§8.6).  Back-projection ties give +1
-      (paper §3.1); a sample whose gate closes every neuron of a layer
-      sends no signal below it: the lower layers skip it (§8.7).  The gate
-      only filters the backward signal, not which neurons update (§8.8).
+      before any layer changes (the paper says "pre-update" only for the
+      update, Eq. 9).  Back-projection ties give +1 (paper §3.1); a sample
+      whose gate closes every neuron of a layer sends no signal below it:
+      the lower layers skip it (the paper is silent; the letter of Eq. 7
+      would send all +1).  The gate only filters the backward signal
+      (Eqs. 5-7), not which neurons update.
     - Group schedule: the monitored error (validation when a hold-out
       exists, else training) must improve within ``group_patience`` epochs
       or every layer's group size steps to its next divisor together
-      (§8.9).  With the default ``validation_fraction=0.1`` the network
-      trains on 90 % of the data passed to ``fit``.
+      (patience, metric and layer coupling are not given in the paper).
+      With the default ``validation_fraction=0.1`` the network trains on
+      90 % of the data passed to ``fit``.
     - The triggering margin is ``correct - best other < r * K_L`` (paper
       Eq. 1, real-valued threshold).
     - Prototypes: a greedy bit-flip binary equiangular frame with
-      ``alpha = 1`` and ``100 * C * K_L`` proposals (§8.18; not given in
-      the paper).  Hidden weights start as the local-rule code's
-      ``trunc(Normal(0, 64**2))``, made odd (§8.16).
+      ``alpha = 1`` and ``100 * C * K_L`` proposals (not given in the
+      paper).  Hidden weights start as the local-rule code's
+      ``trunc(Normal(0, 64**2))``, made odd (the paper gives no
+      initialisation).
 
     Examples
     --------
@@ -396,7 +404,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
     def _batch_updates(self, state, A, y, n_threads):
         """The batch's CP step of every layer for its triggering samples
         (all None when no sample triggers), every desired activation from
-        the pre-update weights (§8.6)."""
+        the pre-update weights, as in backpropagation."""
         layers, n_layers = state.layers, len(state.layers)
         zero_act = self._ternary_activations
         # forward, keeping every layer's input and pre-activation
@@ -415,7 +423,7 @@ class BEPClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         idx = np.flatnonzero(trigger)
         zs = [z[idx] for z in zs]
         inputs = [take_rows(a, idx) for a in inputs]
-        # the stability a group's winner is ranked by (bep.md §8.1); a neuron
+        # the stability a group's winner is ranked by (``selection``); a neuron
         # whose activation is 0 ranks first (|field| = 0)
         fields = zs
         if self._selection == "hidden":

@@ -3,7 +3,7 @@ Binary Error Propagation Through Time (BEP-TT).
 
 Colombo, Pittorino, Zambon, Baldassi, Roveri & Alippi, "BEP: A Binary Error
 Propagation Algorithm for Binary Neural Networks Training", arXiv 2512.04189
-(ICLR 2026), §3.5 (spec: bep.md §5, §6.2, §8.11-8.15).
+(ICLR 2026), §3.5.
 
 The recurrent network is BEP's two-layer network unrolled in time: the
 recurrent layer reads the concatenation ``[a_t, s_{t-1}]`` (``W_xs`` and
@@ -88,7 +88,7 @@ class _SeriesEncoder:
     def pack(self, X, n_threads=1):
         bits = self.binarizer.pack(self._steps(X), n_threads)
         if self.expansion_ is not None:
-            # sign(E b) with sign(0) = +1 (bep.md §8.15)
+            # sign(E b) with sign(0) = +1 (the paper does not give the form)
             bits = _kernels.bgemm_sign(bits, self._expansion_rows, self._n_bits, n_threads)
         return bits.reshape(X.shape[0], self.n_timepoints, bits.shape[1])
 
@@ -161,15 +161,16 @@ class BEPRecurrentClassifier(BEPClassifier):
     gate_threshold : float, default=0.05
         Gate ``nu``: the error passes backward only through neurons with
         ``|z| <= nu * fan_in``; the fan-in of a state neuron is
-        ``Kx + Ks`` (bep.md §8.12).  0.05 is the paper's UCR value; its
-        S-MNIST ablation prefers 0.01 for long horizons.
+        ``Kx + Ks`` (the paper's ``nu K_l`` is written for the MLP).  0.05
+        is the paper's UCR value; its S-MNIST ablation prefers 0.01 for
+        long horizons.
     strict_ties : bool, default=False
-        False (bep.md §8.7's reading): a tie in a back-projection carries no
-        signal (that neuron keeps its activation as target and passes
-        nothing to the step below).  True gives +1 (the paper's letter,
-        BEPClassifier's default); through time it biases the desired states
-        toward +1 and can drive the state into an input-independent
-        all-(+1) attractor (see the user guide).
+        False: a tie in a back-projection carries no signal (any value is
+        optimal at a tie, paper Prop. 1): that neuron keeps its activation
+        as target and passes nothing to the step below.  True gives +1 (the
+        paper's letter, BEPClassifier's default); through time it biases the
+        desired states toward +1 and can drive the state into an
+        input-independent all-(+1) attractor (see the user guide).
     reinforcement_prob : float, default=0.5
         Base reinforcement probability ``p_r``.
     reinforcement_norm : {'fan_in', 'width'}, default='fan_in'
@@ -292,21 +293,26 @@ class BEPRecurrentClassifier(BEPClassifier):
     the fitted number of time points (at least ``window_length`` when it is
     set).
 
-    Readings of the spec's ambiguities (bep.md §8), all defaults:
+    Readings of what the paper's recurrent section leaves open, all
+    defaults:
 
-    - §8.11: one selection per sequence shared by all time steps and by
+    - One selection per sequence (the paper shares the masks over time
+      without saying how they are chosen), shared by all time steps and by
       ``W_xs`` and ``W_ss`` (they are one layer over ``[a_t, s_{t-1}]``),
       chosen from the stability summed over the horizon
       (``rnn_mask='sum'``); a summed stability of exactly 0 is not wrong.
-    - §8.12: the gate of a state neuron is ``|z| <= nu (Kx + Ks)``.
-    - §8.13: the readout update carries the factor 2 like every CP step.
-    - §8.14: ``s_0`` is all +1 (``initial_state='ones'``).
-    - §8.15: the expansion is a fixed random +/-1 matrix followed by sign
-      (sign(0) = +1), drawn from the seed and never trained.
+    - The gate of a state neuron is ``|z| <= nu (Kx + Ks)``, its fan-in
+      (Eq. 5's ``nu K_l`` is written for the MLP).
+    - The readout update carries the factor 2 like every CP step (the
+      paper prints it without, most likely a typo).
+    - ``s_0`` is all +1 (``initial_state='ones'``); the paper gives none.
+    - The expansion (form not given) is a fixed random +/-1 matrix
+      followed by sign (sign(0) = +1), drawn from the seed and never
+      trained.
     - Every desired state comes from the pre-update weights; a sequence
       whose gate closes at some step sends no signal to earlier steps (those
       steps are skipped), as BEPClassifier's layers below a closed gate.
-    - §8.7: a tie in a back-projection carries no signal
+    - A tie in a back-projection carries no signal
       (``strict_ties=False``, unlike BEPClassifier): through time, ties read
       as +1 bias every desired state toward +1 and can lock the state in an
       input-independent attractor.
@@ -579,7 +585,7 @@ class BEPRecurrentClassifier(BEPClassifier):
         n_x = rec.n_in - rec.n_out
         # seen from the step below, the recurrent layer back-projects through
         # the state columns of [W_xs W_ss] only, with the gate of its full
-        # fan-in Kx + Ks (bep.md §8.12)
+        # fan-in Kx + Ks
         link = BinaryLayer.backward_view(rec.packed_t[n_x:], rec.n_in, rec.n_out)
         unrolled = _BEPState([link] * k + [readout], state.prototype_rows)
         zs = [Z[t][idx] for t in range(T - k, T)]

@@ -1,7 +1,7 @@
 """LocalBinaryClassifier: local binary error signals from fixed random classifiers.
 
 Colombo, Pittorino & Roveri, "Training Multi-Layer Binary Neural Networks
-With (Random) Local Binary Error Signals", arXiv 2412.00119 (spec: local.md).
+With (Random) Local Binary Error Signals", arXiv 2412.00119.
 """
 import math
 from dataclasses import dataclass, field
@@ -15,7 +15,8 @@ from ._cpr import CPRTrainingMixin
 from ._engine import (BatchUpdates, BinaryLayer, CPStep, class_scores, pack_pm1_rows,
                       sign_activations, step_inputs)
 
-# group sizes tuned by the paper for its widths (local.md §3.3)
+# group sizes tuned by the paper for its widths (its Fashion-MNIST and Random
+# Prototypes values)
 _PAPER_GROUP_SIZES = {15: 15, 35: 35, 55: 55, 75: 75, 135: 45, 255: 85, 525: 105,
                       1035: 115, 2025: 45, 4095: 65}
 
@@ -81,15 +82,16 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         ``trunc(Normal(0, init_std**2))``.
     odd_init : bool, default=True
         Make the initial hidden weights odd (``2*floor(h/2)+1``) so they
-        never reach 0 (local.md §11.5).
+        never reach 0 (the +/-2 steps keep the parity): every weight is a
+        clean +/-1 bit.
     ternary_weights : bool, default=False
         Read the weights as ``sign(H)`` with ``sign(0) = 0``, as the authors'
         reference code does: a hidden weight at exactly 0 is a pruned
         connection, and reinforcement leaves it at 0.  Needs
         ``odd_init=False`` (odd hidden weights never reach 0); activations
         stay +/-1.  Every product then costs two XNOR/popcount passes.  It
-        adds capacity to narrow layers (local.md §11.5; measured in the
-        benchmarks page), not to wide ones.
+        adds capacity to narrow layers (measured in the benchmarks page),
+        not to wide ones.
     ternary_activations : bool, default=False
         Hidden activations ``sign(z)`` with sign(0) = 0, as the reference
         code's ``cupy.sign``: a neuron at ``z = 0`` outputs 0, so it drops
@@ -98,7 +100,7 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         "wrong" (the strict ``t * z < 0``).  Activations travel as two bit
         planes, so every product with them costs two passes.  With
         ``ternary_weights`` it is the reference code's reading, which
-        reproduces the paper at width 35 (local.md §11.5; benchmarks page).
+        reproduces the paper at width 35 (benchmarks page).
     train_classifiers : bool, default=False
         The paper's "train-out" ablation: the local classifiers are trained
         too (hidden weights, clipped perceptron on the correct class when
@@ -184,32 +186,34 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
 
     Notes
     -----
-    Best readings of the spec's ambiguities (local.md §11), all defaults:
+    Readings of the details the paper leaves open (the authors' reference
+    code and result files settle most of them), all defaults:
 
     - ``group_size`` is neurons per group (K/gamma groups); ties of the
-      per-group argmin go to the lowest index (§11.1).
+      per-group argmin go to the lowest index.
     - The margin is ``floor(r * K_l)`` on the gap between the two largest
-      scores, whichever classes they are (§11.2); argmax ties go to the
-      lowest class index.
+      scores, whichever classes they are; argmax ties go to the lowest
+      class index.
     - Every layer decides from its own classifier which samples it trains
-      on (§11.3); layer ``l+1`` sees layer ``l``'s pre-update activations
-      (§11.8).
+      on; layer ``l+1`` sees layer ``l``'s pre-update activations.
     - Reinforcement runs once per mini-batch over all weights of a layer
       that had an erroneous sample; ``A_prev`` is the previous epoch's
       on-the-fly training accuracy of the whole network (0 before the
-      first epoch; in ``partial_fit`` the previous call's) (§11.4).
-    - sign(0) = +1 everywhere by default: hidden weights start odd, ``z = 0``
-      activates +1, classifiers are clean +/-1 (§11.5);
+      first epoch; in ``partial_fit`` the previous call's).
+    - sign(0) = +1 everywhere by default, so every value is one bit:
+      hidden weights start odd, ``z = 0`` activates +1, classifiers are
+      clean +/-1;
       ``ternary_weights`` and ``ternary_activations`` take the reference
       code's sign(0) = 0 instead.  A neuron with ``z = 0`` is never "wrong"
       (the reference's strict ``t * z < 0``).
-    - Hidden weights are int16 with saturation at +/-32767 (§11.7).
-    - Binary problems use one +/-1 output as the reference code (§2.4): the
+    - Hidden weights are int16 with saturation at +/-32767 (odd, so odd
+      weights stay odd).
+    - Binary problems use one +/-1 output as the reference code: the
       prediction is ``classes_[1]`` when the score is positive (a zero
       score, possible only with an even last width, goes to ``classes_[0]``
       so that ``decision_function > 0`` matches ``predict``).
     - Input thresholds are learned on the data given to ``fit`` (the papers
-      computed the median before splitting off their test set, §11.9).
+      computed the median before splitting off their test set).
     - Reinforcement sites are drawn by geometric skips from a counter-based
       stream keyed by (seed, batch, layer, row): the same distribution as
       one Bernoulli draw per weight, and independent of the thread count.
@@ -337,7 +341,7 @@ class LocalBinaryClassifier(CPRTrainingMixin, BaseBinaryClassifier):
         """The batch's CP steps: per hidden layer (then, with
         ``train_classifiers``, per local classifier) a :class:`CPStep` or None
         when no sample is erroneous for it.  Every layer sees the pre-update
-        activations of the layer below (§11.8), so nothing here changes."""
+        activations of the layer below, so nothing here changes."""
         n_layers = len(state.layers)
         steps = [None] * n_layers
         classifier_steps = [None] * n_layers if self.train_classifiers else []

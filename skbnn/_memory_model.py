@@ -1,4 +1,4 @@
-"""Modelled training memory of LowMemBNNClassifier (lowmem.md §5, §6).
+"""Modelled training memory of LowMemBNNClassifier.
 
 Pure Python: the paper's accounting (Wang et al., arXiv 2102.04270, §4 and
 Table 2) turned into element counts times bit widths, for the 'standard'
@@ -50,7 +50,7 @@ VARIABLES = OrderedDict([
     ("dshortcut", ("dS (shortcut gradient)", False)),
 ])
 
-# Bits per element (lowmem.md §5.1 / §5.2).  The standard step keeps even its
+# Bits per element (Wang et al., Table 2).  The standard step keeps even its
 # 0/1 STE and pooling masks as float32, as the C++ vanilla baseline does.
 # The feedback matrices of DFA / DRTP / SigProp, HSIC's kernel matrices and
 # SigProp's ternary weight gradient of one layer are float32 in both.
@@ -72,7 +72,7 @@ _LOCAL_RULES = ("drtp", "hsic", "sigprop")   # each block updated during a forwa
 _SHORTCUT_GRADIENT_RULES = ("backprop", "dfa")   # a shortcut carries a gradient down
 TRAININGS = tuple(_TYPE_TABLES)
 
-# Per optimiser (§6.1 rule 3): momenta per weight, and whether a latent weight
+# Per optimiser: momenta per weight, and whether a latent weight
 # row is counted.  Bop keeps no latent weight, and its binary weights are not
 # counted, as in the paper's Table 5.
 _SOLVERS = {"adam": (2, True), "sgd": (1, True), "bop": (1, False)}
@@ -103,7 +103,7 @@ def _check_choice(name, value, allowed):
 
 
 def mlp_counts(n_features, hidden_layer_sizes, n_classes):
-    """Element counts of lowmem.md §6.2 for a binary MLP.
+    """Element counts of the memory model for a binary MLP.
 
     Every layer is a binary dense layer followed by batch normalisation:
     ``n_features -> hidden_layer_sizes... -> n_classes``.  A thin wrapper of
@@ -317,7 +317,7 @@ def _local_records(counts):
 
 def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop",
               standard=False):
-    """Element count per variable (§6.2); None for rows that do not apply."""
+    """Element count per variable; None for rows that do not apply."""
     S, I = counts["weights"], counts["inputs_per_sample"]
     C, Mx = counts["bn_channels"], counts["max_width"]
     P = counts["pooling_inputs_per_sample"]
@@ -379,7 +379,7 @@ def _elements(counts, batch_size, solver, count_ste_masks, algorithm="backprop",
 
 def memory_model(counts, batch_size, training="low_memory", solver="adam", bits=None,
                  count_ste_masks=True, algorithm="backprop"):
-    """Modelled training memory per variable (lowmem.md §6.1, §6.2).
+    """Modelled training memory per variable (Wang et al., §4 and Table 2).
 
     Parameters
     ----------

@@ -154,7 +154,7 @@ numpy.random.RandomState, default=None
     for every discarded duplicate).
 
     The benchmark is described in Colombo, Pittorino & Roveri,
-    arXiv:2412.00119, §8.1, which used 12,000 samples with ``flip_prob=0.44``
+    arXiv:2412.00119, which used 12,000 samples with ``flip_prob=0.44``
     split 10,000 / 2,000 into train / test. The BEP paper (arXiv:2512.04189)
     used 20,000 train / 3,000 test samples with ``flip_prob=0.46``. For
     reference, the oracle that assigns each sample to the nearest true
@@ -391,8 +391,8 @@ def load_fashion_mnist(data_home=None):
     The binary-neural-network papers reproduced by skbnn train on 50,000
     images and report accuracy on the other 10,000 of the official
     60,000-image training split (shuffled with the run seed, the last 10,000
-    held out); the official test set is not used there (local.md §8.1,
-    §11.9), and skbnn's benchmarks report it separately.  This function
+    held out); the official test set is not used there, and skbnn's
+    benchmarks report it separately.  This function
     returns the official splits unchanged; the papers' split is
     ``order = np.random.default_rng(seed).permutation(60000)`` with
     ``order[:50000]`` for training and ``order[50000:]`` held out.

@@ -1,5 +1,6 @@
 """Plain-NumPy references of the kernels and of one LocalBinaryClassifier
-training step, written from the spec (local.md §2-§4), not from the C code."""
+training step (and of one BEPClassifier step), written from the papers and
+the readings documented in the estimators' docstrings, not from the C code."""
 import math
 
 import numpy as np
@@ -91,7 +92,9 @@ def reinforce(H, p, seed, stream, clip, uniform, keep_zero=False):
 
 def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stream0, clip,
                      uniform, ternary=False, zero_act=False):
-    """One LocalBinaryClassifier mini-batch (local.md §13 algorithm card).
+    """One LocalBinaryClassifier mini-batch: forward, local class scores,
+    erroneous samples, easiest wrong neuron per group, +/-2 steps, then
+    reinforcement.
 
     Hs: hidden weights per layer; Ps: +/-1 classifiers (K_l x C_out), C_out = 1
     for binary problems; a0: +/-1 inputs; y: class indices; ``ternary``:
@@ -130,7 +133,8 @@ def local_batch_step(Hs, Ps, a0, y, robustness, group_sizes, p_reinf, seed, stre
 def bep_batch_step(Hs, P, a0, y, robustness, gate_threshold, group_sizes, p_reinf, seed,
                    stream0, clip, uniform, strict_ties=True, ternary=False, hidden=False,
                    zero_act=False):
-    """One BEPClassifier mini-batch (bep.md §4.1) with the documented readings:
+    """One BEPClassifier mini-batch (paper Eqs. 1, 5, 7 and 9) with the
+    documented readings:
     trigger ``correct - best other < r K_L``; a*_L = P[y];
     a*_l = sign(W_{l+1}^T (g * a*_{l+1})) with g = |z_{l+1}| <= nu * fan_in and
     ties -> +1 (``strict_ties``) or else "no signal": a tied neuron's target is

@@ -1,21 +1,28 @@
 """Plain-NumPy reference of one LowMemBNNClassifier training step, written from
-the spec (lowmem.md §2-§4, §7, §10), not from the optimised implementation.
+Wang et al.'s Algorithms 1 (standard) and 2 (low memory), their Eq. 1 and
+the documented readings, not from the optimised implementation.
 
 Everything is float64 and unpacked (one array element per bit); the float16
 storage and the bit packing of the real implementation are not emulated.
-Layer l (1-based in the spec) is index l-1 here.  Shapes follow §2:
+Layer l (1-based in the formulas) is index l-1 here.  Shapes:
 X is (B, n_0), Vs[l] is (n_{l-1}, n_l) (rows = inputs), biases[l] is (n_l,).
 
+Labels in the comments: F1-F6, B1-B6 and U1 are lines of Algorithm 2
+(F1-F3 = lines 2-4, F4 = lines 5-6, F5 = line 7, F6 = line 8; Bk = line
+10+k; U1 = line 18); "step k" is a step of Algorithm 1 (steps 1-3 = lines
+2-4, step 4 = lines 5-7, step 5 = the sign's straight-through estimator,
+step 6 = lines 10-12, steps 7-9 = lines 13-15).
+
 Names:
-- ``sgn``                           sign with sgn(0) = +1 (§2)
-- ``forward``                       forward pass with batch statistics (§3 1-5, §4 F1-F6)
-- ``l1_bn_exact_grad``              exact gradient of l1 BN w.r.t. Z (§4.1 identity)
+- ``sgn``                           sign with sgn(0) = +1
+- ``forward``                       forward pass with batch statistics (steps 1-5, F1-F6)
+- ``l1_bn_exact_grad``              exact gradient of l1 BN w.r.t. Z
 - ``bn_backward_grad``              one BN backward (l2 / l1 Eq. 1 / proposed B2 / l1_exact)
-- ``backward``                      loss and backward pass (§3 6-9, §4 B1-B6)
-- ``cancel_gradient``               weight-gradient cancellation (§10.6)
-- ``weight_gradient_for_optimizer`` +-1/sqrt(fan_in) from the bit, cancelled (§4 U1)
+- ``backward``                      loss and backward pass (steps 6-9, B1-B6)
+- ``cancel_gradient``               weight-gradient cancellation
+- ``weight_gradient_for_optimizer`` +-1/sqrt(fan_in) from the bit, cancelled (U1)
 - ``bit_gradient``                  the same without cancellation (Bop)
-- ``adam_step``, ``sgd_step``, ``bop_step``   §7 table
+- ``adam_step``, ``sgd_step``, ``bop_step``   the three optimisers of Wang et al., Table 5
 - ``train_step``                    forward + backward + update of one batch
 """
 import numpy as np
@@ -27,7 +34,7 @@ GRAD_SCALES = ("fan_in", "n_weights", "none")
 
 
 def sgn(x):
-    """+1 where x >= 0, else -1 (float64); sgn(0) = +1 everywhere (§2)."""
+    """+1 where x >= 0, else -1 (float64); sgn(0) = +1 everywhere."""
     return np.where(np.asarray(x) >= 0, 1.0, -1.0)
 
 
@@ -42,20 +49,21 @@ def forward(X, Vs, biases, training, *, bn_stats="post_bias", eps=1e-4, psi_floo
     Returns a dict with keys
       'layers': list, one dict per layer with
           'A'       input A_l, float (B, n_{l-1}); layer 1: X
-          'A_hat'   what multiplies the weights: X for layer 1 (§10.9), sgn(A_l)
-                    for l >= 2 (A_l itself when float_model)
+          'A_hat'   what multiplies the weights: the real input X for layer 1,
+                    sgn(A_l) for l >= 2 (A_l itself when float_model)
           'V', 'V_hat'  latent weights and sgn(V) (V itself when float_model)
           'Z'       A_hat @ V_hat, (B, n_l)
           'mu'      per-channel batch mean of Z
           'psi'     per-channel batch scale: standard sqrt(var + eps) (population
-                    variance, §3 step 4, §10.7); low_memory mean |Z - mu| (§4 F4)
+                    variance, step 4, Keras eps); low_memory mean |Z - mu| (F4)
           'psi_div' the divisor actually used: psi (standard) or
-                    max(psi, psi_floor) (low_memory, §10.14)
+                    max(psi, psi_floor) (low_memory, guards psi = 0)
           'N'       (Z - mu) / psi_div, normalised value before the bias
           'A_next'  BN output A_{l+1} = N + b (the logits for the last layer)
-          'bn_bits' bits of the BN backward: sgn(A_next) ('post_bias') or
-                    sgn(N) ('pre_bias') (§10.2, §10.16)
-          'omega'   mean |A_next| ('post_bias') or mean |N| ('pre_bias') (§4 F6)
+          'bn_bits' bits of the BN backward, for the last layer too:
+                    sgn(A_next) ('post_bias', the paper) or sgn(N)
+                    ('pre_bias', the authors' Keras emulation)
+          'omega'   mean |A_next| ('post_bias') or mean |N| ('pre_bias') (F6)
           'ste_mask' bool 1{|A_next| <= 1} of the sign feeding the next layer
                     (all True when float_model; computed for the last layer too
                     but unused there, the logits go to the softmax)
@@ -72,7 +80,7 @@ def forward(X, Vs, biases, training, *, bn_stats="post_bias", eps=1e-4, psi_floo
         V = np.asarray(V, dtype=np.float64)
         b = np.asarray(b, dtype=np.float64)
         if idx == 0 or float_model:
-            A_hat = A                      # layer 1 takes the real input (§10.9)
+            A_hat = A                      # layer 1 takes the real input
         else:
             A_hat = sgn(A)                 # F1 / step 1
         V_hat = V if float_model else sgn(V)   # F2 / step 2
@@ -115,7 +123,7 @@ def forward(X, Vs, biases, training, *, bn_stats="post_bias", eps=1e-4, psi_floo
 
 def l1_bn_exact_grad(G_A, Z, psi_floor=1e-5):
     """Exact gradient w.r.t. Z of sum(G_A * A) for A = (Z - mu)/max(psi, floor) + b,
-    psi = mean |Z - mu| (§4.1 reference identity):
+    psi = mean |Z - mu|:
         g - mean(g) - (s - mean(s)) * mean(g * N),  g = G_A/psi, s = sgn(Z - mu).
     In a channel where psi < psi_floor the divisor is the constant floor, so the
     psi term vanishes there: g - mean(g).
@@ -137,11 +145,11 @@ def bn_backward_grad(G_A, layer, kind, psi_floor=1e-5):
     """G_Z of one BN layer from the incoming G_A = G_{A_{l+1}} (B, n_l).
 
     kind:
-      'l2'       v - mean(v) - mean(v*N)*N           (§3 step 6, exact l2; §10.7)
+      'l2'       v - mean(v) - mean(v*N)*N           (step 6, exact l2 on the pre-bias N)
       'l1'       v - mean(v) - mean(v*A)*sgn(A)      (paper Eq. 1; A and sgn(A)
                  taken from the same source as bn_stats: A_next for 'post_bias',
                  N for 'pre_bias')
-      'proposed' v - mean(v) - mean(v*s*omega)*s     (§4 B1-B2, s = bn_bits)
+      'proposed' v - mean(v) - mean(v*s*omega)*s     (B1-B2, s = bn_bits)
       'l1_exact' l1_bn_exact_grad (not a paper mode; for checks)
     with v = G_A / psi_div (B1).
     """
@@ -240,12 +248,12 @@ def backward(cache, y, training, *, bn_backward=None, algorithm="backprop", feed
     'l1_exact' (exact l1 BN gradient, only with training='low_memory').
 
     Returns a dict
-      'loss'      mean softmax cross-entropy over the batch (§10.15)
+      'loss'      mean softmax cross-entropy over the batch (Keras default)
       'G_logits'  (softmax - onehot) / B
       'G_X'       G_{Z_1} V_hat_1^T, gradient w.r.t. the real input (no mask)
       'layers'    one dict per layer with
           'G_Z'       (B, n_l)
-          'G_b'       (n_l,) sum over the batch of the incoming G_{A_{l+1}} (§3 7, B3)
+          'G_b'       (n_l,) sum over the batch of the incoming G_{A_{l+1}} (step 7, B3)
           'G_A'       G_Z V_hat^T times the STE mask of the layer's input (B4);
                       None for layer 1
           'G_V'       A_hat^T G_Z, float64 (B5; layer 1 uses the real X)
@@ -303,17 +311,18 @@ def backward(cache, y, training, *, bn_backward=None, algorithm="backprop", feed
 
 
 # --------------------------------------------------------------------------
-# optimisers (§7)
+# optimisers (Wang et al., Table 5: Adam, SGD with momentum, Bop)
 # --------------------------------------------------------------------------
 
 def cancel_gradient(g, V):
-    """Weight-gradient cancellation: 0 where |V| >= 1 (§10.6)."""
+    """Weight-gradient cancellation: 0 where |V| >= 1 (Courbariaux & Bengio)."""
     return np.where(np.abs(np.asarray(V, dtype=np.float64)) >= 1.0, 0.0,
                     np.asarray(g, dtype=np.float64))
 
 
 def weight_gradient_for_optimizer(G_V_bits, V, fan_in, grad_scale="fan_in"):
-    """The g handed to Optimize in the proposed step (§4 U1, §10.1, §10.6):
+    """The g handed to Optimize in the proposed step (U1; fan-in as in the
+    paper, total weight count as in the authors' code; cancelled):
     +-1/sqrt(fan_in) from the bit ('fan_in'), +-1/sqrt(V.size) ('n_weights')
     or +-1 ('none'); bit True -> +, False -> -; 0 where |V| >= 1."""
     return cancel_gradient(bit_gradient(G_V_bits, np.shape(V), fan_in, grad_scale), V)
@@ -335,7 +344,7 @@ def bit_gradient(G_V_bits, shape, fan_in, grad_scale="fan_in"):
 
 def adam_step(V, m, v, g, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8, *,
               eps_inside_sqrt=False):
-    """One Adam step (§7); t >= 1 is the index of this step.
+    """One Adam step; t >= 1 is the index of this step.
     Returns (V, m, v).  eps_inside_sqrt=True: m / sqrt(v + eps) (C++ form)."""
     g = np.asarray(g, dtype=np.float64)
     m = beta_1 * np.asarray(m, dtype=np.float64) + (1.0 - beta_1) * g
@@ -347,15 +356,15 @@ def adam_step(V, m, v, g, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8, *,
 
 
 def sgd_step(V, u, g, lr, momentum=0.9):
-    """SGD with momentum (§7): u <- momentum*u - lr*g; V <- V + u.  Returns (V, u)."""
+    """SGD with momentum: u <- momentum*u - lr*g; V <- V + u.  Returns (V, u)."""
     u = momentum * np.asarray(u, dtype=np.float64) - lr * np.asarray(g, dtype=np.float64)
     V = np.asarray(V, dtype=np.float64) + u
     return V, u
 
 
 def bop_step(w, m, g, gamma, threshold):
-    """Bop (§7): m <- (1-gamma)*m + gamma*g; flip w where |m| > threshold and
-    sgn(m) == sgn(w).  w is +-1.  Returns (w, m)."""
+    """Bop (Helwegen et al.): m <- (1-gamma)*m + gamma*g; flip w where
+    |m| > threshold and sgn(m) == sgn(w).  w is +-1.  Returns (w, m)."""
     m = (1.0 - gamma) * np.asarray(m, dtype=np.float64) + gamma * np.asarray(g, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     flip = (np.abs(m) > threshold) & (sgn(m) == sgn(w))
@@ -368,7 +377,7 @@ def bop_step(w, m, g, gamma, threshold):
 
 def init_state(Vs, biases, solver):
     """Zero optimiser state: per weight/bias array Adam (m, v), SGD (u,) or Bop:
-    (m,) for the weights and Adam (m, v) for the biases (§7 table)."""
+    (m,) for the weights and Adam (m, v) for the biases."""
     def zeros(arrays, n):
         return [tuple(np.zeros(np.shape(a)) for _ in range(n)) for a in arrays]
     if solver == "adam":
@@ -387,8 +396,8 @@ def train_step(X, y, Vs, biases, state, training, *, solver="adam", lr=None,
     """forward + backward + update of one batch.  Returns (Vs, biases, state, grads).
 
     Weight gradient g: 'low_memory' -> weight_gradient_for_optimizer(bits)
-    (+-1/sqrt(n_{l-1}), §4 U1); 'standard' -> float G_V (§3 step 9).  Both are
-    cancelled where |V| >= 1 (§10.6), except with Bop, whose weights are the
+    (+-1/sqrt(n_{l-1}), U1); 'standard' -> float G_V (step 9).  Both are
+    cancelled where |V| >= 1, except with Bop, whose weights are the
     binary +-1 w themselves (no latent weights, no cancellation).  Biases use
     g = G_b with the same solver, except Bop: Adam with bias_lr (default 1e-3).
     lr None -> 1e-3 (adam, bop's gamma), 0.1 (sgd).  state None -> init_state.

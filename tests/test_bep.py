@@ -25,7 +25,7 @@ from skbnn._engine import init_hidden_weights
     (False, "visible", True)])
 def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, gate, strict_ties,
                                                 ternary, selection, zero_act, isa):
-    """An epoch of the estimator == bep.md §4.1 in NumPy: trigger, gated
+    """An epoch of the estimator == the BEP step in NumPy: trigger, gated
     back-projection, masks, CP update and reinforcement from the documented
     counter-based stream; with ternary weights and activations (sign(0) =
     0) and with the winners ranked by the hidden field too."""

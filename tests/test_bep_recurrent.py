@@ -1,9 +1,9 @@
 """BEPRecurrentClassifier (BEP-TT): one training step against a plain-NumPy
-reference written from bep.md §5 and the documented readings, the input
-layouts (3-D, 2-D, lists of variable-length series), bad input, learning a
-synthetic sequence task, determinism across SIMD paths and threads,
-streaming, pickling and scikit-learn tools (the estimator checks run in
-test_common.py)."""
+reference written from the paper's BEP-TT (§3.5) and the documented
+readings, the input layouts (3-D, 2-D, lists of variable-length series),
+bad input, learning a synthetic sequence task, determinism across SIMD
+paths and threads, streaming, pickling and scikit-learn tools (the
+estimator checks run in test_common.py)."""
 import pickle
 
 import numpy as np
@@ -24,7 +24,7 @@ from skbnn._engine import init_hidden_weights
 # ------------------------------------------------------------------ reference
 def bep_tt_batch_step(Hs, P, X, y, *, robustness, gate, groups, horizon, mask, strict_ties,
                       s0, p_reinf, seed, stream0, clip, uniform):
-    """One BEP-TT mini-batch (bep.md §5) with the documented readings.
+    """One BEP-TT mini-batch (paper §3.5) with the documented readings.
 
     Hs = [H_rec (Ks x (Kx + Ks), input columns first), H_sy (Ky x Ks)];
     X: (n, C, T) series of +/-1 (or 0/1) values, a_t = X[:, :, t] as +/-1.

@@ -16,7 +16,7 @@ from skbnn import LocalBinaryClassifier, _kernels
                                                      (3, (10,), (5,)), (3, (8, 6), (4, 3))])
 def test_training_epoch_matches_numpy_reference(n_classes, widths, groups, ternary, zero_act,
                                                 isa):
-    """Two epochs of the estimator == the spec's algorithm card in NumPy,
+    """Two epochs of the estimator == the plain-NumPy reference step,
     including reinforcement drawn from the documented counter-based stream;
     with ternary weights (sign(0) = 0, small init_std: many zeros) and with
     activations at 0 (even widths and fan-ins, where z = 0 occurs) too."""

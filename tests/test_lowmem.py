@@ -1,6 +1,6 @@
-"""LowMemBNNClassifier: training steps against the plain-NumPy reference of
-lowmem.md (tests/reference_lowmem.py), learning, options, memory model and
-measured memory."""
+"""LowMemBNNClassifier: training steps against the plain-NumPy reference
+(tests/reference_lowmem.py), learning, options, memory model and measured
+memory."""
 import gc
 import pickle
 import tracemalloc
@@ -85,7 +85,7 @@ def test_options_train(options, digits):
     X_tr, X_te, y_tr, y_te = digits
     clf = LowMemBNNClassifier((64, 64), max_iter=10, random_state=0, **options)
     assert clf.fit(X_tr / 8 - 1, y_tr).score(X_te / 8 - 1, y_te) > 0.7
-    if options.get("clip_weights"):  # else momentum may carry weights past +-1 (§10.6)
+    if options.get("clip_weights"):  # else momentum may carry weights past +-1
         assert max(np.abs(c.astype(np.float32)).max() for c in clf.coefs_) <= 1.0
 
 

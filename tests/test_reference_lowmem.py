@@ -1,6 +1,7 @@
 """Self-checks of tests/reference_lowmem.py (the plain-NumPy reference of one
-LowMemBNNClassifier step) against finite differences and against the spec
-formulas (lowmem.md §3, §4, §4.1, §7, §10), re-derived here independently."""
+LowMemBNNClassifier step) against finite differences and against the
+formulas of Wang et al. (Algorithms 1 and 2, Eq. 1) and of the optimisers,
+re-derived here independently."""
 import math
 
 import numpy as np
@@ -9,8 +10,8 @@ import pytest
 from reference_lowmem import (adam_step, backward, bop_step, forward, l1_bn_exact_grad,
                               sgd_step, sgn, train_step, weight_gradient_for_optimizer)
 
-EPS = 1e-4        # Keras BN epsilon (§10.7)
-FLOOR = 1e-5      # psi guard (§10.14)
+EPS = 1e-4        # Keras BatchNormalization epsilon (standard step)
+FLOOR = 1e-5      # psi guard: the low-memory step divides by max(psi, FLOOR)
 B, WIDTHS, C = 7, (5, 4, 3), 3
 
 
@@ -28,7 +29,7 @@ def make_problem(seed=0, B=B, widths=WIDTHS):
 
 
 def spec_bn(Z, b, training):
-    """BN output straight from §3 step 4 / §4 F4-F5."""
+    """BN output straight from Algorithm 1 lines 5-7 / Algorithm 2 lines 5-7."""
     centred = Z - Z.mean(axis=0)
     if training == "standard":
         scale = np.sqrt(np.var(Z, axis=0) + EPS)
@@ -85,7 +86,7 @@ def test_forward_matches_spec(training, bn_stats):
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(cache["proba"].sum(axis=1), 1.0)
     L = cache["layers"]
-    assert L[0]["A_hat"] is not None and np.array_equal(L[0]["A_hat"], X)   # §10.9
+    assert L[0]["A_hat"] is not None and np.array_equal(L[0]["A_hat"], X)   # real input
     for i, layer in enumerate(L):
         np.testing.assert_array_equal(layer["V_hat"], np.where(Vs[i] >= 0, 1, -1))
         N = layer["N"]
@@ -138,7 +139,7 @@ def test_float_model_gradients_match_finite_differences(training, bn_backward):
 def test_l1_bn_exact_grad_matches_finite_differences():
     rng = np.random.default_rng(3)
     Z = rng.normal(size=(B, 4))
-    Z[:, 3] = 0.7                     # constant channel: psi = 0 < floor (§10.14)
+    Z[:, 3] = 0.7                     # constant channel: psi = 0 < floor
     G = rng.normal(size=(B, 4))
     b = rng.normal(size=4)
 
@@ -150,7 +151,8 @@ def test_l1_bn_exact_grad_matches_finite_differences():
 
 def test_proposed_b2_equals_exact_when_its_approximations_hold():
     # Each channel of Z takes two values with equal counts: mean(s) = 0 and
-    # N = s * omega with omega = mean|N| = 1, so Eq. 1 and B2 are exact (§4.1).
+    # N = s * omega with omega = mean|N| = 1, so Eq. 1 and Algorithm 2 line 12
+    # are exact.
     rng = np.random.default_rng(4)
     s = np.array([1, -1, -1, 1, 1, -1, 1, -1], dtype=float)[:, None] * np.ones((1, 3))
     s[:, 1] = np.roll(s[:, 1], 1)
@@ -171,7 +173,7 @@ def test_proposed_b2_equals_exact_when_its_approximations_hold():
 
 @pytest.mark.parametrize("bn_stats", ["post_bias", "pre_bias"])
 def test_eq1_differs_from_exact_by_the_dropped_mean_of_s(bn_stats):
-    # §4.1: exact = g - mean(g) - (s - mean(s)) mean(g N); Eq. 1 drops mean(s)
+    # exact l1 BN: g - mean(g) - (s - mean(s)) mean(g N); Eq. 1 drops mean(s)
     # (and, post-bias, uses A = N + b in place of N: zero the bias for that).
     X, Vs, biases, y = make_problem(5)
     biases[-1] = np.zeros_like(biases[-1])
@@ -224,10 +226,11 @@ def test_binary_backward_follows_the_algorithm_lines(training, bn_stats):
     L1, L2 = cache["layers"]
     g1, g2 = out["layers"]
     onehot = np.eye(C)[y]
-    G_logits = (cache["proba"] - onehot) / B                        # §10.15
+    G_logits = (cache["proba"] - onehot) / B                        # mean loss
     np.testing.assert_allclose(out["G_logits"], G_logits, rtol=1e-12)
 
-    # BN backward of the last layer, written from §3 step 6 / §4 B1-B2
+    # BN backward of the last layer, written from Algorithm 1 lines 10-12 /
+    # Algorithm 2 lines 11-12
     Z = L2["Z"]
     centred = Z - Z.mean(axis=0)
     if training == "standard":
@@ -245,7 +248,7 @@ def test_binary_backward_follows_the_algorithm_lines(training, bn_stats):
     np.testing.assert_allclose(g2["G_Z"], G_Z, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(g2["G_b"], G_logits.sum(axis=0), rtol=1e-12, atol=1e-15)
 
-    # B4 + STE mask: G_A_2 is zero exactly where |A_2| > 1
+    # Algorithm 2 line 14 + STE mask: G_A_2 is zero exactly where |A_2| > 1
     A2 = L1["A_next"]
     outside = np.abs(A2) > 1
     assert outside.any() and (~outside).any()
@@ -255,7 +258,7 @@ def test_binary_backward_follows_the_algorithm_lines(training, bn_stats):
     np.testing.assert_allclose(g1["G_b"], g2["G_A"].sum(axis=0), rtol=1e-12, atol=1e-15)
     assert g1["G_A"] is None
 
-    # B5/B6: binary input for layer 2, the real X for layer 1
+    # Algorithm 2 lines 15-16: binary input for layer 2, the real X for layer 1
     for g, A_hat in ((g1, X), (g2, np.where(A2 >= 0, 1.0, -1.0))):
         G_V = A_hat.T @ g["G_Z"]
         np.testing.assert_allclose(g["G_V"], G_V, rtol=1e-12, atol=1e-15)
@@ -265,7 +268,7 @@ def test_binary_backward_follows_the_algorithm_lines(training, bn_stats):
 
 @pytest.mark.parametrize("training", ["standard", "low_memory"])
 def test_zero_weight_gradient_gives_bit_one(training):
-    # a zero input feature gives an exactly zero row of G_V_1; sgn(0) = +1 (§2)
+    # a zero input feature gives an exactly zero row of G_V_1; sgn(0) = +1
     X, Vs, biases, y = make_problem(9)
     X[:, 0] = 0.0
     g1 = backward(forward(X, Vs, biases, training), y, training)["layers"][0]

@@ -1,8 +1,7 @@
 """Ternary weights (``ternary_weights=True``): weights sign(H) with
-sign(0) = 0, the authors' reference-code reading (local.md §11.5).  The
-training step itself is checked against the NumPy references in
-test_local.py and test_bep.py; here: inference, validation, determinism and
-persistence."""
+sign(0) = 0, the authors' reference-code reading.  The training step
+itself is checked against the NumPy references in test_local.py and
+test_bep.py; here: inference, validation, determinism and persistence."""
 import pickle
 
 import numpy as np

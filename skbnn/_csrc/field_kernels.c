@@ -2,7 +2,7 @@
  *
  *   F[m, j] = sum_i H[j, i] * a_mi,   a_mi = +1 where bit i of A[m] is set, else -1
  *
- * BEP's hidden-stability selection (bep.md §8.1) ranks neurons by this field
+ * BEP's selection='hidden' (hidden stability) ranks neurons by this field
  * instead of the visible z = sign(H) a.  Each block of samples is expanded
  * once into int16 +/-1 rows (zero past K), then every neuron's row is
  * multiplied by pairwise int16 products widened to int32 (PMADDWD), so the
