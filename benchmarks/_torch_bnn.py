@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """PyTorch peer of ``LowMemBNNClassifier``: a standard STE binary MLP.
 
-The reference a benchmark compares skbnn against: the "standard" step of
-lowmem.md §3 (Courbariaux & Bengio's BinaryNet recipe) written the usual
-way in PyTorch, with float32 latent weights, float32 activations kept for
-autograd, and the stock ``torch.optim.Adam`` (its fused CPU kernel).  It
-runs on the CPU with an explicit thread count; the per-step overhead was
-trimmed where it cost nothing in fidelity (see the comments), so that the
-comparison does not flatter skbnn.
+The reference a benchmark compares skbnn against: the "standard" step
+(Wang et al., Algorithm 1: Courbariaux & Bengio's BinaryNet recipe)
+written the usual way in PyTorch, with float32 latent weights, float32
+activations kept for autograd, and the stock ``torch.optim.Adam`` (its
+fused CPU kernel).  It runs on the CPU with an explicit thread count; the
+per-step overhead was trimmed where it cost nothing in fidelity (see the
+comments), so that the comparison does not flatter skbnn.
 
-Model (lowmem.md §3, §8.1)
---------------------------
+Model (Wang et al.'s MNIST MLP recipe)
+--------------------------------------
 * every dense layer multiplies by ``sign(V)`` (sign(0) = +1) of float32
   latent weights ``V`` (Glorot-uniform init, no dense bias); the weight
   gradient passes straight through to ``V``, and ``V`` is clipped to
@@ -18,7 +18,7 @@ Model (lowmem.md §3, §8.1)
 * after each dense layer ``BatchNorm1d(eps=1e-4, momentum=0.1, affine=False)``
   (torch momentum 0.1 = Keras momentum 0.9; exact l2 backward by autograd;
   torch's running variance is the unbiased one) plus a learnable
-  per-channel bias, no scale (lowmem.md §10.7);
+  per-channel bias, no scale (Algorithm 1 has none);
 * hidden activations: sign with a straight-through gradient where
   ``|x| <= 1`` (hardtanh-style cancellation);
 * the first layer takes the real-valued input; the last layer's BN output
@@ -64,7 +64,7 @@ def sign_functions():
     import torch
 
     def sign(x):
-        # +1 where x >= 0 (torch.sign(0) = 0 would not do: lowmem.md §2).  copysign
+        # +1 where x >= 0 (torch.sign(0) = 0 would not do: sign(0) = +1).  copysign
         # is several times faster here than torch.where on a bool mask; adding
         # +0.0 turns -0.0 into +0.0 so that -0.0 maps to +1 as well
         return torch.ones_like(x).copysign_(x + 0.0)
@@ -104,7 +104,7 @@ def _build(n_features, hidden_layer_sizes, n_classes):
     from torch import nn
     from torch.nn import functional as F
 
-    # float32 just above 1: hardtanh_backward passes min < x < max, the spec |x| <= 1
+    # float32 just above 1: hardtanh_backward passes min < x < max, the STE |x| <= 1
     ste_limit = float(np.nextafter(np.float32(1), np.float32(2)))
 
     _sign, _WeightSign = sign_functions()
@@ -175,7 +175,7 @@ def train_torch_bnn(X_train, y_train, X_eval_list, hidden_layer_sizes=(256, 256,
         Sets scored after training, in eval mode (BN running statistics).
         Labels not seen in ``y_train`` count as errors.
     hidden_layer_sizes : tuple of int, default=(256, 256, 256, 256)
-        Hidden widths (lowmem.md §8.1: 784-256x4-10).
+        Hidden widths (the paper's MNIST MLP: 784-256x4-10).
     batch_size : int, default=100
         Mini-batch size.  A trailing batch of one sample is skipped because
         training-mode BatchNorm is undefined for it.
@@ -313,7 +313,7 @@ def _main():
         split = _common.fmnist_splits(data, args.seed)
 
         def scale(X):
-            return (X.astype(np.float32) / 255.0) * 2.0 - 1.0  # lowmem.md §8.1
+            return (X.astype(np.float32) / 255.0) * 2.0 - 1.0  # [-1, 1], the authors' recipe
 
         X_tr, y_tr = scale(split["X_train"]), split["y_train"]
         evals = [("held-out", scale(split["X_heldout"]), split["y_heldout"]),

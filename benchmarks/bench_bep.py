@@ -53,7 +53,7 @@ from skbnn._local import auto_group_size  # noqa: E402
 
 DATASETS = {"fmnist": "Fashion-MNIST", "prototypes_bep": "Random Prototypes (p=0.46)"}
 INPUT_BITS = {"fmnist": 784, "prototypes_bep": 1000}
-# bep.md §6.4 (digitised from Fig. 2): BEP, local rule; K = 35, 75, 135, 255, 525
+# the paper's Fig. 2 (digitised, ±0.3 point): BEP, local rule; K = 35, 75, 135, 255, 525
 PAPER = {
     ("prototypes_bep", 2): ([61.6, 70.4, 74.0, 76.1, 77.0], [55.8, 65.0, 71.4, 74.6, 76.2]),
     ("prototypes_bep", 3): ([58.4, 69.3, 72.3, 74.8, 76.1], [51.5, 62.6, 70.8, 74.2, 75.8]),

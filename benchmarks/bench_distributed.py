@@ -44,7 +44,7 @@ from skbnn.distributed import _fit_sharded, _pick_workers, _shard_actors  # noqa
 # anyway, and the n_jobs=-1 run lets the driver's update step use every
 # core while the workers (dask sets OMP_NUM_THREADS=1 in them) use one each
 
-LOCAL_GROUP = {525: 105, 2025: 45, 135: 45}  # the paper's group sizes (local.md §3.3)
+LOCAL_GROUP = {525: 105, 2025: 45, 135: 45}  # the paper's group sizes
 MMAP_THRESHOLD = 64 * 2**20
 
 

@@ -10,7 +10,10 @@ layer on a batch of 1000 FMNIST images), it times, single-threaded:
 
 next to NumPy float32 matmul of the very same +/-1 matrices (M x K @ K x N,
 BLAS limited to one thread), and against the physical limit
-``f * W * min(P_valu / u, P_popcnt)`` of kernels-and-sklearn.md §4.4.
+``f * W * min(P_valu / u, P_popcnt)`` per core, for an inner step
+``c += popcount(a XOR b)`` on W-bit vectors: f the clock, u the vector
+µops per W bits, P_valu the vector ALU pipes that run them, P_popcnt the
+pipes that run the vector popcount.
 The best path is also timed with ``n_threads=2``.
 
     python3 benchmarks/bench_kernels.py            # full run
@@ -35,9 +38,11 @@ from skbnn import _kernels  # noqa: E402
 
 SHAPES = ((256, 256, 4096), (1000, 525, 784))
 
-# Physical-limit parameters per kernel path (kernels-and-sklearn.md §4.4):
+# Physical-limit parameters per kernel path:
 # peak binary MAC/s = f * W * min(P_valu / u, P_popcnt).  The pipe counts are
-# AMD Zen 5 figures (the CPU the spec measured); other CPUs differ (§4.4).
+# AMD Zen 5 figures (the CPU the kernels were first measured on); other CPUs
+# differ (Zen 4 splits 512-bit ops over 256-bit units; Ice Lake and Sapphire
+# Rapids run the zmm VPOPCNTQ on one port).
 ISA_LIMITS = {
     "avx512": {"W": 512, "u": 3, "P_valu": 4, "P_popcnt": 2,
                "note": "VPXORQ + VPOPCNTQ + VPADDQ per zmm (u = 3), 4 vector ALU pipes, "
@@ -258,7 +263,9 @@ def render_markdown(res, isas, best_isa):
     clock = res["clock"]
     lines += ["", "**Physical limit (an estimate, not a measurement):** "
               "peak binary MAC/s per core = f · W · min(P_valu / u, P_popcnt) "
-              "(kernels-and-sklearn.md §4.4); 2-thread rows use twice the one-core limit.",
+              "for an XOR + POPCNT + ADD inner step on W-bit vectors (u vector µops per "
+              "W bits, P_valu vector ALU pipes, P_popcnt vector-popcount pipes); "
+              "2-thread rows use twice the one-core limit.",
               f"- f = {f / 1e9:.2f} GHz from {clock['method']}" if f else "- f unknown",
               f"  (/proc/cpuinfo 'cpu MHz' = {clock['cpuinfo_hz'] / 1e9:.3f} GHz, the nominal "
               "clock seen by the guest; the timing loop measures the clock while busy)"

@@ -19,7 +19,8 @@ Three parts, one thread, the paper's model 784-256x4-10:
    both steps and every optimiser, with the paper's model (memory_model_)
    alongside and the growth over many calls.
 3. A PNG of measured memory against batch size (the paper's Fig. 2 axes)
-   with the authors' C++ measurements (lowmem.md §6.4) for reference.
+   with the authors' C++ measurements (peak heap of the valgrind massif runs
+   committed in their repository) for reference.
 
     python3 benchmarks/bench_lowmem.py            # full: 40 epochs
     python3 benchmarks/bench_lowmem.py --quick    # 2 epochs on 5,000 images, fewer batch sizes
@@ -45,7 +46,8 @@ SOLVERS = ("adam", "sgd", "bop")
 TRAININGS = ("low_memory", "standard")
 HIDDEN = (256, 256, 256, 256)
 BATCHES = (10, 20, 50, 100, 200, 500, 1000)
-# lowmem.md §6.4: the authors' C++ prototypes (Adam, MLP/MNIST), peak heap MiB
+# the authors' C++ prototypes (Adam, MLP/MNIST), peak heap MiB from their
+# committed valgrind massif outputs
 PAPER_CPP = {100: (7.88, 2.72), 200: (9.40, 2.94), 400: (12.55, 3.42), 500: (14.13, 3.65),
              1000: (22.01, 4.84)}
 TARGETS = {"low_adam_b100": 2.6, "ratio_b100": 2.9, "ratio_b1000": 4.5, "bop_b100": 1.0,

@@ -4,7 +4,7 @@
 Our held-out figures at width 35 sit 2-3 points under the paper's Fig. 2
 while the width-525 ones match it.  The paper does not say how the figure is
 read (last epoch or best epoch) nor which split drove its tuning and its
-group-size schedule (bep.md §8.17).  Reading a noisy curve at its best epoch,
+group-size schedule.  Reading a noisy curve at its best epoch,
 or choosing among settings on the split that is then reported, adds roughly
 the curve's epoch-to-epoch spread.  This study measures that spread on
 validation data only: per configuration, the tuned parameters (``--tuning``,

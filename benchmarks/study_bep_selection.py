@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Which stability should pick BEP's winner neuron: visible or hidden?
 
-bep.md §8.1: the paper says the winner is the wrong neuron "easiest to
+The paper (§3.3) says the winner is the wrong neuron "easiest to
 correct based on its pre-activation", then "smallest signed stability
 a* H_{l,j}".  ``BEPClassifier`` takes the visible reading (wrong: a* z < 0
 with z = W a; winner: smallest |z|), as the local-rule code does; a

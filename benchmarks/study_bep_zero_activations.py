@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Would BEP's narrow networks gain from activations with sign(0) = 0?
 
-The BEP paper fixes sign(0) = +1 (bep.md §1), but the group's reference
+The BEP paper fixes sign(0) = +1 (§3.1), but the group's reference
 code for the local rule takes signs with ``cupy.sign``, where a neuron with
 z = 0 outputs 0: it drops out of the next layer's product, of the logits and
 of the update of the layer above (docs/benchmarks.rst, the zero-semantics

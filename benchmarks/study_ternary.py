@@ -41,7 +41,7 @@ DEFAULT_CONFIGS = "fmnist:2:35,fmnist:3:35,prototypes_bep:2:35,prototypes_bep:3:
 TERNARY = {"odd_init": False, "ternary_weights": True}
 
 
-# local.md §9.1 (local rule only, 10 runs): K = 35, 75, 135, 255, 525
+# the local-rule paper's equal-memory results (10 runs): K = 35, 75, 135, 255, 525
 LOCAL_PAPER = {"prototypes": [79.10, 87.65, 92.25, 93.60, 94.84]}
 # LocalBinaryClassifier issue targets (local-rule paper setting)
 LOCAL_TARGETS = {("fmnist", 2, 525): 86.6, ("prototypes", 2, 525): 94.8}

@@ -1,5 +1,5 @@
 """Does sign(0) = 0 explain the local rule's gap to the paper?  A plain-NumPy
-implementation of the LocalBinaryClassifier algorithm card (local.md §13),
+implementation of the LocalBinaryClassifier training step,
 independent of the package's kernels, with a switch for the sign(0)
 semantics (docs/benchmarks.rst summarises the result).
 

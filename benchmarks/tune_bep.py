@@ -2,15 +2,15 @@
 """Tune BEPClassifier hyper-parameters on a validation split (never the test split).
 
 The BEP paper tuned r, p_r, gamma0 and nu per configuration and did not
-publish the values (bep.md §6.1, §8.16).  This script does the same search in
-the open: for each (data set, depth L, width K) it carves a stratified
-validation split out of the *training* split of ``_common.load_dataset``
-(10 % of it), draws ``--n-configs`` random points of the grid below (the
-spec's grid plus the initialisation scale), trains each for ``--epochs``
-epochs, then re-trains the best ``--finalists`` for the full number of
-epochs (successive halving), and records every score.  ``bench_bep.py
---tuned`` then trains the chosen configuration on the whole training split
-and reports the held-out (paper "test") accuracy.
+publish the values (§4.2).  This script does the same search in the open:
+for each (data set, depth L, width K) it carves a stratified validation
+split out of the *training* split of ``_common.load_dataset`` (10 % of
+it), draws ``--n-configs`` random points of the grid below (the paper's
+ablation grids plus the initialisation scale), trains each for
+``--epochs`` epochs, then re-trains the best ``--finalists`` for the full
+number of epochs (successive halving), and records every score.
+``bench_bep.py --tuned`` then trains the chosen configuration on the whole
+training split and reports the held-out (paper "test") accuracy.
 
     python3 benchmarks/tune_bep.py                   # Fig. 2 configurations
     python3 benchmarks/tune_bep.py --configs fmnist:2:525,prototypes_bep:3:35
@@ -35,9 +35,10 @@ import _common  # noqa: E402
 from skbnn import BEPClassifier  # noqa: E402
 from skbnn._base import nearest_divisor  # noqa: E402
 
-# bep.md §6.1 / §8.16: r, nu, p_r and gamma0 grids of the paper's ablations
-# (without r = 0 and p_r = 0, which the paper found worse), plus the initial
-# hidden-weight scale (the third-party warning of §6.8).  r = 1 and nu = 1
+# r, nu, p_r and gamma0 grids of the paper's ablations (App. D.1-D.3, D.5;
+# without r = 0 and p_r = 0, which the paper found worse), plus the initial
+# hidden-weight scale (a third-party re-implementation, sw965/crow, found that
+# a large initial |H| with small steps delays learning).  r = 1 and nu = 1
 # joined after the recorded tunings: r = 1 is the best margin found later for
 # Random Prototypes L3 K35 (results/bep_local_search_rp3).
 GRID = {
@@ -53,7 +54,7 @@ GRID = {
 # schedule's monitored error, the reference code's ternary weights, batch size)
 GRID_EXTENDED = {**GRID, "group_schedule": ["validation", "train"],
                  "ternary_weights": [False, True], "batch_size": [50, 100]}
-# --search-selection: also the winner's stability (bep.md §8.1);
+# --search-selection: also the winner's stability (paper §3.3 words it two ways);
 # --search-activations: also activations with sign(0) = 0 (the reference code's)
 GRID_SELECTION = {"selection": ["visible", "hidden"]}
 GRID_ACTIVATIONS = {"ternary_activations": [False, True]}
