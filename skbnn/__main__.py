@@ -8,6 +8,7 @@ Fashion-MNIST is used when its files are installed (Debian package
 ``dataset-fashion-mnist``); otherwise scikit-learn's bundled digits.
 """
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -29,6 +30,10 @@ def load_default(name):
         except FileNotFoundError as exc:
             if name == "fmnist":
                 raise SystemExit(str(exc)) from None
+            print("Fashion-MNIST is not installed, so this demo uses scikit-learn's digits. "
+                  "For Fashion-MNIST: `apt-get install -y dataset-fashion-mnist` (Debian; the "
+                  "IDX files go to /usr/share/datasets/fashion-mnist/), then run this again.",
+                  file=sys.stderr)
     X, y = load_digits(return_X_y=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
     return ("digits (scikit-learn, 75/25 split)", X_tr, y_tr, X_te, y_te, "auto", (525, 525),
