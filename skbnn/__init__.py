@@ -7,6 +7,7 @@ portable) is chosen once at import (``SKBNN_ISA`` forces one).
 from ._bep import BEPClassifier
 from ._bep_recurrent import BEPRecurrentClassifier
 from ._config import get_config, show_config
+from ._export import export_c
 from ._local import LocalBinaryClassifier
 from ._lowmem import LowMemBNNClassifier
 from .preprocessing import MedianBinarizer, ThermometerEncoder
@@ -20,6 +21,7 @@ __all__ = [
     "LowMemBNNClassifier",
     "MedianBinarizer",
     "ThermometerEncoder",
+    "export_c",
     "get_config",
     "show_config",
     "__version__",
