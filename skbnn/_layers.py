@@ -520,11 +520,11 @@ class BatchNorm:
     def forward_pair(self, pre, ctx):
         """Training forward of a batch given as two halves normalised as one
         batch, recording nothing for a backward pass (a two-pass rule's
-        second pass).  ``pre(h)`` computes half ``h``'s pre-activations
-        into the workspace, so only one half exists at a time: the joint
-        mean sums both halves, the joint deviation sums the second (still
-        there) then the first again, whose output follows, then the
-        second's.  The sums run as :meth:`forward`'s, per half, then add.
+        second pass).  ``pre(h)`` gives half ``h``'s pre-activations (in
+        the workspace: one half at a time, unless the caller keeps a
+        copy): the joint mean sums both halves, the joint deviation sums
+        the second (still there) then the first again, whose output
+        follows, then the second's.  The sums run as :meth:`forward`'s, per half, then add.
         Returns the two outputs as :meth:`forward` would (packed signs, or
         the float output before a shortcut)."""
         cfg, n = ctx.config, self.n
@@ -1082,17 +1082,26 @@ class LayerStack:
         pool = rest.pop(0) if isinstance(rest[0], MaxPool2D) else None   # before_bn
         bn = rest.pop(0)
         pooled = [None]
+        # the low-memory step recomputes each half's pre-activations when
+        # they are read again (two more products per layer, a workspace of
+        # B samples); the standard step keeps the first half's copy and the
+        # second's in the workspace (the memory of 2B samples, no products)
+        kept = [None, None]
 
         def pre(h):   # half h's pre-activations, in the workspace
+            if kept[h] is not None:
+                return kept[h]
             if halves[h] is None:   # the perturbed batch at a dense first layer
                 z = weight.forward(halves[0], ctx)
                 ctx.rule.shift_preactivations(weight, z.data, ctx)
-                return z
-            z = weight.forward(halves[h], ctx)
-            if pool is not None:
-                z = pool.forward(z, ctx)
-                if h == 0:
-                    pooled[0] = pool.record
+            else:
+                z = weight.forward(halves[h], ctx)
+                if pool is not None:
+                    z = pool.forward(z, ctx)
+                    if h == 0:
+                        pooled[0] = pool.record
+            if ctx.config.standard:
+                kept[h] = Act(z.data.copy(), z.shape, z.n) if h == 0 else z
             return z
         outs = bn.forward_pair(pre, ctx)
         if halves[1] is None:

@@ -307,10 +307,11 @@ class SigpropTL(LearningRule):
 
     The authors concatenate the two batches "to avoid storing the
     activations" and run ``2B`` samples at once.  The stack keeps their
-    joint statistics without ever holding ``2B`` pre-activations: each block
-    computes one half's at a time, twice each (the joint mean, the joint
-    deviation, then each half's signs; :meth:`LayerStack._paired_update`),
-    trading two more products per layer for a workspace of ``B`` samples.
+    joint statistics with one half's pre-activations in the workspace at a
+    time: the joint mean, the joint deviation, then each half's signs
+    (:meth:`LayerStack._paired_update`).  The low-memory step computes each
+    half's twice, trading two more products per layer for a workspace of
+    ``B`` samples; the standard step keeps a copy of the first half's.
 
     Parameters
     ----------
