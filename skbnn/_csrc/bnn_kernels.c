@@ -535,6 +535,20 @@ int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M, cons
         for (long i = 0; i < (long)n; i++) {                                                 \
             const T *x = X + (size_t)i * f;                                                  \
             uint64_t *o = out + (size_t)i * out_words;                                       \
+            if (b == 1) { /* the same compares, one word built in a register */             \
+                for (size_t w = 0; w < out_words; w++) {                                     \
+                    const size_t j0 = w * 64, j1 = min_sz(f, j0 + 64);                       \
+                    uint64_t word = 0;                                                       \
+                    if (strict)                                                              \
+                        for (size_t j = j0; j < j1; j++)                                     \
+                            word |= (uint64_t)((double)x[j] > thr[j]) << (j - j0);           \
+                    else                                                                     \
+                        for (size_t j = j0; j < j1; j++)                                     \
+                            word |= (uint64_t)((double)x[j] >= thr[j]) << (j - j0);          \
+                    o[w] = word;                                                             \
+                }                                                                            \
+                continue;                                                                    \
+            }                                                                                \
             memset(o, 0, out_words * sizeof(uint64_t));                                      \
             size_t bit = 0;                                                                  \
             for (size_t j = 0; j < f; j++) {                                                 \
@@ -733,13 +747,23 @@ static inline unsigned value_kind_f64(double v)
         for (long i = 0; i < (long)n; i++) {                                                 \
             const T *x = X + (size_t)i * f;                                                  \
             uint64_t *o = out + (size_t)i * out_words;                                       \
-            memset(o, 0, out_words * sizeof(uint64_t));                                      \
-            unsigned k = 0;                                                                  \
-            for (size_t j = 0; j < f; j++) {                                                 \
-                k |= value_kind_f64((double)x[j]);                                           \
-                o[j >> 6] |= (uint64_t)(x[j] > 0) << (j & 63);                               \
+            /* value_kind_f64 without branches: one flag per kind, OR-ed */                 \
+            unsigned neg = 0, nul = 0, pos = 0, other = 0;                                   \
+            for (size_t w = 0; w < out_words; w++) {                                         \
+                const size_t j0 = w * 64, j1 = min_sz(f, j0 + 64);                           \
+                uint64_t word = 0;                                                           \
+                for (size_t j = j0; j < j1; j++) {                                           \
+                    const double v = (double)x[j];                                           \
+                    const unsigned m = v == -1.0, z = v == 0.0, p = v == 1.0;                \
+                    neg |= m;                                                                \
+                    nul |= z;                                                                \
+                    pos |= p;                                                                \
+                    other |= !(m | z | p);                                                   \
+                    word |= (uint64_t)(x[j] > 0) << (j - j0);                                \
+                }                                                                            \
+                o[w] = word;                                                                 \
             }                                                                                \
-            kinds |= k;                                                                      \
+            kinds |= neg | nul << 1 | pos << 2 | other << 3;                                 \
         }                                                                                    \
         return kinds;                                                                        \
     }
