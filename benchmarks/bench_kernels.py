@@ -16,8 +16,18 @@ BLAS limited to one thread), and against the physical limit
 pipes that run the vector popcount.
 The best path is also timed with ``n_threads=2``.
 
+Packing section: float32/float64 (and int8, for reference) +/-1 rows of
+4096 features to packed bits, single-threaded, on every path --
+``pack_threshold`` with the sign binariser's threshold 0 and ``pack_binary``
+-- in G values/s, against NumPy's ``np.packbits(X > 0, axis=1,
+bitorder='little')`` on the same array in the same run; then
+``LocalBinaryClassifier.predict`` on float32 against int8 copies of the same
++/-1 rows (4096 input features, hidden layers of 4096 and of 256 units, one
+thread, best path).
+
     python3 benchmarks/bench_kernels.py            # full run
     python3 benchmarks/bench_kernels.py --quick    # a few seconds
+    python3 benchmarks/bench_kernels.py --sections packing --quick
 
 Writes ``<out>/kernels.json`` (raw numbers + machine info) and
 ``<out>/kernels.md``, and prints the table.
@@ -37,6 +47,9 @@ import _common  # noqa: E402
 from skbnn import _kernels  # noqa: E402
 
 SHAPES = ((256, 256, 4096), (1000, 525, 784))
+PACK_SHAPE = (256, 4096)                 # rows x features of the packing timings
+PREDICT_FEATURES, PREDICT_ROWS = 4096, 1024
+PREDICT_HIDDEN = (4096, 256)             # one hidden layer of each width
 
 # Physical-limit parameters per kernel path:
 # peak binary MAC/s = f * W * min(P_valu / u, P_popcnt).  The pipe counts are
@@ -90,6 +103,66 @@ def check_consistency(A, B, K, Af, Bf, isas):
     return ok
 
 
+def bench_packing(isas, repeats, min_time):
+    """Single-threaded packing throughput (values/s) of +/-1 rows per path and
+    dtype, with NumPy's packbits of ``X > 0`` on the same array as the baseline."""
+    n, f = PACK_SHAPE
+    pm1 = np.random.default_rng(1).choice(np.array([-1, 1], dtype=np.int8), size=(n, f))
+    inputs = {"float32": pm1.astype(np.float32), "float64": pm1.astype(np.float64),
+              "int8": pm1}
+    thr = np.zeros((f, 1))
+    res = {"rows": n, "features": f, "threshold": 0.0, "strict": True, "numpy": {},
+           "isas": {}, "consistent": True}
+    for name, X in inputs.items():
+        t = _common.time_call(lambda: np.packbits(X > 0, axis=1, bitorder="little"), repeats,
+                              min_time=min_time)
+        res["numpy"][name] = dict(t, values_per_s=n * f / t["best"])
+    want = np.packbits(pm1 > 0, axis=1, bitorder="little")
+    for isa in isas:
+        _kernels.set_isa(isa)
+        entry = {}
+        for name, X in inputs.items():
+            for kernel, fn in (("pack_threshold", lambda: _kernels.pack_threshold(X, thr, True, 1)),
+                               ("pack_binary", lambda: _kernels.pack_binary(X, 1)[0])):
+                res["consistent"] &= bool(np.array_equal(fn().view(np.uint8), want))
+                t = _common.time_call(fn, repeats, min_time=min_time)
+                rate = n * f / t["best"]
+                entry[f"{kernel}/{name}"] = dict(
+                    t, values_per_s=rate, vs_numpy=rate / res["numpy"][name]["values_per_s"])
+        res["isas"][isa] = entry
+    return res
+
+
+def bench_predict(isa, repeats):
+    """``predict`` on float32 vs int8 copies of the same +/-1 rows, one
+    thread; the two are timed alternately (a busy machine slows both alike)."""
+    from skbnn import LocalBinaryClassifier
+
+    rng = np.random.default_rng(2)
+    f, n = PREDICT_FEATURES, PREDICT_ROWS
+    X_train = rng.choice(np.array([-1, 1], dtype=np.int8), size=(128, f))
+    y_train = rng.integers(0, 2, 128)
+    X8 = rng.choice(np.array([-1, 1], dtype=np.int8), size=(n, f))
+    inputs = {"int8": X8, "float32": X8.astype(np.float32)}
+    res = {"isa": isa, "rows": n, "features": f, "models": []}
+    for hidden in PREDICT_HIDDEN:
+        clf = LocalBinaryClassifier(hidden_layer_sizes=(hidden,), max_iter=1, random_state=0,
+                                    n_jobs=1).fit(X_train, y_train)
+        same = bool(np.array_equal(clf.predict(X8), clf.predict(inputs["float32"])))
+        samples = {k: [] for k in inputs}
+        for _ in range(max(3, repeats)):
+            for k, X in inputs.items():
+                t0 = time.perf_counter()
+                clf.predict(X)
+                samples[k].append(time.perf_counter() - t0)
+        best = {k: float(min(v)) for k, v in samples.items()}
+        res["models"].append({"estimator": "LocalBinaryClassifier", "hidden": hidden,
+                              "binarizer": type(clf.binarizer_).__name__,
+                              "same_predictions": same, "samples": samples,
+                              "best_s": best, "float32_vs_int8": best["float32"] / best["int8"]})
+    return res
+
+
 def main(argv=None):
     parser = _common.make_parser(__doc__, "same shapes, fewer repeats and shorter samples (a few seconds)")
     parser.add_argument("--repeats", type=int, default=None,
@@ -104,7 +177,12 @@ def main(argv=None):
                              "(default 5, quick 3)")
     parser.add_argument("--isas", default=None,
                         help="comma list of kernel paths (default: all available)")
+    parser.add_argument("--sections", default="gemm,packing",
+                        help="comma list of sections to run: gemm, packing (default: both)")
     args = parser.parse_args(argv)
+    sections = set(_common.parse_list(args.sections))
+    if not sections or sections - {"gemm", "packing"}:
+        parser.error(f"--sections takes gemm and/or packing, got {args.sections!r}")
     repeats = args.repeats or (5 if args.quick else 15)
     args.attempts = args.attempts or (3 if args.quick else 5)
     min_time = args.min_time if args.min_time is not None else (0.02 if args.quick else 0.1)
@@ -133,7 +211,7 @@ def main(argv=None):
     try:
         with _common.blas_single_thread() as blas_note:
             results["numpy_threading"] = blas_note
-            for M, N, K in SHAPES:
+            for M, N, K in (SHAPES if "gemm" in sections else ()):
                 macs = M * N * K
                 A, B = random_packed(rng, M, K), random_packed(rng, N, K)
                 Af = _kernels.unpack_pm1(A, K).astype(np.float32)        # M x K
@@ -183,6 +261,10 @@ def main(argv=None):
                                        pct_of_limit=(100 * rate / peak if peak else None))
                 shape["two_threads"] = {"isa": best_isa, "n_threads": 2, **entry}
                 results["shapes"].append(shape)
+            if "packing" in sections:
+                results["packing"] = bench_packing(isas, repeats, min_time)
+                _kernels.set_isa(best_isa)
+                results["predict"] = bench_predict(best_isa, repeats)
     finally:
         _kernels.set_isa(original_isa)
     run_monitor.__exit__(None, None, None)
@@ -291,7 +373,39 @@ def render_markdown(res, isas, best_isa):
               + ", ".join(f"{s['M']}×{s['N']}×{s['K']} {'ok' if s['consistent'] else 'FAILED'}"
                           for s in res["shapes"]),
               _contention_note(res)]
+    if "packing" in res:
+        lines += [""] + render_packing(res["packing"], res["predict"])
     return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def render_packing(pk, pr):
+    lines = ["## Packing float input", "",
+             f"{pk['rows']} × {pk['features']} +/-1 values per call, one thread, best of the "
+             "samples; G = 1e9 values/s.  `pack_threshold`: the sign binariser (threshold 0, "
+             "strict); `pack_binary`: `x > 0` plus the set of values present.  NumPy: "
+             "`np.packbits(X > 0, axis=1, bitorder='little')` on the same array.", ""]
+    headers = ["path", "dtype", "pack_threshold G/s", "× numpy", "pack_binary G/s", "× numpy"]
+    rows = []
+    for name, t in pk["numpy"].items():
+        rows.append(["numpy packbits", name, f"{t['values_per_s'] / 1e9:.2f}", "1.0", "", ""])
+    for isa, entry in pk["isas"].items():
+        for name in pk["numpy"]:
+            a, b = entry[f"pack_threshold/{name}"], entry[f"pack_binary/{name}"]
+            rows.append([isa, name, f"{a['values_per_s'] / 1e9:.2f}", f"{a['vs_numpy']:.1f}",
+                         f"{b['values_per_s'] / 1e9:.2f}", f"{b['vs_numpy']:.1f}"])
+    lines.append(_common.markdown_table(headers, rows, align="llrrrr"))
+    lines += ["", f"- Bits equal NumPy's on every path and dtype: "
+              f"{'yes' if pk['consistent'] else '**NO**'}", "",
+              f"`predict` ({pr['isa']}, one thread, {pr['rows']} rows × {pr['features']} "
+              "+/-1 features, float32 and int8 timed alternately):", ""]
+    rows = [[m["estimator"], f"{pr['features']}→{m['hidden']}", m["binarizer"],
+             f"{m['best_s']['int8'] * 1e3:.1f}", f"{m['best_s']['float32'] * 1e3:.1f}",
+             f"{m['float32_vs_int8']:.2f}", "yes" if m["same_predictions"] else "**NO**"]
+            for m in pr["models"]]
+    lines.append(_common.markdown_table(
+        ["estimator", "layers", "binariser", "int8 ms", "float32 ms", "float32 / int8",
+         "same labels"], rows, align="lllrrrl"))
+    return lines
 
 
 if __name__ == "__main__":

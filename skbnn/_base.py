@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.utils import assert_all_finite, check_random_state
 from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -672,14 +672,34 @@ class BaseBinaryClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------ predict
     def _scores(self, X):
-        """Integer class scores of every sample, computed in chunks."""
+        """Integer class scores of every sample, computed in chunks.
+
+        Float input is checked for NaN and infinities by the packing kernel
+        itself where the binariser and kernel path allow it (one pass over
+        ``X`` instead of two); otherwise, and to raise scikit-learn's usual
+        error when it found one, by scikit-learn's check."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype="numeric", reset=False)
+        X = validate_data(self, X, dtype="numeric", reset=False, ensure_all_finite=False)
+        fused = X.dtype.kind == "f" and getattr(self.binarizer_, "checks_finite", False)
+        if X.dtype.kind in "fc" and not fused:
+            self._assert_all_finite(X)
         n_threads = self._n_threads
-        parts = [self._scores_from_packed(self.binarizer_.pack(X[i:i + _PREDICT_CHUNK],
-                                                               n_threads), n_threads)
-                 for i in range(0, X.shape[0], _PREDICT_CHUNK)]
+        parts = []
+        for i in range(0, X.shape[0], _PREDICT_CHUNK):
+            chunk = X[i:i + _PREDICT_CHUNK]
+            if fused:
+                A, nonfinite = self.binarizer_.pack_checked(chunk, n_threads)
+                if nonfinite is not False:  # found one, or not looked (portable path)
+                    self._assert_all_finite(chunk)
+            else:
+                A = self.binarizer_.pack(chunk, n_threads)
+            parts.append(self._scores_from_packed(A, n_threads))
         return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.int32)
+
+    def _assert_all_finite(self, X):
+        """scikit-learn's NaN / infinity check and error of ``validate_data``."""
+        assert_all_finite(X, allow_nan=False, estimator_name=type(self).__name__,
+                          input_name="X")
 
     @staticmethod
     def _indices_from_scores(scores):

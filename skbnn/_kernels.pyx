@@ -25,6 +25,12 @@ cdef extern from "bnn_kernels.h" nogil:
     void skbnn_pack_threshold_f32(const float *X, size_t n, size_t f, const double *thr,
                                   size_t b, int strict, uint64_t *out, size_t out_words,
                                   int n_threads)
+    int skbnn_pack_threshold_f64_checked(const double *X, size_t n, size_t f,
+                                         const double *thr, size_t b, int strict,
+                                         uint64_t *out, size_t out_words, int n_threads)
+    int skbnn_pack_threshold_f32_checked(const float *X, size_t n, size_t f,
+                                         const double *thr, size_t b, int strict,
+                                         uint64_t *out, size_t out_words, int n_threads)
     void skbnn_pack_threshold_u8(const uint8_t *X, size_t n, size_t f, const double *thr,
                                  size_t b, int strict, uint64_t *out, size_t out_words,
                                  int n_threads)
@@ -232,6 +238,44 @@ def pack_threshold(const pack_input_t[:, ::1] X not None,
             skbnn_pack_threshold_i64(&X[0, 0], n, f, &thresholds[0, 0], b, strict, &o[0, 0],
                                      ow, n_threads)
     return out
+
+
+def pack_threshold_checked(const pack_input_t[:, ::1] X not None,
+                           const double[:, ::1] thresholds not None,
+                           bint strict, int n_threads=1):
+    """:func:`pack_threshold` that also tells whether ``X`` holds a NaN or an
+    infinity, found in the same pass where the kernel path can: returns
+    ``(packed, nonfinite)`` with ``nonfinite`` True or False, or None when
+    this call did not look (float input on the portable path or with several
+    thresholds per feature: the caller checks ``X`` itself).  Integer input
+    is finite: False."""
+    cdef size_t n = X.shape[0], f = X.shape[1], b = thresholds.shape[1], ow
+    cdef int rc = 0
+    cdef uint64_t[:, ::1] o
+    if pack_input_t is double or pack_input_t is float:
+        if <size_t>thresholds.shape[0] != f:
+            raise ValueError("thresholds must have one row per feature")
+        if _misaligned_at(&X[0, 0], sizeof(pack_input_t), X.shape[0] * X.shape[1]):
+            X = _realign(X)
+        if _misaligned_at(&thresholds[0, 0], sizeof(double), thresholds.shape[0] * b):
+            thresholds = _realign(thresholds)
+        ow = _words(f * b)
+        out = np.zeros((n, ow), dtype=np.uint64)
+        o = out
+        if n == 0 or f == 0:
+            return out, False
+        if ow == 0:  # b == 0: no bits, and no pass over X
+            return out, None
+        with nogil:
+            if pack_input_t is double:
+                rc = skbnn_pack_threshold_f64_checked(&X[0, 0], n, f, &thresholds[0, 0], b,
+                                                      strict, &o[0, 0], ow, n_threads)
+            else:
+                rc = skbnn_pack_threshold_f32_checked(&X[0, 0], n, f, &thresholds[0, 0], b,
+                                                      strict, &o[0, 0], ow, n_threads)
+        return out, (None if rc < 0 else bool(rc))
+    else:
+        return pack_threshold(X, thresholds, strict, n_threads), False
 
 
 VALUE_NEG_ONE, VALUE_ZERO, VALUE_POS_ONE, VALUE_OTHER = 1, 2, 4, 8

@@ -76,6 +76,18 @@ class _ThresholdBinarizer(TransformerMixin, BaseEstimator):
         return _kernels.pack_threshold(as_kernel_input(X), self.thresholds_, self._strict,
                                        n_threads)
 
+    # pack_checked finds NaN and infinities in the packing pass (estimators'
+    # predict); False where pack reads X otherwise (RealInput) or refuses
+    # such values with its own error first (_PrebinarizedInput)
+    checks_finite = True
+
+    def pack_checked(self, X, n_threads=1):
+        """``(pack(X), nonfinite)``: ``nonfinite`` is True when ``X`` holds a
+        NaN or an infinity, False when it does not, None when the kernel path
+        did not look (portable path, several bits per feature: check ``X``)."""
+        return _kernels.pack_threshold_checked(as_kernel_input(X), self.thresholds_,
+                                               self._strict, n_threads)
+
     def _input_names(self, input_features):
         if input_features is not None:
             names = np.asarray(input_features, dtype=object)
@@ -227,6 +239,7 @@ class _PrebinarizedInput(_ThresholdBinarizer):
     """``binarize_input=None``: X must already be +/-1 or {0, 1} (0 -> -1)."""
 
     _strict = True
+    checks_finite = False  # NaN must meet scikit-learn's check, not pack's refusal
 
     def _fit_thresholds(self, X):
         self.pack(X)  # refuses anything but +/-1 or 0/1
@@ -269,6 +282,8 @@ class RealInput(_ThresholdBinarizer):
     an empty (n_features, 0) array so the estimators' attributes stay
     uniform.
     """
+
+    checks_finite = False  # pack returns X itself, read by the first layer
 
     def _fit_thresholds(self, X):
         self.scale_ = input_scale(max_magnitude(X))

@@ -365,3 +365,198 @@ def test_bgemm_refuses_dirty_padding():
     a = np.full((1, 1), 2**40, dtype=np.uint64)  # bit 40 set past n_bits = 10
     with pytest.raises(ValueError, match="padding"):
         _kernels.bgemm(a, np.zeros((1, 1), dtype=np.uint64), 10)
+
+
+# ------------------------------------------- float packing: SIMD against portable
+FLOAT_FEATURES = [1, 7, 8, 15, 31, 33, 63, 64, 65, 100, 129, 257]
+SPECIALS = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -1.0]
+
+
+def _portable(fn, *args):
+    """``fn(*args)`` on the portable path (the reference every path must equal)."""
+    previous = _kernels.get_isa()
+    _kernels.set_isa("generic")
+    try:
+        return fn(*args)
+    finally:
+        _kernels.set_isa(previous)
+
+
+def _threshold_reference(X, thr, strict):
+    """NumPy: bit j*b + k is X[:, j] > thr[j, k] (>= when not strict), compared
+    in float64 as the portable loop does."""
+    n, f = X.shape
+    Xd = X.astype(np.float64)[:, :, None]
+    bits = (Xd > thr[None] if strict else Xd >= thr[None]).reshape(n, f * thr.shape[1])
+    if n == 0:
+        return np.zeros((0, (f * thr.shape[1] + 63) // 64), dtype=np.uint64)
+    return pack(np.where(bits, 1, -1))
+
+
+def _awkward_floats(rng, dtype, n, f):
+    """Normal values with NaN, infinities, signed zeros, +/-1 and exact
+    threshold values sprinkled over the row body and the row tail."""
+    X = rng.normal(size=(n, f))
+    mask = rng.random((n, f))
+    specials = rng.choice(np.array(SPECIALS), size=(n, f))
+    X = np.where(mask < 0.3, specials, X)
+    return X.astype(dtype)
+
+
+def _awkward_thresholds(rng, dtype, f):
+    """Per-feature thresholds: zeros (both signs), NaN, infinities, values
+    beyond float32's range, below its smallest subnormal, and float64 values
+    just off a float32 value (where a float32 comparison must round the
+    threshold the right way)."""
+    t = rng.normal(size=f)
+    base = rng.normal(size=f).astype(np.float32).astype(np.float64)
+    choices = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e300, -1e300, 1e-50, -1e-50,
+                        3.5e38, -3.5e38, 1.0, -1.0])
+    kind = rng.integers(0, 4, size=f)
+    t = np.where(kind == 0, rng.choice(choices, size=f), t)
+    t = np.where(kind == 1, np.nextafter(base, np.inf), t)  # just above a float32
+    t = np.where(kind == 2, np.nextafter(base, -np.inf), t)  # just below a float32
+    return t.reshape(f, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("f", FLOAT_FEATURES)
+def test_pack_threshold_float_matches_portable_and_numpy(dtype, f, isa):
+    """b == 1 on floats: every path gives the portable path's bits and NumPy's,
+    bit for bit, with NaN, infinities, -0.0 and values exactly at the
+    threshold (including float32 values that equal a float64 threshold only
+    after rounding), strict and not, per-feature and uniform thresholds."""
+    rng = np.random.default_rng(f)
+    for n in (0, 1, 5):
+        X = _awkward_floats(rng, dtype, n, f)
+        thr = _awkward_thresholds(rng, dtype, f)
+        if n:  # some values exactly at their threshold (representable in dtype)
+            at = rng.random(f) < 0.3
+            with np.errstate(over="ignore"):  # 1e300 -> inf in float32
+                X[0, at] = thr[at, 0].astype(dtype)
+        for t in (thr, np.zeros((f, 1)), np.full((f, 1), -0.0), np.full((f, 1), 0.5),
+                  np.full((f, 1), np.nan), np.full((f, 1), 1e-50)):
+            for strict in (True, False):
+                got = _kernels.pack_threshold(readonly(X), readonly(t), strict)
+                want = _threshold_reference(X, t, strict)
+                np.testing.assert_array_equal(got, want)
+                np.testing.assert_array_equal(
+                    got, _portable(_kernels.pack_threshold, X, t, strict))
+                checked, nonfinite = _kernels.pack_threshold_checked(X, t, strict)
+                np.testing.assert_array_equal(checked, want)
+                if nonfinite is not None:
+                    assert nonfinite == bool(n and not np.isfinite(X).all())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_threshold_float32_rounding_at_threshold(dtype, isa):
+    """Every float32 neighbour of thresholds that are not float32 values:
+    the float32 compare must use the float32 just below (strict) or above
+    (non-strict) the threshold, never the nearest one."""
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=70).astype(np.float32)
+    thr = np.concatenate([np.nextafter(base.astype(np.float64), np.inf),
+                          np.nextafter(base.astype(np.float64), -np.inf)])[:, None]
+    f = thr.shape[0]
+    steps = [np.nextafter(base, np.float32(np.inf)), base, np.nextafter(base, np.float32(-np.inf))]
+    X = np.stack([np.concatenate([s, s]) for s in steps]).astype(dtype)
+    for strict in (True, False):
+        got = _kernels.pack_threshold(X, thr, strict)
+        np.testing.assert_array_equal(got, _threshold_reference(X, thr, strict))
+        assert got.shape == (3, (f + 63) // 64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.int8, np.int64])
+def test_pack_threshold_thermometer_every_path(dtype, isa):
+    """b > 1 (thermometer codes) stays on the scalar loop: still the NumPy bits."""
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 50, size=(9, 67)).astype(dtype)
+    if dtype in (np.float32, np.float64):
+        X[0, :5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
+    thr = np.sort(rng.uniform(0, 50, size=(67, 3)), axis=1)
+    thr[1] = 7.0  # ties
+    for strict in (True, False):
+        got = _kernels.pack_threshold(X, thr, strict)
+        np.testing.assert_array_equal(got, _threshold_reference(X, thr, strict))
+        np.testing.assert_array_equal(got, _portable(_kernels.pack_threshold, X, thr, strict))
+        checked, nonfinite = _kernels.pack_threshold_checked(X, thr, strict)
+        np.testing.assert_array_equal(checked, got)
+        assert nonfinite is (None if dtype in (np.float32, np.float64) else False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_threshold_float_views(dtype, isa):
+    """Row views, a view at an odd byte offset (realigned by the wrapper) and
+    non-contiguous input (refused by the wrapper; as_kernel_input copies it)."""
+    rng = np.random.default_rng(9)
+    X = _awkward_floats(rng, dtype, 12, 131)
+    thr = _awkward_thresholds(rng, dtype, 131)
+    want = _threshold_reference(X, thr, True)
+    np.testing.assert_array_equal(_kernels.pack_threshold(X[3:7], thr, True), want[3:7])
+    np.testing.assert_array_equal(_kernels.pack_threshold(X[5:6], thr, True), want[5:6])
+    raw = bytearray(X.nbytes + 1)
+    odd = np.frombuffer(raw, dtype=dtype, count=X.size, offset=1).reshape(X.shape)
+    odd[...] = X
+    np.testing.assert_array_equal(_kernels.pack_threshold(readonly(odd), thr, True), want)
+    with pytest.raises(ValueError):
+        _kernels.pack_threshold(X[:, ::2], thr[::2].copy(), True)
+    strided = np.ascontiguousarray(X[:, ::2])
+    np.testing.assert_array_equal(_kernels.pack_threshold(strided, thr[::2].copy(), True),
+                                  _threshold_reference(strided, thr[::2], True))
+
+
+def _float_kinds(X):
+    X = np.asarray(X, dtype=np.float64)
+    known = (X == -1) | (X == 0) | (X == 1)
+    return (int(np.any(X == -1)) | int(np.any(X == 0)) << 1 | int(np.any(X == 1)) << 2
+            | int(np.any(~known)) << 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("f", FLOAT_FEATURES)
+def test_pack_binary_float_matches_portable_and_numpy(dtype, f, isa):
+    """pack_binary on floats: bits x > 0 and the exact kinds set (-0.0 is 0;
+    NaN, infinities, 2 and 0.5 are "other") wherever the odd value sits."""
+    rng = np.random.default_rng(100 + f)
+    for values in ([-1.0, 1.0], [0.0, 1.0], [-1.0, 0.0, -0.0, 1.0], [1.0], [-0.0]):
+        for n in (0, 1, 4):
+            X = rng.choice(np.array(values), size=(n, f)).astype(dtype)
+            got, kinds = _kernels.pack_binary(readonly(X))
+            want = pack(np.where(X > 0, 1, -1)) if n else np.zeros((0, (f + 63) // 64))
+            np.testing.assert_array_equal(got, want)
+            assert kinds == _float_kinds(X) == _portable(_kernels.pack_binary, X)[1]
+    X = rng.choice(np.array([-1.0, 1.0]), size=(3, f)).astype(dtype)
+    for bad in (np.nan, np.inf, -np.inf, 2.0, 0.5, -0.5, 1e-45):
+        for pos in {0, f // 2, f - 1}:
+            Y = X.copy()
+            Y[1, pos] = bad
+            got, kinds = _kernels.pack_binary(Y)
+            np.testing.assert_array_equal(got, pack(np.where(Y > 0, 1, -1)))
+            assert kinds == _float_kinds(Y) == _portable(_kernels.pack_binary, Y)[1]
+            np.testing.assert_array_equal(got, _portable(_kernels.pack_binary, Y)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_packing_threads_identical(dtype, isa):
+    """1, 2 and 3 threads give the same bytes (shapes above the parallel
+    threshold) and the same kinds / non-finite reports."""
+    rng = np.random.default_rng(21)
+    X = _awkward_floats(rng, dtype, 301, 257)
+    thr = _awkward_thresholds(rng, dtype, 257)
+    B = rng.choice(np.array([-1.0, 0.0, 1.0]), size=(301, 257)).astype(dtype)
+
+    def run(n):
+        return [_kernels.pack_threshold(X, thr, True, n),
+                _kernels.pack_threshold(X, np.zeros((257, 1)), False, n),
+                _kernels.pack_threshold_checked(X, thr, False, n),
+                _kernels.pack_binary(B, n)]
+
+    want = run(1)
+    np.testing.assert_array_equal(want[0], _threshold_reference(X, thr, True))
+    for n in (2, 3):
+        got = run(n)
+        for g, w in zip(got[:2], want[:2]):
+            np.testing.assert_array_equal(g, w)
+        for g, w in zip(got[2:], want[2:]):
+            np.testing.assert_array_equal(g[0], w[0])
+            assert g[1] == w[1]

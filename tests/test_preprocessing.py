@@ -4,6 +4,7 @@ import pytest
 from sklearn.pipeline import make_pipeline
 
 from skbnn import LocalBinaryClassifier, MedianBinarizer, ThermometerEncoder
+from skbnn import _base as skbnn_base
 from skbnn.preprocessing import _BinaryInput, auto_thermometer_bits, make_input_binarizer
 
 
@@ -107,3 +108,41 @@ def test_auto_on_non_binary_data_is_unchanged():
     assert isinstance(make_input_binarizer("auto", 3, X=X), ThermometerEncoder)
     assert isinstance(make_input_binarizer("auto", 1, X=X[:, :1] > 0), _BinaryInput)
     assert isinstance(make_input_binarizer("auto", 3, X=np.ones((2, 3))), _BinaryInput)
+
+
+@pytest.mark.parametrize("binarize_input", ["auto", "median", "thermometer", None])
+def test_predict_float_input_fused_finite_check(binarize_input, isa, monkeypatch):
+    """predict on float32/float64 +/-1 data equals predict on int8 on every
+    path; a NaN or an infinity anywhere (body or tail of a row, first or
+    later chunk) raises scikit-learn's error, whether the packing kernel
+    found it or scikit-learn's check did."""
+    monkeypatch.setattr(skbnn_base, "_PREDICT_CHUNK", 32)  # 80 rows: three chunks
+    rng = np.random.default_rng(0)
+    X = rng.choice(np.array([-1, 1], dtype=np.int8), size=(80, 70))
+    y = rng.integers(0, 2, 80)
+    clf = LocalBinaryClassifier(hidden_layer_sizes=(32,), max_iter=1, random_state=0,
+                                binarize_input=binarize_input).fit(X, y)
+    want = clf.predict(X)
+    for dtype in (np.float32, np.float64):
+        Xf = X.astype(dtype)
+        np.testing.assert_array_equal(clf.predict(Xf), want)
+        np.testing.assert_array_equal(clf.decision_function(Xf), clf.decision_function(X))
+        for bad, word in ((np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")):
+            for pos in ((0, 0), (40, 69), (79, 33)):
+                Z = Xf.copy()
+                Z[pos] = bad
+                with pytest.raises(ValueError, match=word):
+                    clf.predict(Z)
+
+
+def test_pack_checked_reports_nonfinite():
+    """pack_checked: the bits of pack, and a NaN / infinity report (None
+    where the kernel did not look)."""
+    X = np.array([[0.5, -1.0, 2.0], [np.nan, 1.0, 0.0]])
+    for binarizer in (MedianBinarizer(), ThermometerEncoder(n_bits=3), _BinaryInput()):
+        binarizer.fit(np.nan_to_num(X))
+        packed, nonfinite = binarizer.pack_checked(X[:1])
+        np.testing.assert_array_equal(packed, binarizer.pack(X[:1]))
+        assert nonfinite in (False, None)
+        assert binarizer.pack_checked(X)[1] in (True, None)
+        assert binarizer.pack_checked(np.array([[1, -2, 3]]))[1] is False

@@ -10,6 +10,7 @@
 #include "bnn_kernels.h"
 #include "kernel_common.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -347,9 +348,12 @@ int skbnn_best_isa(void)
     return SKBNN_ISA_GENERIC;
 }
 
+static void select_float_packers(int isa); /* packing section */
+
 int skbnn_set_isa(int isa)
 {
     if (isa < 0 || isa >= SKBNN_N_ISA || !skbnn_cpu_supports(isa)) return -1;
+    select_float_packers(isa);
     switch (isa) {
 #if SKBNN_X86
     case SKBNN_ISA_POPCNT: g_rowblock = rowblock_popcnt; g_popcount = popcount_popcnt; break;
@@ -523,7 +527,7 @@ int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M, cons
 /* packing                                                                   */
 /* ------------------------------------------------------------------------ */
 #define DEFINE_PACK_THRESHOLD(NAME, T)                                                       \
-    void NAME(const T *X, size_t n, size_t f, const double *thr, size_t b, int strict,       \
+    static void NAME(const T *X, size_t n, size_t f, const double *thr, size_t b, int strict,       \
               uint64_t *out, size_t out_words, int n_threads)                                \
     {                                                                                        \
         n_threads = team((double)n * (double)f * (double)b, n_threads);                          \
@@ -531,6 +535,20 @@ int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M, cons
         for (long i = 0; i < (long)n; i++) {                                                 \
             const T *x = X + (size_t)i * f;                                                  \
             uint64_t *o = out + (size_t)i * out_words;                                       \
+            if (b == 1) { /* the same compares, one word built in a register */             \
+                for (size_t w = 0; w < out_words; w++) {                                     \
+                    const size_t j0 = w * 64, j1 = min_sz(f, j0 + 64);                       \
+                    uint64_t word = 0;                                                       \
+                    if (strict)                                                              \
+                        for (size_t j = j0; j < j1; j++)                                     \
+                            word |= (uint64_t)((double)x[j] > thr[j]) << (j - j0);           \
+                    else                                                                     \
+                        for (size_t j = j0; j < j1; j++)                                     \
+                            word |= (uint64_t)((double)x[j] >= thr[j]) << (j - j0);          \
+                    o[w] = word;                                                             \
+                }                                                                            \
+                continue;                                                                    \
+            }                                                                                \
             memset(o, 0, out_words * sizeof(uint64_t));                                      \
             size_t bit = 0;                                                                  \
             for (size_t j = 0; j < f; j++) {                                                 \
@@ -544,12 +562,18 @@ int skbnn_bgemm_masked_sign(const uint64_t *A, const uint64_t *G, size_t M, cons
         }                                                                                    \
     }
 
-DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_f64, double)
-DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_f32, float)
+DEFINE_PACK_THRESHOLD(pack_threshold_f64_portable, double)
+DEFINE_PACK_THRESHOLD(pack_threshold_f32_portable, float)
 DEFINE_PACK_THRESHOLD(pack_threshold_u8_portable, uint8_t)
 
 DEFINE_PACK_THRESHOLD(pack_threshold_i8_portable, int8_t)
-DEFINE_PACK_THRESHOLD(skbnn_pack_threshold_i64, int64_t)
+DEFINE_PACK_THRESHOLD(pack_threshold_i64_portable, int64_t)
+
+void skbnn_pack_threshold_i64(const int64_t *X, size_t n, size_t f, const double *thr, size_t b,
+                              int strict, uint64_t *out, size_t out_words, int n_threads)
+{
+    pack_threshold_i64_portable(X, n, f, thr, b, strict, out, out_words, n_threads);
+}
 
 /* Byte input (uint8 images, int8 +/-1 data) with one threshold per feature:
  * compare bytes against integer thresholds, 16 features per SSE2 movemask.
@@ -723,19 +747,29 @@ static inline unsigned value_kind_f64(double v)
         for (long i = 0; i < (long)n; i++) {                                                 \
             const T *x = X + (size_t)i * f;                                                  \
             uint64_t *o = out + (size_t)i * out_words;                                       \
-            memset(o, 0, out_words * sizeof(uint64_t));                                      \
-            unsigned k = 0;                                                                  \
-            for (size_t j = 0; j < f; j++) {                                                 \
-                k |= value_kind_f64((double)x[j]);                                           \
-                o[j >> 6] |= (uint64_t)(x[j] > 0) << (j & 63);                               \
+            /* value_kind_f64 without branches: one flag per kind, OR-ed */                 \
+            unsigned neg = 0, nul = 0, pos = 0, other = 0;                                   \
+            for (size_t w = 0; w < out_words; w++) {                                         \
+                const size_t j0 = w * 64, j1 = min_sz(f, j0 + 64);                           \
+                uint64_t word = 0;                                                           \
+                for (size_t j = j0; j < j1; j++) {                                           \
+                    const double v = (double)x[j];                                           \
+                    const unsigned m = v == -1.0, z = v == 0.0, p = v == 1.0;                \
+                    neg |= m;                                                                \
+                    nul |= z;                                                                \
+                    pos |= p;                                                                \
+                    other |= !(m | z | p);                                                   \
+                    word |= (uint64_t)(x[j] > 0) << (j - j0);                                \
+                }                                                                            \
+                o[w] = word;                                                                 \
             }                                                                                \
-            kinds |= k;                                                                      \
+            kinds |= neg | nul << 1 | pos << 2 | other << 3;                                 \
         }                                                                                    \
         return kinds;                                                                        \
     }
 
-DEFINE_PACK_BINARY(pack_binary_f64, double)
-DEFINE_PACK_BINARY(pack_binary_f32, float)
+DEFINE_PACK_BINARY(pack_binary_f64_portable, double)
+DEFINE_PACK_BINARY(pack_binary_f32_portable, float)
 DEFINE_PACK_BINARY(pack_binary_u8_portable, uint8_t)
 DEFINE_PACK_BINARY(pack_binary_i8_portable, int8_t)
 DEFINE_PACK_BINARY(pack_binary_i64, int64_t)
@@ -793,18 +827,6 @@ static int pack_binary_bytes_sse2(const uint8_t *X, int is_signed, size_t n, siz
 #endif
 }
 
-unsigned skbnn_pack_binary_f64(const double *X, size_t n, size_t f, uint64_t *out,
-                               size_t out_words, int n_threads)
-{
-    return pack_binary_f64(X, n, f, out, out_words, n_threads);
-}
-
-unsigned skbnn_pack_binary_f32(const float *X, size_t n, size_t f, uint64_t *out,
-                               size_t out_words, int n_threads)
-{
-    return pack_binary_f32(X, n, f, out, out_words, n_threads);
-}
-
 unsigned skbnn_pack_binary_i64(const int64_t *X, size_t n, size_t f, uint64_t *out,
                                size_t out_words, int n_threads)
 {
@@ -836,6 +858,624 @@ unsigned skbnn_pack_binary_i8(const int8_t *X, size_t n, size_t f, uint64_t *out
                               size_t out_words, int n_threads)
 {
     return pack_binary_bytes((const uint8_t *)X, 1, n, f, out, out_words, n_threads);
+}
+
+/* ------------------------------------------------------------------------ */
+/* float input: SIMD compare-and-pack                                        */
+/* ------------------------------------------------------------------------ */
+/* pack_threshold with one threshold per feature (b == 1: the sign and median
+ * binarisers) and pack_binary, on float32/float64 rows: 64 features per
+ * output word from vector compares (SSE2 on the popcnt path, AVX2, AVX-512F
+ * compare masks), the row's last partial word partly in scalar code.  Every
+ * path gives the bits of the portable loops above:
+ *   - float64: the same IEEE comparisons x > t / x >= t (ordered and quiet:
+ *     false when either side is NaN; -0.0 == 0.0; infinities compare as
+ *     numbers);
+ *   - float32 x against a float64 threshold t (the portable loop compares
+ *     (double)x with t): compared in float32 with below(t), the largest
+ *     float32 <= t, or above(t), the smallest float32 >= t.  No float32 lies
+ *     strictly between below(t) and t nor between t and above(t), so for
+ *     every float32 x (infinities included) x > t <=> x > below(t) and
+ *     x >= t <=> x >= above(t); a NaN threshold stays NaN (never passes);
+ *   - pack_binary: bit = x > 0 and the kinds of values seen, from compares
+ *     with -1, 0 and +1 (exact in either width: NaN matches none, -0.0 is 0).
+ * A row kernel writes the WORDS(f) words of one row; rows are split over
+ * threads statically, as everywhere else.  Threshold row kernels also
+ * return 1 when the row holds a NaN or an infinity (x - x is +0.0 for
+ * every finite x and NaN otherwise; the differences are OR-ed bitwise), so
+ * an estimator's input validation costs no second pass over X. */
+typedef unsigned (*thr_row_f32_fn)(const float *x, const float *t, size_t f, int strict,
+                                   int uniform, uint64_t *o);
+typedef unsigned (*thr_row_f64_fn)(const double *x, const double *t, size_t f, int strict,
+                                   int uniform, uint64_t *o);
+typedef unsigned (*bin_row_f32_fn)(const float *x, size_t f, uint64_t *o);
+typedef unsigned (*bin_row_f64_fn)(const double *x, size_t f, uint64_t *o);
+
+/* NULL: the portable loops (generic path, or a CPU without these units) */
+static thr_row_f32_fn g_thr_row_f32 = NULL;
+static thr_row_f64_fn g_thr_row_f64 = NULL;
+static bin_row_f32_fn g_bin_row_f32 = NULL;
+static bin_row_f64_fn g_bin_row_f64 = NULL;
+
+/* largest float32 <= t (-inf below the float32 range); NaN stays NaN */
+static float float32_below(double t)
+{
+    if (t != t) return (float)t;
+    if (t > (double)FLT_MAX) return t == INFINITY ? INFINITY : FLT_MAX;
+    if (t < -(double)FLT_MAX) return -INFINITY;
+    float r = (float)t; /* in range: rounded to nearest, finite */
+    if ((double)r > t) r = nextafterf(r, -INFINITY);
+    return r;
+}
+
+/* smallest float32 >= t */
+static float float32_above(double t) { return -float32_below(-t); }
+
+/* scalar bits of n (< 64) features: the rule the vector compares apply */
+#define DEFINE_THR_TAIL(NAME, T)                                                             \
+    static inline uint64_t NAME(const T *x, const T *t, size_t n, int strict, unsigned *bad) \
+    {                                                                                        \
+        uint64_t w = 0;                                                                      \
+        for (size_t k = 0; k < n; k++) {                                                     \
+            w |= (uint64_t)(strict ? x[k] > t[k] : x[k] >= t[k]) << k;                      \
+            *bad |= !isfinite(x[k]);                                                         \
+        }                                                                                    \
+        return w;                                                                            \
+    }
+DEFINE_THR_TAIL(thr_tail_f32, float)
+DEFINE_THR_TAIL(thr_tail_f64, double)
+
+#define DEFINE_BIN_TAIL(NAME, T)                                                             \
+    static inline uint64_t NAME(const T *x, size_t n, unsigned *kinds)                       \
+    {                                                                                        \
+        uint64_t w = 0;                                                                      \
+        unsigned k = 0;                                                                      \
+        for (size_t j = 0; j < n; j++) {                                                     \
+            k |= value_kind_f64((double)x[j]);                                               \
+            w |= (uint64_t)(x[j] > 0) << j;                                                  \
+        }                                                                                    \
+        *kinds |= k;                                                                         \
+        return w;                                                                            \
+    }
+DEFINE_BIN_TAIL(bin_tail_f32, float)
+DEFINE_BIN_TAIL(bin_tail_f64, double)
+
+/* Row kernel of a STEP(x, t, strict) macro that returns the bits of VEC
+ * features (VEC divides 64): full words in vector steps, then the last
+ * word's whole steps and its scalar rest.  `strict` is a constant in each
+ * of the two instantiations, so the compare is chosen outside the loops. */
+#define THR_ROW_BODY(T, VEC, STEP, TAIL, NF_INIT, NF_FINISH)                                \
+    {                                                                                        \
+        NF_INIT                                                                              \
+        unsigned bad = 0;                                                                    \
+        const size_t full = f / 64;                                                          \
+        for (size_t w = 0; w < full; w++) {                                                  \
+            const T *xw = x + 64 * w, *tw = uniform ? t : t + 64 * w;                        \
+            uint64_t word = 0;                                                               \
+            for (int q = 0; q < 64 / (VEC); q++)                                             \
+                word |= STEP(xw + (VEC) * q, tw + (VEC) * q, strict) << ((VEC) * q);         \
+            o[w] = word;                                                                     \
+        }                                                                                    \
+        if (f % 64) {                                                                        \
+            const T *xw = x + 64 * full, *tw = uniform ? t : t + 64 * full;                  \
+            const size_t left = f % 64;                                                      \
+            uint64_t word = 0;                                                               \
+            size_t k = 0;                                                                    \
+            for (; k + (VEC) <= left; k += (VEC)) word |= STEP(xw + k, tw + k, strict) << k; \
+            o[full] = word | TAIL(xw + k, tw + k, left - k, strict, &bad) << k;              \
+        }                                                                                    \
+        NF_FINISH                                                                            \
+        return bad;                                                                          \
+    }
+
+/* the four instantiations: strict or not, and `uniform` (one threshold for
+ * every feature: t then holds 64 copies of it, read again for every word
+ * and so always in L1) */
+#define THR_ROW_DISPATCH(NAME)                                                               \
+    {                                                                                        \
+        if (strict)                                                                          \
+            return uniform ? NAME##_body(x, t, f, 1, 1, o) : NAME##_body(x, t, f, 1, 0, o);  \
+        return uniform ? NAME##_body(x, t, f, 0, 1, o) : NAME##_body(x, t, f, 0, 0, o);      \
+    }
+
+#define DEFINE_THR_ROW(NAME, ATTR, T, VEC, STEP, TAIL, NF_INIT, NF_FINISH)                  \
+    static inline __attribute__((always_inline)) ATTR unsigned NAME##_body(                  \
+        const T *x, const T *t, size_t f, const int strict, const int uniform, uint64_t *o)  \
+        THR_ROW_BODY(T, VEC, STEP, TAIL, NF_INIT, NF_FINISH)                                 \
+    ATTR static unsigned NAME(const T *x, const T *t, size_t f, int strict, int uniform,         \
+                          uint64_t *o)                                                       \
+        THR_ROW_DISPATCH(NAME)
+
+/* pack_binary row of a BSTEP(x) macro returning VEC bits and OR-ing the
+ * value kinds into the row's vector accumulators (declared by INIT,
+ * reduced to the kinds bit set by FINISH). */
+#define DEFINE_BIN_ROW(NAME, ATTR, T, VEC, INIT, BSTEP, FINISH, TAIL)                        \
+    ATTR static unsigned NAME(const T *x, size_t f, uint64_t *o)                             \
+    {                                                                                        \
+        INIT                                                                                 \
+        unsigned kinds = 0;                                                                  \
+        const size_t full = f / 64;                                                          \
+        for (size_t w = 0; w < full; w++) {                                                  \
+            const T *xw = x + 64 * w;                                                        \
+            uint64_t word = 0;                                                               \
+            for (int q = 0; q < 64 / (VEC); q++) word |= BSTEP(xw + (VEC) * q) << ((VEC) * q); \
+            o[w] = word;                                                                     \
+        }                                                                                    \
+        if (f % 64) {                                                                        \
+            const T *xw = x + 64 * full;                                                     \
+            const size_t left = f % 64;                                                      \
+            uint64_t word = 0;                                                               \
+            size_t k = 0;                                                                    \
+            for (; k + (VEC) <= left; k += (VEC)) word |= BSTEP(xw + k) << k;                \
+            o[full] = word | TAIL(xw + k, left - k, &kinds) << k;                            \
+        }                                                                                    \
+        FINISH                                                                               \
+        return kinds;                                                                        \
+    }
+
+#if SKBNN_X86 && defined(__SSE2__)
+/* ---- SSE2 (baseline of x86-64; the popcnt path) ----------------------- */
+/* four 4-lane compare masks -> 16 bits, in feature order */
+static inline uint64_t sse2_mask16(__m128 m0, __m128 m1, __m128 m2, __m128 m3)
+{
+    const __m128i a = _mm_packs_epi32(_mm_castps_si128(m0), _mm_castps_si128(m1));
+    const __m128i b = _mm_packs_epi32(_mm_castps_si128(m2), _mm_castps_si128(m3));
+    return (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_packs_epi16(a, b));
+}
+
+/* two 2-lane double masks -> one 4-lane mask (low halves: each lane is 0 or ~0) */
+static inline __m128 sse2_pair_pd(__m128d a, __m128d b)
+{
+    return _mm_shuffle_ps(_mm_castpd_ps(a), _mm_castpd_ps(b), _MM_SHUFFLE(2, 0, 2, 0));
+}
+
+static inline __m128 sse2_cmp_ps(const float *x, const float *t, int strict, __m128i *nf)
+{
+    const __m128 v = _mm_loadu_ps(x), tv = _mm_loadu_ps(t);
+    *nf = _mm_or_si128(*nf, _mm_castps_si128(_mm_sub_ps(v, v)));
+    return strict ? _mm_cmpgt_ps(v, tv) : _mm_cmpge_ps(v, tv);
+}
+
+static inline __m128 sse2_cmp2_pd(const double *x, const double *t, int strict, __m128i *nf)
+{
+    const __m128d a = _mm_loadu_pd(x), ta = _mm_loadu_pd(t);
+    const __m128d b = _mm_loadu_pd(x + 2), tb = _mm_loadu_pd(t + 2);
+    *nf = _mm_or_si128(*nf, _mm_castpd_si128(_mm_or_pd(_mm_sub_pd(a, a), _mm_sub_pd(b, b))));
+    return strict ? sse2_pair_pd(_mm_cmpgt_pd(a, ta), _mm_cmpgt_pd(b, tb))
+                  : sse2_pair_pd(_mm_cmpge_pd(a, ta), _mm_cmpge_pd(b, tb));
+}
+
+#define SSE2_THR_F32(x, t, s)                                                                \
+    sse2_mask16(sse2_cmp_ps((x), (t), (s), &nf), sse2_cmp_ps((x) + 4, (t) + 4, (s), &nf),    \
+                sse2_cmp_ps((x) + 8, (t) + 8, (s), &nf),                                     \
+                sse2_cmp_ps((x) + 12, (t) + 12, (s), &nf))
+#define SSE2_THR_F64(x, t, s)                                                                \
+    sse2_mask16(sse2_cmp2_pd((x), (t), (s), &nf), sse2_cmp2_pd((x) + 4, (t) + 4, (s), &nf),  \
+                sse2_cmp2_pd((x) + 8, (t) + 8, (s), &nf),                                    \
+                sse2_cmp2_pd((x) + 12, (t) + 12, (s), &nf))
+#define SSE2_NF_INIT __m128i nf = _mm_setzero_si128();
+#define SSE2_NF_FINISH                                                                       \
+    bad |= _mm_movemask_epi8(_mm_cmpeq_epi8(nf, _mm_setzero_si128())) != 0xffff;
+
+DEFINE_THR_ROW(thr_row_f32_sse2, , float, 16, SSE2_THR_F32, thr_tail_f32, SSE2_NF_INIT,
+               SSE2_NF_FINISH)
+DEFINE_THR_ROW(thr_row_f64_sse2, , double, 16, SSE2_THR_F64, thr_tail_f64, SSE2_NF_INIT,
+               SSE2_NF_FINISH)
+
+/* pack_binary: kinds accumulate in 4-lane masks; `known` keeps the lanes that
+ * were -1, 0 or +1 every time (a lane cleared once means "other") */
+typedef struct {
+    __m128 neg, nul, pos, known;
+} sse2_kinds;
+
+static inline __m128 sse2_bin4(__m128 v, sse2_kinds *k)
+{
+    const __m128 zero = _mm_setzero_ps();
+    const __m128 n = _mm_cmpeq_ps(v, _mm_set1_ps(-1.0f)), z = _mm_cmpeq_ps(v, zero),
+                 p = _mm_cmpeq_ps(v, _mm_set1_ps(1.0f));
+    k->neg = _mm_or_ps(k->neg, n);
+    k->nul = _mm_or_ps(k->nul, z);
+    k->pos = _mm_or_ps(k->pos, p);
+    k->known = _mm_and_ps(k->known, _mm_or_ps(_mm_or_ps(n, z), p));
+    return _mm_cmpgt_ps(v, zero);
+}
+
+/* doubles: the kinds need no feature order, so the two halves' masks are
+ * OR-ed (AND-ed for `known`) as they are; every 64-bit lane is 0 or ~0, so
+ * its two float lanes agree */
+static inline __m128 sse2_bin4_pd(const double *x, sse2_kinds *k)
+{
+    const __m128d a = _mm_loadu_pd(x), b = _mm_loadu_pd(x + 2), zero = _mm_setzero_pd(),
+                  m1 = _mm_set1_pd(-1.0), p1 = _mm_set1_pd(1.0);
+    const __m128d na = _mm_cmpeq_pd(a, m1), za = _mm_cmpeq_pd(a, zero), pa = _mm_cmpeq_pd(a, p1);
+    const __m128d nb = _mm_cmpeq_pd(b, m1), zb = _mm_cmpeq_pd(b, zero), pb = _mm_cmpeq_pd(b, p1);
+    k->neg = _mm_or_ps(k->neg, _mm_castpd_ps(_mm_or_pd(na, nb)));
+    k->nul = _mm_or_ps(k->nul, _mm_castpd_ps(_mm_or_pd(za, zb)));
+    k->pos = _mm_or_ps(k->pos, _mm_castpd_ps(_mm_or_pd(pa, pb)));
+    k->known = _mm_and_ps(k->known, _mm_castpd_ps(_mm_and_pd(_mm_or_pd(_mm_or_pd(na, za), pa),
+                                                             _mm_or_pd(_mm_or_pd(nb, zb), pb))));
+    return sse2_pair_pd(_mm_cmpgt_pd(a, zero), _mm_cmpgt_pd(b, zero));
+}
+
+#define SSE2_BIN_INIT                                                                        \
+    sse2_kinds acc = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(),                  \
+                      _mm_castsi128_ps(_mm_set1_epi32(-1))};
+#define SSE2_BIN_F32(x)                                                                      \
+    sse2_mask16(sse2_bin4(_mm_loadu_ps(x), &acc), sse2_bin4(_mm_loadu_ps((x) + 4), &acc),    \
+                sse2_bin4(_mm_loadu_ps((x) + 8), &acc), sse2_bin4(_mm_loadu_ps((x) + 12), &acc))
+#define SSE2_BIN_F64(x)                                                                      \
+    sse2_mask16(sse2_bin4_pd((x), &acc), sse2_bin4_pd((x) + 4, &acc),                        \
+                sse2_bin4_pd((x) + 8, &acc), sse2_bin4_pd((x) + 12, &acc))
+#define SSE2_BIN_FINISH                                                                      \
+    kinds |= (_mm_movemask_ps(acc.neg) ? 1u : 0u) | (_mm_movemask_ps(acc.nul) ? 2u : 0u) |   \
+             (_mm_movemask_ps(acc.pos) ? 4u : 0u) | (_mm_movemask_ps(acc.known) != 0xf ? 8u : 0u);
+
+DEFINE_BIN_ROW(bin_row_f32_sse2, , float, 16, SSE2_BIN_INIT, SSE2_BIN_F32, SSE2_BIN_FINISH,
+               bin_tail_f32)
+DEFINE_BIN_ROW(bin_row_f64_sse2, , double, 16, SSE2_BIN_INIT, SSE2_BIN_F64, SSE2_BIN_FINISH,
+               bin_tail_f64)
+#endif /* SSE2 */
+
+#if SKBNN_X86
+/* ---- AVX2 ------------------------------------------------------------- */
+/* four 8-lane masks -> 32 bits in feature order: the in-lane packs leave
+ * 4-feature groups in the order m0 m1 m2 m3 | m0' m1' m2' m3' (' = high
+ * lane); one cross-lane permute restores m0 m0' m1 m1' ... */
+static inline T_AVX2 uint64_t avx2_mask32(__m256 m0, __m256 m1, __m256 m2, __m256 m3)
+{
+    const __m256i a = _mm256_packs_epi32(_mm256_castps_si256(m0), _mm256_castps_si256(m1));
+    const __m256i b = _mm256_packs_epi32(_mm256_castps_si256(m2), _mm256_castps_si256(m3));
+    const __m256i c = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b),
+                                                  _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    return (uint64_t)(uint32_t)_mm256_movemask_epi8(c);
+}
+
+/* two 4-lane double masks -> one 8-lane mask in feature order */
+static inline T_AVX2 __m256 avx2_pair_pd(__m256d a, __m256d b)
+{
+    /* [a0 a1 b0 b1 | a2 a3 b2 b3] -> [a0 a1 a2 a3 | b0 b1 b2 b3] */
+    const __m256 s = _mm256_shuffle_ps(_mm256_castpd_ps(a), _mm256_castpd_ps(b),
+                                       _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+static inline T_AVX2 __m256 avx2_cmp_ps(const float *x, const float *t, int strict, __m256 *nf)
+{
+    const __m256 v = _mm256_loadu_ps(x), tv = _mm256_loadu_ps(t);
+    *nf = _mm256_or_ps(*nf, _mm256_sub_ps(v, v));
+    return strict ? _mm256_cmp_ps(v, tv, _CMP_GT_OQ) : _mm256_cmp_ps(v, tv, _CMP_GE_OQ);
+}
+
+/* doubles: one movemask per compare (measured ~10 % faster here than
+ * pairing the masks into the float32 packing above) */
+static inline T_AVX2 uint64_t avx2_thr16_pd(const double *x, const double *t, int strict,
+                                            __m256 *nf)
+{
+    uint64_t bits = 0;
+    __m256d d = _mm256_setzero_pd();
+    for (int q = 0; q < 4; q++) {
+        const __m256d v = _mm256_loadu_pd(x + 4 * q), tv = _mm256_loadu_pd(t + 4 * q);
+        d = _mm256_or_pd(d, _mm256_sub_pd(v, v));
+        const __m256d m = strict ? _mm256_cmp_pd(v, tv, _CMP_GT_OQ) : _mm256_cmp_pd(v, tv, _CMP_GE_OQ);
+        bits |= (uint64_t)(unsigned)_mm256_movemask_pd(m) << (4 * q);
+    }
+    *nf = _mm256_or_ps(*nf, _mm256_castpd_ps(d));
+    return bits;
+}
+
+#define AVX2_THR_F32(x, t, s)                                                                \
+    avx2_mask32(avx2_cmp_ps((x), (t), (s), &nf), avx2_cmp_ps((x) + 8, (t) + 8, (s), &nf),    \
+                avx2_cmp_ps((x) + 16, (t) + 16, (s), &nf),                                   \
+                avx2_cmp_ps((x) + 24, (t) + 24, (s), &nf))
+#define AVX2_THR_F64(x, t, s) avx2_thr16_pd((x), (t), (s), &nf)
+#define AVX2_NF_INIT __m256 nf = _mm256_setzero_ps();
+#define AVX2_NF_FINISH                                                                       \
+    bad |= !_mm256_testz_si256(_mm256_castps_si256(nf), _mm256_castps_si256(nf));
+
+DEFINE_THR_ROW(thr_row_f32_avx2, T_AVX2, float, 32, AVX2_THR_F32, thr_tail_f32, AVX2_NF_INIT,
+               AVX2_NF_FINISH)
+DEFINE_THR_ROW(thr_row_f64_avx2, T_AVX2, double, 16, AVX2_THR_F64, thr_tail_f64, AVX2_NF_INIT,
+               AVX2_NF_FINISH)
+
+typedef struct {
+    __m256 neg, nul, pos, known;
+} avx2_kinds;
+
+static inline T_AVX2 __m256 avx2_bin8(__m256 v, avx2_kinds *k)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 n = _mm256_cmp_ps(v, _mm256_set1_ps(-1.0f), _CMP_EQ_OQ),
+                 z = _mm256_cmp_ps(v, zero, _CMP_EQ_OQ),
+                 p = _mm256_cmp_ps(v, _mm256_set1_ps(1.0f), _CMP_EQ_OQ);
+    k->neg = _mm256_or_ps(k->neg, n);
+    k->nul = _mm256_or_ps(k->nul, z);
+    k->pos = _mm256_or_ps(k->pos, p);
+    k->known = _mm256_and_ps(k->known, _mm256_or_ps(_mm256_or_ps(n, z), p));
+    return _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+}
+
+/* doubles: kinds in lane order as they come (see sse2_bin4_pd) */
+static inline T_AVX2 __m256 avx2_bin8_pd(const double *x, avx2_kinds *k)
+{
+    const __m256d a = _mm256_loadu_pd(x), b = _mm256_loadu_pd(x + 4),
+                  zero = _mm256_setzero_pd(), m1 = _mm256_set1_pd(-1.0), p1 = _mm256_set1_pd(1.0);
+    const __m256d na = _mm256_cmp_pd(a, m1, _CMP_EQ_OQ), za = _mm256_cmp_pd(a, zero, _CMP_EQ_OQ),
+                  pa = _mm256_cmp_pd(a, p1, _CMP_EQ_OQ);
+    const __m256d nb = _mm256_cmp_pd(b, m1, _CMP_EQ_OQ), zb = _mm256_cmp_pd(b, zero, _CMP_EQ_OQ),
+                  pb = _mm256_cmp_pd(b, p1, _CMP_EQ_OQ);
+    k->neg = _mm256_or_ps(k->neg, _mm256_castpd_ps(_mm256_or_pd(na, nb)));
+    k->nul = _mm256_or_ps(k->nul, _mm256_castpd_ps(_mm256_or_pd(za, zb)));
+    k->pos = _mm256_or_ps(k->pos, _mm256_castpd_ps(_mm256_or_pd(pa, pb)));
+    k->known = _mm256_and_ps(
+        k->known, _mm256_castpd_ps(_mm256_and_pd(_mm256_or_pd(_mm256_or_pd(na, za), pa),
+                                                 _mm256_or_pd(_mm256_or_pd(nb, zb), pb))));
+    return avx2_pair_pd(_mm256_cmp_pd(a, zero, _CMP_GT_OQ), _mm256_cmp_pd(b, zero, _CMP_GT_OQ));
+}
+
+#define AVX2_BIN_INIT                                                                        \
+    avx2_kinds acc = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),         \
+                      _mm256_castsi256_ps(_mm256_set1_epi32(-1))};
+#define AVX2_BIN_F32(x)                                                                      \
+    avx2_mask32(avx2_bin8(_mm256_loadu_ps(x), &acc), avx2_bin8(_mm256_loadu_ps((x) + 8), &acc), \
+                avx2_bin8(_mm256_loadu_ps((x) + 16), &acc),                                  \
+                avx2_bin8(_mm256_loadu_ps((x) + 24), &acc))
+#define AVX2_BIN_F64(x)                                                                      \
+    avx2_mask32(avx2_bin8_pd((x), &acc), avx2_bin8_pd((x) + 8, &acc),                        \
+                avx2_bin8_pd((x) + 16, &acc), avx2_bin8_pd((x) + 24, &acc))
+#define AVX2_BIN_FINISH                                                                      \
+    kinds |= (_mm256_movemask_ps(acc.neg) ? 1u : 0u) | (_mm256_movemask_ps(acc.nul) ? 2u : 0u) | \
+             (_mm256_movemask_ps(acc.pos) ? 4u : 0u) |                                       \
+             (_mm256_movemask_ps(acc.known) != 0xff ? 8u : 0u);
+
+DEFINE_BIN_ROW(bin_row_f32_avx2, T_AVX2, float, 32, AVX2_BIN_INIT, AVX2_BIN_F32,
+               AVX2_BIN_FINISH, bin_tail_f32)
+DEFINE_BIN_ROW(bin_row_f64_avx2, T_AVX2, double, 32, AVX2_BIN_INIT, AVX2_BIN_F64,
+               AVX2_BIN_FINISH, bin_tail_f64)
+
+/* ---- AVX-512F: compare masks are the bits; the last word masked loads --- */
+/* bits of the VEC features at x (thresholds t); m = lanes inside the row */
+static inline __attribute__((always_inline)) T_AVX512 __mmask16
+avx512_thr_ps(const float *x, const float *t, __mmask16 m, int strict, __m512i *nf)
+{
+    const __m512 v = _mm512_maskz_loadu_ps(m, x), tv = _mm512_maskz_loadu_ps(m, t);
+    *nf = _mm512_or_si512(*nf, _mm512_castps_si512(_mm512_sub_ps(v, v)));
+    return (strict ? _mm512_cmp_ps_mask(v, tv, _CMP_GT_OQ) : _mm512_cmp_ps_mask(v, tv, _CMP_GE_OQ))
+           & m;
+}
+
+static inline __attribute__((always_inline)) T_AVX512 __mmask8
+avx512_thr_pd(const double *x, const double *t, __mmask8 m, int strict, __m512i *nf)
+{
+    const __m512d v = _mm512_maskz_loadu_pd(m, x), tv = _mm512_maskz_loadu_pd(m, t);
+    *nf = _mm512_or_si512(*nf, _mm512_castpd_si512(_mm512_sub_pd(v, v)));
+    return (strict ? _mm512_cmp_pd_mask(v, tv, _CMP_GT_OQ) : _mm512_cmp_pd_mask(v, tv, _CMP_GE_OQ))
+           & m;
+}
+
+#define DEFINE_THR_ROW_AVX512(NAME, T, VEC, MASK_T, STEP)                                  \
+    static inline __attribute__((always_inline)) T_AVX512 unsigned NAME##_body(              \
+        const T *x, const T *t, size_t f, const int strict, const int uniform, uint64_t *o)  \
+    {                                                                                        \
+        __m512i nf = _mm512_setzero_si512();                                                 \
+        const size_t full = f / 64;                                                          \
+        const MASK_T all = (MASK_T)~0u;                                                      \
+        for (size_t w = 0; w < full; w++) {                                                  \
+            const T *xw = x + 64 * w, *tw = uniform ? t : t + 64 * w;                        \
+            uint64_t word = 0;                                                               \
+            for (int q = 0; q < 64 / (VEC); q++) {                                           \
+                const size_t j = (size_t)(VEC) * q;                                          \
+                word |= (uint64_t)STEP(xw + j, tw + j, all, strict, &nf) << j;               \
+            }                                                                                \
+            o[w] = word;                                                                     \
+        }                                                                                    \
+        if (f % 64) {                                                                        \
+            const T *xw = x + 64 * full, *tw = uniform ? t : t + 64 * full;                  \
+            const size_t left = f % 64;                                                      \
+            uint64_t word = 0;                                                               \
+            for (size_t k = 0; k < left; k += (VEC)) {                                       \
+                const MASK_T m = left - k >= (VEC) ? all : (MASK_T)((1u << (left - k)) - 1u); \
+                word |= (uint64_t)STEP(xw + k, tw + k, m, strict, &nf) << k;                 \
+            }                                                                                \
+            o[full] = word;                                                                  \
+        }                                                                                    \
+        return _mm512_test_epi64_mask(nf, nf) != 0;                                          \
+    }                                                                                        \
+    T_AVX512 static unsigned NAME(const T *x, const T *t, size_t f, int strict, int uniform, \
+                              uint64_t *o)                                                   \
+        THR_ROW_DISPATCH(NAME)
+
+DEFINE_THR_ROW_AVX512(thr_row_f32_avx512, float, 16, __mmask16, avx512_thr_ps)
+DEFINE_THR_ROW_AVX512(thr_row_f64_avx512, double, 8, __mmask8, avx512_thr_pd)
+
+/* pack_binary step: bits x > 0 of the lanes in m; kinds OR-ed into
+ * k[0..3] (-1, 0, +1, other) */
+static inline __attribute__((always_inline)) T_AVX512 __mmask16
+avx512_bin_ps(const float *x, __mmask16 m, __mmask16 k[4])
+{
+    const __m512 v = _mm512_maskz_loadu_ps(m, x), zero = _mm512_setzero_ps();
+    const __mmask16 n = _mm512_cmp_ps_mask(v, _mm512_set1_ps(-1.0f), _CMP_EQ_OQ),
+                    z = _mm512_cmp_ps_mask(v, zero, _CMP_EQ_OQ) & m,
+                    p = _mm512_cmp_ps_mask(v, _mm512_set1_ps(1.0f), _CMP_EQ_OQ);
+    k[0] |= n;
+    k[1] |= z;
+    k[2] |= p;
+    k[3] |= (__mmask16)(m & ~(n | z | p));
+    return _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ) & m;
+}
+
+static inline __attribute__((always_inline)) T_AVX512 __mmask8
+avx512_bin_pd(const double *x, __mmask8 m, __mmask8 k[4])
+{
+    const __m512d v = _mm512_maskz_loadu_pd(m, x), zero = _mm512_setzero_pd();
+    const __mmask8 n = _mm512_cmp_pd_mask(v, _mm512_set1_pd(-1.0), _CMP_EQ_OQ),
+                   z = _mm512_cmp_pd_mask(v, zero, _CMP_EQ_OQ) & m,
+                   p = _mm512_cmp_pd_mask(v, _mm512_set1_pd(1.0), _CMP_EQ_OQ);
+    k[0] |= n;
+    k[1] |= z;
+    k[2] |= p;
+    k[3] |= (__mmask8)(m & ~(n | z | p));
+    return _mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ) & m;
+}
+
+#define DEFINE_BIN_ROW_AVX512(NAME, T, VEC, MASK_T, STEP)                                  \
+    T_AVX512 static unsigned NAME(const T *x, size_t f, uint64_t *o)                         \
+    {                                                                                        \
+        const MASK_T all = (MASK_T)~0u;                                                      \
+        MASK_T k[4] = {0, 0, 0, 0};                                                          \
+        const size_t full = f / 64;                                                          \
+        for (size_t w = 0; w < full; w++) {                                                  \
+            uint64_t word = 0;                                                               \
+            for (int q = 0; q < 64 / (VEC); q++)                                             \
+                word |= (uint64_t)STEP(x + 64 * w + (size_t)(VEC) * q, all, k) << ((VEC) * q); \
+            o[w] = word;                                                                     \
+        }                                                                                    \
+        if (f % 64) {                                                                        \
+            uint64_t word = 0;                                                               \
+            for (size_t j = 64 * full; j < f; j += (VEC)) {                                  \
+                const MASK_T m = f - j >= (VEC) ? all : (MASK_T)((1u << (f - j)) - 1u);      \
+                word |= (uint64_t)STEP(x + j, m, k) << (j - 64 * full);                      \
+            }                                                                                \
+            o[full] = word;                                                                  \
+        }                                                                                    \
+        return (k[0] ? 1u : 0u) | (k[1] ? 2u : 0u) | (k[2] ? 4u : 0u) | (k[3] ? 8u : 0u);    \
+    }
+
+DEFINE_BIN_ROW_AVX512(bin_row_f32_avx512, float, 16, __mmask16, avx512_bin_ps)
+DEFINE_BIN_ROW_AVX512(bin_row_f64_avx512, double, 8, __mmask8, avx512_bin_pd)
+#endif /* SKBNN_X86 */
+
+static void select_float_packers(int isa)
+{
+    g_thr_row_f32 = NULL;
+    g_thr_row_f64 = NULL;
+    g_bin_row_f32 = NULL;
+    g_bin_row_f64 = NULL;
+#if SKBNN_X86 && defined(__SSE2__)
+    if (isa == SKBNN_ISA_POPCNT) {
+        g_thr_row_f32 = thr_row_f32_sse2;
+        g_thr_row_f64 = thr_row_f64_sse2;
+        g_bin_row_f32 = bin_row_f32_sse2;
+        g_bin_row_f64 = bin_row_f64_sse2;
+    }
+#endif
+#if SKBNN_X86
+    if (isa == SKBNN_ISA_AVX2) {
+        g_thr_row_f32 = thr_row_f32_avx2;
+        g_thr_row_f64 = thr_row_f64_avx2;
+        g_bin_row_f32 = bin_row_f32_avx2;
+        g_bin_row_f64 = bin_row_f64_avx2;
+    } else if (isa == SKBNN_ISA_AVX512) {
+        g_thr_row_f32 = thr_row_f32_avx512;
+        g_thr_row_f64 = thr_row_f64_avx512;
+        g_bin_row_f32 = bin_row_f32_avx512;
+        g_bin_row_f64 = bin_row_f64_avx512;
+    }
+#endif
+    (void)isa;
+}
+
+/* rows [0, n) through a row kernel; words past WORDS(f) (none from the
+ * Python wrappers) are zeroed as on the portable path */
+#define RUN_THR_ROWS(ROW, X, t, uniform)                                                     \
+    do {                                                                                     \
+        const size_t fw = WORDS(f);                                                          \
+        n_threads = team((double)n * (double)f, n_threads);                                  \
+        _Pragma("omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(|:bad)") \
+        for (long i = 0; i < (long)n; i++) {                                                 \
+            uint64_t *o = out + (size_t)i * out_words;                                       \
+            bad |= ROW((X) + (size_t)i * f, (t), f, strict, (uniform), o);                   \
+            if (out_words > fw) memset(o + fw, 0, (out_words - fw) * sizeof(uint64_t));      \
+        }                                                                                    \
+    } while (0)
+
+/* one threshold for every feature (bitwise: 0.0 and -0.0, or NaNs of
+ * different payloads, count as different, which only costs speed) */
+#define SAME_VALUES(t, f) (memcmp((t), (t) + 1, ((f) - 1) * sizeof(*(t))) == 0)
+
+int skbnn_pack_threshold_f32_checked(const float *X, size_t n, size_t f, const double *thr,
+                                     size_t b, int strict, uint64_t *out, size_t out_words,
+                                     int n_threads)
+{
+    const thr_row_f32_fn row = g_thr_row_f32;
+    if (b == 1 && row && f > 0 && out_words >= WORDS(f)) {
+        const size_t nt = f > 64 ? f : 64;
+        float *t = (float *)g_alloc(nt * sizeof(float));
+        if (t) {
+            unsigned bad = 0;
+            for (size_t j = 0; j < f; j++)
+                t[j] = strict ? float32_below(thr[j]) : float32_above(thr[j]);
+            const int uniform = SAME_VALUES(thr, f);
+            if (uniform)
+                for (size_t j = 1; j < 64; j++) t[j] = t[0];
+            RUN_THR_ROWS(row, X, t, uniform);
+            g_free(t);
+            return bad != 0;
+        }
+    }
+    pack_threshold_f32_portable(X, n, f, thr, b, strict, out, out_words, n_threads);
+    return -1;
+}
+
+int skbnn_pack_threshold_f64_checked(const double *X, size_t n, size_t f, const double *thr,
+                                     size_t b, int strict, uint64_t *out, size_t out_words,
+                                     int n_threads)
+{
+    const thr_row_f64_fn row = g_thr_row_f64;
+    if (b == 1 && row && f > 0 && out_words >= WORDS(f)) {
+        unsigned bad = 0;
+        if (SAME_VALUES(thr, f)) {
+            double t[64];
+            for (size_t j = 0; j < 64; j++) t[j] = thr[0];
+            RUN_THR_ROWS(row, X, t, 1);
+        } else {
+            RUN_THR_ROWS(row, X, thr, 0);
+        }
+        return bad != 0;
+    }
+    pack_threshold_f64_portable(X, n, f, thr, b, strict, out, out_words, n_threads);
+    return -1;
+}
+
+void skbnn_pack_threshold_f32(const float *X, size_t n, size_t f, const double *thr, size_t b,
+                              int strict, uint64_t *out, size_t out_words, int n_threads)
+{
+    (void)skbnn_pack_threshold_f32_checked(X, n, f, thr, b, strict, out, out_words, n_threads);
+}
+
+void skbnn_pack_threshold_f64(const double *X, size_t n, size_t f, const double *thr, size_t b,
+                              int strict, uint64_t *out, size_t out_words, int n_threads)
+{
+    (void)skbnn_pack_threshold_f64_checked(X, n, f, thr, b, strict, out, out_words, n_threads);
+}
+
+#define RUN_BIN_ROWS(ROW, X)                                                                 \
+    do {                                                                                     \
+        const size_t fw = WORDS(f);                                                          \
+        unsigned kinds = 0;                                                                  \
+        n_threads = team((double)n * (double)f, n_threads);                                  \
+        _Pragma("omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1) reduction(|:kinds)") \
+        for (long i = 0; i < (long)n; i++) {                                                 \
+            uint64_t *o = out + (size_t)i * out_words;                                       \
+            kinds |= ROW((X) + (size_t)i * f, f, o);                                         \
+            if (out_words > fw) memset(o + fw, 0, (out_words - fw) * sizeof(uint64_t));      \
+        }                                                                                    \
+        return kinds;                                                                        \
+    } while (0)
+
+unsigned skbnn_pack_binary_f64(const double *X, size_t n, size_t f, uint64_t *out,
+                               size_t out_words, int n_threads)
+{
+    const bin_row_f64_fn row = g_bin_row_f64;
+    if (row && f > 0 && out_words >= WORDS(f)) RUN_BIN_ROWS(row, X);
+    return pack_binary_f64_portable(X, n, f, out, out_words, n_threads);
+}
+
+unsigned skbnn_pack_binary_f32(const float *X, size_t n, size_t f, uint64_t *out,
+                               size_t out_words, int n_threads)
+{
+    const bin_row_f32_fn row = g_bin_row_f32;
+    if (row && f > 0 && out_words >= WORDS(f)) RUN_BIN_ROWS(row, X);
+    return pack_binary_f32_portable(X, n, f, out, out_words, n_threads);
 }
 
 #define DEFINE_PACK_SIGN(NAME, T)                                                            \

@@ -50,6 +50,15 @@ void skbnn_pack_threshold_i8(const int8_t *X, size_t n, size_t f, const double *
 void skbnn_pack_threshold_i64(const int64_t *X, size_t n, size_t f, const double *thr,
                               size_t b, int strict, uint64_t *out, size_t out_words,
                               int n_threads);
+/* The same bits; returns 1 when X holds a NaN or an infinity, 0 when it
+ * does not, -1 when this call did not look (portable path, or b > 1): the
+ * caller then checks X itself.  One pass over X for both. */
+int skbnn_pack_threshold_f64_checked(const double *X, size_t n, size_t f, const double *thr,
+                                     size_t b, int strict, uint64_t *out, size_t out_words,
+                                     int n_threads);
+int skbnn_pack_threshold_f32_checked(const float *X, size_t n, size_t f, const double *thr,
+                                     size_t b, int strict, uint64_t *out, size_t out_words,
+                                     int n_threads);
 /* Already-binary X (n x f): output bit j of row i is X[i,j] > 0; returns the
  * bit set of the values present: 1 = -1, 2 = 0, 4 = +1, 8 = anything else
  * (NaN included), so the caller can refuse non-binary input. */
