@@ -757,15 +757,27 @@ cdef const void *_data_ptr(object arr) except NULL:
 
 
 cdef skbnn_fview _float_view(object A, bint transposed, str name) except *:
-    """Strided view of a 2-D C-contiguous float32/float16 array (or its transpose)."""
+    """Strided view of a 2-D C-contiguous float32/float16 array (or its
+    transpose).  Read transposed, ``A`` may also be a block of columns of a
+    C-contiguous array (its rows strided, its elements contiguous): the
+    kernels step through k by the row stride."""
     if not isinstance(A, np.ndarray) or A.ndim != 2 or A.dtype not in (np.float32, np.float16):
         raise TypeError(f"{name} must be a 2-D float32 or float16 array")
-    if not A.flags.c_contiguous:
+    cdef Py_ssize_t item = A.dtype.itemsize
+    cdef bint columns = (transposed and A.strides[1] == item and A.strides[0] % item == 0
+                         and A.strides[0] >= A.shape[1] * item)
+    if not (A.flags.c_contiguous or columns):
         raise ValueError(f"{name} must be C-contiguous")
     cdef skbnn_fview v
     v.half = A.dtype == np.float16
-    v.p = _data_ptr(A) if A.size else NULL
-    v.rs, v.ks = (1, A.shape[1]) if transposed else (A.shape[1], 1)
+    if A.size and not A.flags.aligned:
+        raise _misaligned(name, item)
+    # the address itself (a block of columns has no contiguous flat view)
+    v.p = <const void *><uintptr_t>A.__array_interface__["data"][0] if A.size else NULL
+    if transposed:
+        v.rs, v.ks = 1, (A.strides[0] // item if A.shape[0] > 1 else A.shape[1])
+    else:
+        v.rs, v.ks = A.shape[1], 1
     return v
 
 

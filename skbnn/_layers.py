@@ -1133,7 +1133,7 @@ class LayerStack:
         step = (max(1, min(n_units, _TERNARY_BLOCK_BYTES // (4 * weight.n_in)))
                 if isinstance(weight, Dense) and not ctx.config.standard else n_units)
         for u0 in range(0, n_units, step):
-            G_u = G if step == n_units else np.ascontiguousarray(G[:, u0:u0 + step])
+            G_u = G if step == n_units else G[:, u0:u0 + step]   # read in place
             grad = weight.weight_gradient(G_u, halves[0], ctx, sign=False)
             del G_u
             if not ctx.config.standard:

@@ -352,8 +352,11 @@ class SigpropTL(LearningRule):
         ``scale * A``, so ``scale * (A + e F / scale) W^T = Z + e F W^T``),
         in blocks of rows."""
         if self._shift is None:   # once per batch: the weights change after both halves
-            self._shift = _kernels.fdot_bits(self.feedback[0], layer.s["packed"],
-                                             n_threads=ctx.n_threads)
+            FW = np.empty((self._error.shape[1], layer.n_out), F32)
+            for r0, F in self.feedback.row_blocks(0, 1):   # one row of F at a time
+                _kernels.fdot_bits(F, layer.s["packed"], out=FW[r0:r0 + 1],
+                                   n_threads=ctx.n_threads)
+            self._shift = FW
         FW = self._shift
         step = max(1, _ERROR_BLOCK_BYTES // (4 * Z.shape[1]))
         for r0 in range(0, Z.shape[0], step):
@@ -441,6 +444,18 @@ class FeedbackMatrices:
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+    def row_blocks(self, i, rows):
+        """Matrix ``i`` as consecutive blocks of ``rows`` rows ``(r0,
+        block)``: the values of ``self[i]`` (a generator's stream is the
+        same drawn whole or in pieces) without the whole matrix at once."""
+        n, m = self.shapes[i]
+        rng = np.random.default_rng([*self.seed, i])
+        for r0 in range(0, n, rows):
+            block = rng.standard_normal((min(rows, n - r0), m), dtype=F32)
+            if self.scale != 1.0:
+                block *= F32(self.scale)
+            yield r0, block
 
     def __repr__(self):
         return f"FeedbackMatrices(seed={self.seed}, shapes={self.shapes}, scale={self.scale:g})"

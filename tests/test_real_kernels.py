@@ -166,6 +166,17 @@ def test_products_read_half_and_transposed_operands(M, K, N, isa):
         np.testing.assert_array_equal(out, np.where(keep, want_s, 0).astype(np.float16))
         _kernels.fgemm(op, B, out=out, **kw)
         np.testing.assert_array_equal(out, want_g.astype(np.float16))
+    # a block of columns of a wider array, read transposed in place
+    wide = np.zeros((K, M + 7), np.float16)
+    wide[:, 3:3 + M] = At
+    block = wide[:, 3:3 + M]
+    assert not block.flags.c_contiguous
+    for kw in ({}, {"n_threads": 2}):
+        np.testing.assert_array_equal(
+            _kernels.fsgemm(block, Bt, N, transpose_a=True, **kw), want_s)
+        np.testing.assert_array_equal(_kernels.fgemm(block, B, transpose_a=True, **kw), want_g)
+    with pytest.raises(ValueError, match="C-contiguous"):   # only read transposed
+        _kernels.fgemm(np.ascontiguousarray(wide.T)[3:3 + M].T.T[:, ::2], B[: (K + 1) // 2])
     with pytest.raises(ValueError, match="out must be"):
         _kernels.fsgemm(A, Bt, N, out=np.empty((M, N + 1), F32))
     with pytest.raises(ValueError, match="sign"):

@@ -255,6 +255,9 @@ def test_feedback_is_regenerated_not_stored():
         np.testing.assert_array_equal(u, v)
     np.testing.assert_array_equal(back.predict(X), a.predict(X))
     assert not any("feedback" in name for name in a.memory_report()["state"])
+    for rows in (1, 3, 10):
+        np.testing.assert_array_equal(
+            np.vstack([b for _, b in fb.row_blocks(1, rows)]), fb[1])
     big = FeedbackMatrices((3, 4), [(10, 4000)], scale=0.5)[0]
     assert abs(big.std() - 0.5) < 0.01 and abs(big.mean()) < 0.01
     assert FeedbackMatrices((3, 4), [(10, 4000)]).largest_nbytes == 160000
