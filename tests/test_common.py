@@ -23,13 +23,15 @@ ESTIMATORS = [
     # a convolutional network: a one-row map of any length (input_shape -1)
     LowMemBNNClassifier(architecture=[("conv", 8, 1), ("dense", 32)],
                         input_shape=(1, 1, -1), max_iter=40),
-    # the learning rules other than backprop
-    LowMemBNNClassifier(hidden_layer_sizes=(64, 64), algorithm="dfa", max_iter=40),
-    LowMemBNNClassifier(architecture=[("conv", 16, 1), ("dense", 64)], input_shape=(1, 1, -1),
-                        algorithm="drtp", max_iter=40, n_jobs=2),
+    # the learning rules other than backprop; sized so that the check's
+    # training accuracy (> 0.83 on 2-feature blobs) holds for random_state
+    # 0 to 4, not for one lucky draw of the feedback matrices
+    LowMemBNNClassifier(hidden_layer_sizes=(64, 64), algorithm="dfa", max_iter=100),
+    LowMemBNNClassifier(architecture=[("conv", 32, 1), ("dense", 128)], input_shape=(1, 1, -1),
+                        algorithm="drtp", max_iter=100, n_jobs=2),
     LowMemBNNClassifier(hidden_layer_sizes=(64, 64), algorithm="hsic", training="standard",
                         batch_size=32, max_iter=40),
-    LowMemBNNClassifier(hidden_layer_sizes=(64,), algorithm="sigprop", batch_size=32,
+    LowMemBNNClassifier(hidden_layer_sizes=(256,), algorithm="sigprop", batch_size=32,
                         max_iter=40),
     MedianBinarizer(),
     MedianBinarizer(global_median=True),
