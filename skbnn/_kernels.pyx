@@ -939,10 +939,7 @@ def bn_forward(Z, const float[::1] bias not None, bint l2, float eps, float psi_
     ``A - bias`` with ``omega_pre_bias``) and ``A`` itself (``A_out``, which
     may be ``Z`` when float32).  All outputs are written in place.
     """
-    if (not isinstance(Z, np.ndarray) or Z.ndim != 2 or Z.dtype not in _BN_Z_KINDS
-            or not Z.flags.c_contiguous):
-        raise TypeError("Z must be a 2-D C-contiguous int32 or float32 (or int16 or float16) "
-                        "array")
+    Z = _bn_z(Z)
     cdef size_t B = Z.shape[0], n = Z.shape[1], wn = _words(n)
     if <size_t>bias.shape[0] != n or <size_t>mu.shape[0] != n or <size_t>psi.shape[0] != n:
         raise ValueError("bias, mu and psi must have one entry per channel")
@@ -955,8 +952,6 @@ def bn_forward(Z, const float[::1] bias not None, bint l2, float eps, float psi_
         raise ValueError(f"A_out must have shape ({B}, {n})")
     if _misaligned_at(&bias[0], 4, bias.shape[0]):
         bias = _realign(bias)
-    if not Z.flags.aligned:
-        Z = _realign(Z)
     _aligned(&mu[0], 4, mu.shape[0], "mu")
     _aligned(&psi[0], 4, psi.shape[0], "psi")
     _aligned(&bits[0, 0], 8, bits.shape[0] * bits.shape[1], "bits")
@@ -982,6 +977,7 @@ def bn_forward(Z, const float[::1] bias not None, bint l2, float eps, float psi_
 
 
 def _bn_z(Z):
+    """``Z`` checked as batch-norm pre-activations (aligned: a copy if not)."""
     if (not isinstance(Z, np.ndarray) or Z.ndim != 2 or Z.dtype not in _BN_Z_KINDS
             or not Z.flags.c_contiguous):
         raise TypeError("Z must be a 2-D C-contiguous int32 or float32 (or int16 or float16) "

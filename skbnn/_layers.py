@@ -537,10 +537,10 @@ class BatchNorm:
             _kernels.bn_stats_add(Z, "sum", mu, acc, ctx.n_threads)
             rows += Z.shape[0]
         mu = _half_round(acc / F32(rows), cfg.half)
-        dev = np.zeros(n, F32)
-        _kernels.bn_stats_add(Z, "l2" if l2 else "l1", mu, dev, ctx.n_threads)
+        dev, mode = np.zeros(n, F32), "l2" if l2 else "l1"
+        _kernels.bn_stats_add(Z, mode, mu, dev, ctx.n_threads)
         act = pre(0)
-        _kernels.bn_stats_add(act.data, "l2" if l2 else "l1", mu, dev, ctx.n_threads)
+        _kernels.bn_stats_add(act.data, mode, mu, dev, ctx.n_threads)
         q = dev / F32(rows)
         psi = _half_round(np.sqrt(q + F32(BN_EPS)) if l2 else np.maximum(q, F32(PSI_FLOOR)),
                           cfg.half)

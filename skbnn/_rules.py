@@ -170,13 +170,6 @@ def centred_target(y, n_classes):
     return t
 
 
-def double_centre(K):
-    """``H K H`` of a symmetric ``(B, B)`` matrix, ``H = I - 11^T / B``:
-    the row and column means removed, the grand mean added back."""
-    r = K.mean(axis=0, dtype=F32)
-    return K - r[:, None] - r[None, :] + r.mean(dtype=F32)
-
-
 def centred_target_kernel_rows(y, n_classes, s0, s1):
     """Rows ``s0:s1`` of ``H L H``, ``L`` the cosine kernel of the centred
     one-hot targets (float32), without forming ``L``.  ``L = a E + b`` with
@@ -437,10 +430,7 @@ class FeedbackMatrices:
         if not -len(self) <= i < len(self):
             raise IndexError("feedback matrix index out of range")
         i %= len(self)
-        M = np.random.default_rng([*self.seed, i]).standard_normal(self.shapes[i], dtype=F32)
-        if self.scale != 1.0:
-            M *= F32(self.scale)
-        return M
+        return next(self.row_blocks(i, self.shapes[i][0]))[1]
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))

@@ -19,7 +19,7 @@ from sklearn.datasets import load_digits
 from skbnn import LowMemBNNClassifier
 from skbnn._engine import pack_pm1_rows
 from skbnn._rules import (FeedbackMatrices, centred_target, centred_target_kernel_rows,
-                          double_centre, hsic_weight_rows, hsic_weights)
+                          hsic_weight_rows, hsic_weights)
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -389,6 +389,12 @@ def test_hsic_gradient_matches_finite_differences(gamma):
     assert W.dtype == np.float32
     np.testing.assert_allclose(W.astype(np.float64) @ z, want, rtol=1e-4,
                                atol=1e-5 * np.abs(want).max())
+
+
+def double_centre(K):
+    """``H K H``, ``H = I - 11^T / B`` (float32)."""
+    r = K.mean(axis=0, dtype=np.float32)
+    return K - r[:, None] - r[None, :] + r.mean(dtype=np.float32)
 
 
 def cosine_kernel(X):
